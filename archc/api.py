@@ -1,0 +1,143 @@
+"""The public Python API: load, check, compile and run archc designs.
+
+`compile_stages` is the driver: every representation change happens here, in pipeline order,
+and every intermediate product is returned, so `--emit` and the tests can show any of them."""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from archc.dsl import ir
+from archc.dsl.ast import File
+from archc.dsl.check import check as _check
+from archc.dsl.diagnostics import ArchSyntaxError, Diagnostic
+from archc.dsl.parser import parse, parse_value
+from archc.dsl.source import Source, Span, read_source
+
+
+def read(path: str | Path) -> Source:
+    """Read a design file; unreadable, binary or oversized files become located diagnostics."""
+    p = str(path)
+    try:
+        return read_source(path)
+    except FileNotFoundError:
+        raise ArchSyntaxError([Diagnostic(None, f"{p}: no such file")]) from None
+    except IsADirectoryError:
+        raise ArchSyntaxError([Diagnostic(None, f"{p}: is a directory, not a design file")]) from None
+    except PermissionError:
+        raise ArchSyntaxError([Diagnostic(None, f"{p}: permission denied")]) from None
+    except (UnicodeError, ValueError) as e:
+        data = Path(path).read_bytes()[:4096]
+        bad = _first_bad_byte(data)
+        text = data.decode("utf-8", errors="replace")
+        src = Source(p, text)
+        span = src.span_at(len(data[:bad].decode("utf-8", errors="replace")), 1) if bad is not None else src.start
+        reason = str(e) if isinstance(e, ValueError) else \
+            "the file is not UTF-8 text" + (f" (byte 0x{data[bad]:02x} at offset {bad})" if bad is not None else "")
+        if "NUL" in str(e):
+            reason = str(e)
+        raise ArchSyntaxError([Diagnostic(span, reason)]) from None
+
+
+def _first_bad_byte(data: bytes) -> int | None:
+    if b"\x00" in data:
+        return data.index(b"\x00")
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as e:
+        return e.start
+
+
+def parse_overrides(items: list[str] | dict | None) -> dict:
+    """`KEY=VALUE` strings (or a dict) -> {key: AST value}; each value is parsed like source."""
+    out = {}
+    if not items:
+        return out
+    pairs = items.items() if isinstance(items, dict) else [_split_set(s) for s in items]
+    for key, value in pairs:
+        out[key] = parse_value(str(value).lower() if isinstance(value, bool) else str(value),
+                               origin=f"<--set {key}>")
+    return out
+
+
+def _split_set(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        src = Source("<--set>", s)
+        raise ArchSyntaxError([Diagnostic(src.span_at(0, max(1, len(s))),
+                                          f"'--set {s}' needs the form KEY=VALUE")])
+    key, value = s.split("=", 1)
+    key = key.strip()
+    if not key.isidentifier():
+        src = Source("<--set>", s)
+        raise ArchSyntaxError([Diagnostic(src.span_at(0, max(1, len(key))), f"'{key}' is not a parameter name")])
+    return key, value.strip()
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Every product of the pipeline for one design, in order."""
+
+    source: Source
+    ast: File
+    ir: ir.Design
+
+
+def compile_stages(path: str | Path, overrides=None, run: str | None = None) -> Stages:
+    # [text] -> AST
+    source = read(path)
+    tree = parse(source)
+    # AST -> IR (names, units, shapes, mappings checked; every run resolved)
+    design = _check(tree, source.name, parse_overrides(overrides), run)
+    return Stages(source, tree, design)
+
+
+def check(path: str | Path, overrides=None, run: str | None = None) -> ir.Design:
+    return compile_stages(path, overrides, run).ir
+
+
+def kernel_sources(design: ir.Design) -> dict[str, str]:
+    """Generated .pyx text per module name, for every machine a run uses (sorted, stable)."""
+    from archc import __version__
+    from archc.codegen.render import module_stem, render_analytic
+    out = {}
+    for _, r in design.runs:
+        out.setdefault(module_stem(r.machine), render_analytic(r.machine, __version__))
+    return dict(sorted(out.items()))
+
+
+class Design:
+    """A checked design with its kernels built: runs, formats and generated modules."""
+
+    def __init__(self, path: str | Path, overrides=None, progress=None):
+        self.path = str(path)
+        self.stages = compile_stages(path, overrides)
+        self.ir = self.stages.ir
+        self.formats = dict(self.ir.formats)
+        self.runs = dict(self.ir.runs)
+        self.modules: dict[str, types.ModuleType] = {}
+        from archc import __version__
+        from archc.runtime.execute import build_kernel
+        for _, r in self.ir.runs:
+            from archc.codegen.render import module_stem
+            stem = module_stem(r.machine)
+            if stem not in self.modules:
+                self.modules[stem] = build_kernel(r.machine, __version__, progress)
+
+    def run(self, name: str | None = None, level: str = "analytic", **params):
+        """Run one of the design's runs (re-checked with `params` as overrides)."""
+        from archc import __version__
+        from archc.runtime.execute import run_analytic
+        if level != "analytic":
+            raise ValueError(f"unknown level '{level}'; archc has: analytic")
+        if name is None:
+            if len(self.runs) != 1:
+                raise ValueError(f"this design has {len(self.runs)} runs; name one: {', '.join(self.runs)}")
+            name = next(iter(self.runs))
+        r = self.runs[name] if not params else check(self.path, params, name).run(name)
+        return run_analytic(r, __version__)
+
+
+def load(path: str | Path, overrides=None, progress=None) -> Design:
+    return Design(path, overrides, progress)

@@ -1,0 +1,199 @@
+"""The `archc` command: check, compile, run and manage the cache. Exit codes live here."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from archc.dsl.diagnostics import ArchcError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+
+def _progress_printer():
+    """Build progress on stderr, shown only when a build takes more than a second."""
+    state = {"timer": None, "shown": False, "start": 0.0}
+
+    def cb(message: str) -> None:
+        if message.startswith("compiling"):
+            state["start"] = time.perf_counter()
+
+            def show():
+                state["shown"] = True
+                # the real stderr: the build may redirect sys.stderr while Cython runs
+                print(f"archc: {message} (first use of this machine; cached afterwards)…",
+                      file=sys.__stderr__, flush=True)
+            state["timer"] = threading.Timer(1.0, show)
+            state["timer"].daemon = True
+            state["timer"].start()
+        elif message.startswith("built"):
+            if state["timer"]:
+                state["timer"].cancel()
+            if state["shown"]:
+                print(f"archc: {message}", file=sys.__stderr__, flush=True)
+            state["shown"] = False
+    return cb
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archc", description="Describe an AI machine, its number formats "
+                                "and its model in one .arch file; check it, generate and build Cython "
+                                "kernels specialised to it, and report speed, efficiency and energy.")
+    from archc import __version__
+    p.add_argument("--version", action="version", version=f"archc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    c = sub.add_parser("check", help="parse and check a design; exit 1 with located errors")
+    c.add_argument("file")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run parameter (with --run)")
+    c.add_argument("--run", help="check only this run")
+    c = sub.add_parser("compile", help="generate the kernels and build them")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", metavar="DIR",
+                   help="write the .pyx sources and built modules here (importable by name)")
+    c.add_argument("--emit", choices=["ast", "ir", "pyx"],
+                   help="print one stage's product to stdout instead of building")
+    r = sub.add_parser("run", help="run a design's runs and report")
+    r.add_argument("file")
+    r.add_argument("--run", help="the run to execute (default: every run)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run parameter; repeatable")
+    r.add_argument("--level", choices=["analytic"], default="analytic",
+                   help="simulation fidelity: analytic roofline per op")
+    r.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt and ops.csv here")
+    k = sub.add_parser("cache", help="manage the compiled-kernel cache")
+    k.add_argument("action", choices=["clear", "dir"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ArchcError as e:
+        print(e.render(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("archc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug in archc, not a user mistake: say so plainly
+        if os.environ.get("ARCHC_DEBUG"):
+            raise
+        print(f"archc: internal error: {type(e).__name__}: {e}\n"
+              "archc: this is a bug in archc; set ARCHC_DEBUG=1 for details", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _dispatch(args) -> int:
+    from archc import api
+    if args.command == "cache":
+        from archc.runtime import cache
+        if args.action == "dir":
+            print(cache.cache_dir())
+            return 0
+        n = cache.clear()
+        print(f"removed {n} cache entr{'y' if n == 1 else 'ies'} from {cache.cache_dir()}")
+        return 0
+    if args.command == "check":
+        if args.set and not args.run:
+            raise ArchcError("--set needs --run NAME")
+        design = api.check(args.file, args.set, args.run)
+        n = len(design.runs)
+        print(f"{args.file}: ok ({len(design.formats)} formats, {len(design.chips)} chips, "
+              f"{len(design.systems)} systems, {len(design.models)} models, {n} run{'s' if n != 1 else ''})")
+        return 0
+    if args.command == "compile":
+        return _compile(args, api)
+    return _run(args, api)
+
+
+def _compile(args, api) -> int:
+    from archc import __version__
+    stages = api.compile_stages(args.file)
+    if args.emit == "ast":
+        from archc.dsl.ast import dump
+        sys.stdout.write(dump(stages.ast))
+        return 0
+    if args.emit == "ir":
+        from archc.dsl.ir import dump
+        sys.stdout.write(dump(stages.ir) + "\n")
+        return 0
+    sources = api.kernel_sources(stages.ir)
+    if args.emit == "pyx":
+        for name, text in sources.items():
+            sys.stdout.write(f"# ==== {name}.pyx\n{text}")
+        return 0
+    from archc.codegen.render import module_stem
+    from archc.runtime import cache
+    machines = {module_stem(r.machine): r.machine for _, r in stages.ir.runs}
+    progress = _progress_printer()
+    if args.output:
+        out = Path(args.output)
+        _atomic_dir(out, lambda tmp: [cache.build_into(sources[s], s, tmp, archc_version=__version__,
+                                                      progress=progress) for s in sources])
+        for s in sources:
+            print(f"{out / (cache.module_name(s, cache.cache_key(sources[s], archc_version=__version__)))}"
+                  f" ({machines[s].name})")
+        return 0
+    for s in sources:
+        mod = cache.build(sources[s], s, archc_version=__version__, progress=progress)
+        print(f"{mod.__name__} ({machines[s].name}): built")
+    return 0
+
+
+def _atomic_dir(out: Path, fill) -> None:
+    """Fill a fresh directory and only then put its files in place: no half-written output."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".archc-", dir=out.parent))
+    try:
+        fill(tmp)
+        out.mkdir(exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(args, api) -> int:
+    from archc import __version__
+    from archc.runtime.execute import run_analytic
+    if args.set and not args.run:
+        design = api.check(args.file)
+        if len(design.runs) != 1:
+            raise ArchcError(f"--set needs --run NAME; this design has the runs "
+                             f"{', '.join(n for n, _ in design.runs)}")
+        args.run = design.runs[0][0]
+    design = api.check(args.file, args.set, args.run)
+    runs = [r for _, r in design.runs]
+    if args.json and len(runs) != 1:
+        raise ArchcError(f"--json prints one run; choose one with --run ({', '.join(r.name for r in runs)})")
+    progress = _progress_printer()
+    reports = [run_analytic(r, __version__, progress) for r in runs]
+    if args.out:
+        if len(reports) != 1:
+            raise ArchcError("--out writes one run; choose one with --run")
+        rep = reports[0]
+
+        def fill(tmp: Path):
+            (tmp / "report.json").write_text(rep.to_json())
+            (tmp / "report.txt").write_text(rep.to_text(max_ops=10**9))
+            (tmp / "ops.csv").write_text(rep.to_csv())
+        _atomic_dir(Path(args.out), fill)
+    if args.json:
+        sys.stdout.write(reports[0].to_json())
+    else:
+        sys.stdout.write("\n".join(r.to_text() for r in reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Lowering: a checked run (model + machine + mapping + precision) -> a Plan of flat task
+arrays for one chip and one step, which the generated kernels consume.
+
+One task is one op in one phase (forward, backward, recompute) or a step-level job (optimizer,
+data-parallel gradient exchange, pipeline transfers). Counts are per micro-batch per chip."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from archc.dsl.ir import Machine, Op, Run
+
+# Column layout of the task table: the template reads the same list, so it cannot drift.
+COLUMNS = ("op", "phase", "stage", "count", "unit", "vunit", "cls", "mflops", "vflops",
+           "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_kind",
+           "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
+COL = {name: i for i, name in enumerate(COLUMNS)}
+PHASES = ("forward", "backward", "recompute", "optimizer", "gradient exchange", "pipeline transfer")
+STAGES = ("every stage", "first stage", "last stage", "once per step")
+CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
+           "reduction", "pool", "loss", "collective", "optimizer")
+COLLECTIVES = ("none", "allreduce", "allgather", "reduce_scatter", "p2p")
+STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
+TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+OPTIMIZER_FLOPS = {"adam": 12, "adamw": 13, "lamb": 16, "sgd": 2, "none": 0}
+
+# Which ops' inputs or outputs carry Megatron tensor-parallel sharding (Shoeybi et al. 2019):
+# a linear whose input is whole splits its columns; one whose input is split splits its rows
+# and all-reduces its output.
+_SHARD_FOLLOW = {"elementwise", "softmax", "attention", "loss"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: Run
+    tasks: np.ndarray  # float64 [n, len(COLUMNS)]
+    labels: tuple[str, ...]  # op name (or step-level job) of each task
+    scalars: dict  # mapping figures the step composition needs
+    notes: tuple[str, ...]  # assumptions the report prints
+
+
+def _stage_of(op: Op, ops_before_layers: set[int], pp: int) -> int:
+    if pp == 1 or op.layer:
+        return 0
+    return 1 if id(op) in ops_before_layers else 2
+
+
+def lower(run: Run) -> Plan:
+    m = run.machine
+    mp = run.mapping
+    g = run.graph
+    tile = m.tile
+    chip = m.chip
+    prec = run.precision
+    fmt_bytes = _format_bytes(run)
+    ab = fmt_bytes[prec.weights]  # activations and weights travel in the compute format
+    munits = [(u.a, u.b) for u in tile.matrix]
+    vunits = [u.fmt for u in tile.vector]
+    unit = munits.index((prec.matrix, prec.matrix))
+    vunit = vunits.index(prec.vector) if prec.vector in vunits else (0 if vunits else -1)
+    train = run.mode == "train"
+    tp, pp = mp.tp, mp.pp
+    spatial = mp.strategy == "spatial"
+    streaming = mp.strategy == "weight_streaming"
+    has_mem = chip.memory is not None or m.memory is not None
+    notes: list[str] = []
+
+    # pipeline stages: ops before the first layer go to the first stage, after it to the last
+    top_layers = [(name, n) for name, n in g.layers if "." not in name]
+    layer_trips = max((n for _, n in top_layers), default=0)
+    per_stage = math.ceil(layer_trips / pp) / layer_trips if layer_trips else 1.0
+    first_layer_idx = next((i for i, op in enumerate(g.ops) if op.layer), len(g.ops))
+    before = {id(op) for op in g.ops[:first_layer_idx]}
+
+    sharded: set[int] = set()
+    flops = {"forward": 0.0, "backward": 0.0, "recompute": 0.0}  # whole model, one micro-batch
+    rows: list[list[float]] = []
+    labels: list[str] = []
+
+    def add(label, **kw):
+        r = [0.0] * len(COLUMNS)
+        r[COL["unit"]], r[COL["vunit"]] = unit, vunit
+        r[COL["launches"]] = 1.0
+        for k, v in kw.items():
+            r[COL[k]] = float(v)
+        rows.append(r)
+        labels.append(label)
+
+    for i, op in enumerate(g.ops):
+        if op.cls == "view":
+            continue
+        stage = _stage_of(op, before, pp)
+        count = op.count * (per_stage if stage == 0 and pp > 1 else 1.0)
+        ins_sharded = any(t.id in sharded for t in op.inputs)
+        split = 1
+        comm_fwd = comm_bwd = 0.0
+        weights = op.weight_elems
+        if tp > 1:
+            if op.kind in ("linear", "conv2d"):
+                split = tp
+                weights = op.weight_elems / tp
+                if ins_sharded:  # row parallel: partial sums all-reduced
+                    comm_fwd = op.output.elems * ab
+                else:  # column parallel: output split; input gradient all-reduced
+                    sharded.add(op.output.id)
+                    comm_bwd = op.inputs[0].elems * ab
+            elif op.kind == "embedding":  # vocabulary parallel
+                weights = op.weight_elems / tp
+                comm_fwd = op.output.elems * ab
+            elif op.cls in _SHARD_FOLLOW or op.kind == "matmul":
+                if ins_sharded:
+                    split = tp
+                    sharded.add(op.output.id)
+            elif mp.seq_parallel and op.cls == "norm":
+                split = tp
+        if op.kind == "gather" or (op.kind == "embedding"):
+            in_elems = op.output.elems  # only the rows gathered are read
+            tok_bytes = sum(t.elems * fmt_bytes.get(t.dtype or "", 4) for t in op.inputs) if op.kind == "embedding" else 0
+        else:
+            in_elems = sum(t.elems for t in op.inputs)
+            tok_bytes = 0
+        in_elems, out_elems = in_elems / split, op.output.elems / split
+        extra = op.extra_bytes_elems / split
+        gm = op.gemms[0] if op.gemms else None
+        w_bytes = weights * ab
+        act_bytes = (in_elems + out_elems + extra) * ab + tok_bytes
+        mflops, vflops = op.matrix_flops / split, op.vector_flops / split
+        if op.kind == "dropout" and not train:
+            vflops, act_bytes = 0.0, 0.0
+        if spatial:
+            mem_f, sram_f = 0.0, act_bytes + w_bytes
+        elif streaming:
+            mem_f, sram_f = w_bytes, act_bytes + w_bytes  # weights stream in from outside
+        else:
+            mem_f, sram_f = act_bytes + w_bytes, act_bytes + w_bytes
+        noc_f = _noc_bytes(m, op, gm, split, ab, mem_f, spatial)
+        common = dict(op=i, stage=stage, count=count, cls=CLASSES.index(op.cls) if op.cls in CLASSES else 3,
+                      gb=gm.batch if gm else 0, gm=gm.m if gm else 0, gn=(gm.n / split) if gm else 0,
+                      gk=gm.k if gm else 0, weight_bytes=w_bytes)
+        group = dict(comm_p=tp, comm_stride=1)
+        if op.cls == "collective":  # an explicit collective in the model spans the run's chips
+            comm_fwd = op.output.elems * ab
+            group = dict(comm_p=mp.chips, comm_stride=1)
+            common["cls"] = CLASSES.index("collective")
+        kind_fwd = COLLECTIVES.index(op.attr("collective")) if op.cls == "collective" else 1
+        flops["forward"] += op.flops * op.count
+        add(op.name, phase=0, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
+            noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
+        if not train:
+            continue
+        # Backward: the input gradient and (for ops with weights) the weight gradient each cost
+        # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
+        bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
+        mem_b = bwd_bytes if not spatial else 0.0
+        if streaming:
+            mem_b = 2 * w_bytes  # weights stream in, gradients stream out
+        factor = 2.0 if op.weight_elems or op.kind in ("matmul", "attention") else 1.0
+        flops["backward"] += (2 * op.matrix_flops + factor * op.vector_flops) * op.count
+        add(op.name, phase=1, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
+            sram_bytes=bwd_bytes, noc_bytes=2 * noc_f, comm_kind=1 if comm_bwd else 0,
+            comm_bytes=comm_bwd, **group, **{**common, "gk": common["gk"]})
+        recompute = mp.recompute == "full" and op.layer or \
+            (mp.recompute == "selective" and op.kind == "attention")
+        if recompute:
+            flops["recompute"] += op.flops * op.count
+            add(op.name, phase=2, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
+                noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
+
+    params_chip = g.params_elems / (tp * pp)
+    scalars = dict(strategy=STRATEGIES.index(mp.strategy), train=int(train), tp=tp, pp=pp, dp=mp.dp,
+                   interleave=mp.interleave, micro_batches=mp.micro_batches, overlap_dp=int(mp.overlap_dp),
+                   chips=mp.chips, has_mem=int(has_mem))
+    # every micro-batch of the step, over all data-parallel replicas
+    batches = mp.global_batch / mp.micro_batch
+    scalars.update({f"flops_{k}": v * batches for k, v in flops.items()})
+    if train:
+        ob = OPTIMIZER_FLOPS[run.optimizer]
+        opt_bytes = params_chip * (2 * (prec.master_bytes + ab) - prec.grad_bytes)
+        add("optimizer step", op=-1, phase=3, stage=3, count=1, cls=CLASSES.index("optimizer"),
+            vflops=ob * params_chip, mem_bytes=opt_bytes if not spatial else 0.0, sram_bytes=opt_bytes)
+        if mp.dp > 1:
+            add("gradient all-reduce", op=-1, phase=4, stage=3, count=1, cls=CLASSES.index("collective"),
+                comm_kind=1, comm_bytes=params_chip * prec.grad_bytes, comm_p=mp.dp, comm_stride=tp,
+                launches=1)
+    if pp > 1:
+        # activations forward and gradients backward across each stage boundary, per micro-batch
+        boundary = max((op.output.elems for op in g.ops if op.layer), default=0) * ab / tp
+        add("pipeline send/recv", op=-1, phase=5, stage=0, count=(2 if train else 1) * mp.interleave,
+            cls=CLASSES.index("collective"), comm_kind=4, comm_bytes=boundary, comm_p=2,
+            comm_stride=tp * mp.dp, launches=0)
+    tasks = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
+    if spatial:
+        notes.append("spatial: each op runs on its own region of tiles, sized by its share of the work "
+                     "and of the weights it keeps in SRAM")
+    if not has_mem and not spatial:
+        notes.append("no off-chip memory: tensors live in on-chip SRAM")
+    return Plan(run, tasks, tuple(labels), scalars, tuple(notes))
+
+
+def _format_bytes(run: Run) -> dict:
+    out = {"int32": 4.0, "int64": 8.0, "uint8": 1.0}
+    out.update(dict(run.format_bytes))
+    return out
+
+
+def _noc_bytes(m: Machine, op: Op, gm, split: int, ab: float, mem_bytes: float, spatial: bool) -> float:
+    """On-chip network traffic of one op.
+
+    A chip with off-chip memory (a GPU) moves what it reads and writes through its crossbar.
+    An SRAM machine distributes a matrix product over its tile grid as SUMMA does: every tile
+    receives its row panel of A and column panel of B; the kernel divides the bytes one tile
+    receives by that tile's link bandwidth. Spatial mappings carry each op's input in across
+    its region's boundary."""
+    chip = m.chip
+    if chip.memory is not None or m.memory is not None and not spatial and chip.noc.topology in ("crossbar", "switch"):
+        return mem_bytes
+    if spatial:
+        return sum(t.elems for t in op.inputs) / split * ab
+    if gm is None:
+        return 0.0
+    r, c = chip.rows, chip.cols
+    if chip.noc.topology in ("crossbar", "alltoall", "switch"):
+        side = math.isqrt(chip.tiles)
+        r, c = side, max(1, chip.tiles // side)
+    # per tile: (m/r x k) of A and (k x n/c) of B, for every batch
+    return gm.batch * (gm.m / r * gm.k + gm.k * gm.n / split / c) * ab

@@ -1,0 +1,115 @@
+"""Rendering: Jinja2 environment (strict, deterministic) and the machine view the analytic
+template loops over. Logic lives here; the template only loops and prints."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jinja2
+
+from archc.dsl.ir import Machine
+
+from .lower import CLASSES, COLUMNS
+from .mangle import comment, identifier, number
+
+RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy")
+BOUNDS = ("compute", "memory", "sram", "noc", "link", "overhead")
+TEMPLATE_VERSION = "1"
+
+
+@lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("archc.codegen", "templates"),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+        lstrip_blocks=True, autoescape=False)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    comment: str
+    peak: str
+    energy: str
+
+
+@dataclass(frozen=True)
+class _Class:
+    name: str
+    eff: str
+
+
+@dataclass(frozen=True)
+class _Level:
+    comment: str
+    fanout: int
+    bw: str
+    lat: str
+    energy: str
+
+
+# A ring embedded in a mesh or torus uses both directions of each link on its path.
+_LINK_FACTOR = {"mesh": 2.0, "torus": 4.0, "ring": 2.0}
+
+
+def machine_view(m: Machine) -> dict:
+    chip, tile = m.chip, m.tile
+    n = chip.tiles
+    eff = dict(chip.efficiency)
+    mem = chip.memory or m.memory
+    topo = chip.noc.topology
+    if topo in ("mesh", "torus"):
+        # SUMMA-style traffic is counted per tile: a tile receives on its 4 links
+        noc_bw, noc_note = 4 * chip.noc.link_bandwidth, "per tile: 4 links in"
+    elif topo == "ring":
+        noc_bw, noc_note = 2 * chip.noc.link_bandwidth, "per tile: 2 links in"
+    elif mem is not None and chip.memory is not None:
+        noc_bw, noc_note = chip.noc.link_bandwidth, "aggregate crossbar bandwidth"
+    else:
+        noc_bw, noc_note = chip.noc.link_bandwidth / n, "aggregate exchange bandwidth / tiles, per tile"
+    levels = []
+    for lv in m.levels:
+        f = _LINK_FACTOR.get(lv.network.topology, 1.0)
+        levels.append(_Level(comment(f"{lv.name}: {lv.fanout} members ({lv.rows} x {lv.cols}), "
+                                     f"{lv.network.topology}, {lv.network.link_bandwidth / 1e9:g} GB/s per member"
+                                     f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"),
+                             lv.fanout, number(lv.network.link_bandwidth * f), number(lv.network.latency_s),
+                             number(lv.network.energy_per_byte or 0.0)))
+    mem_bw = mem.bandwidth * mem.efficiency if mem else 0.0
+    summary = [("tiles", n), ("clock_hz", number(tile.clock_hz)), ("sram_bytes", number(n * tile.sram_bytes)),
+               ("mem_bw", number(mem_bw)), ("chips", m.chips)]
+    return dict(
+        title=comment(f"{m.name} ({m.chips} x {chip.name}, {n} x {tile.name})"),
+        chip_comment=comment(f"{chip.name}: {chip.rows} x {chip.cols} tiles of {tile.name} at "
+                             f"{tile.clock_hz / 1e9:g} GHz, {topo} network"),
+        tiles=n, rows=chip.rows, cols=chip.cols, tile_sram=number(tile.sram_bytes),
+        sram_bw=number(tile.sram_bandwidth * n), mem_bw=number(mem_bw), noc_bw=number(noc_bw),
+        noc_comment=comment(noc_note), noc_link=number(chip.noc.link_bandwidth),
+        noc_hop=number(chip.noc.latency_s), launch=number(chip.launch_s),
+        wave_m=chip.wave[0] if chip.wave else 0, wave_n=chip.wave[1] if chip.wave else 0,
+        idle_w=number(chip.idle_power_w or 0.0),
+        matrix=[_Unit(comment(f"{u.a} x {u.b} -> {u.acc}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
+                      number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))
+                for u in tile.matrix],
+        vector=[_Unit(comment(f"{u.fmt}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
+                      number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))
+                for u in tile.vector],
+        classes=[_Class(c, number(eff.get(c, 1.0))) for c in CLASSES],
+        e_sram=number(tile.sram_energy_per_byte or 0.0),
+        e_mem=number(mem.energy_per_byte or 0.0) if mem else number(0.0),
+        e_noc=number(chip.noc.energy_per_byte or 0.0),
+        levels=levels, summary=summary)
+
+
+def module_stem(m: Machine) -> str:
+    return identifier(m.name, "analytic")
+
+
+def render_analytic(m: Machine, version: str) -> str:
+    """The .pyx text for a machine: a header naming archc's version and the content key."""
+    body = environment().get_template("analytic.pyx.j2").render(
+        m=machine_view(m), columns=COLUMNS, results=RESULTS, bounds=BOUNDS)
+    key = hashlib.sha256((TEMPLATE_VERSION + version + body).encode()).hexdigest()
+    header = (f"# Generated by archc {version}: do not edit.\n"
+              f"# content key: {key}\n")
+    return header + body

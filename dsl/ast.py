@@ -1,0 +1,142 @@
+"""The AST: frozen dataclasses that mirror the grammar, each with a span outside equality."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .source import Span
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span = field(compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Number(Node):
+    value: float
+    text: str
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    id: str
+
+
+@dataclass(frozen=True)
+class String(Node):
+    value: str
+
+
+@dataclass(frozen=True)
+class ListExpr(Node):
+    items: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str  # + - * / // % ** x -> : of, == != < <= > >=, and or
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Kwarg(Node):
+    name: str
+    value: "Expr"
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: "Expr"
+    args: tuple["Arg", ...]
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    base: "Expr"
+    args: tuple["Arg", ...]
+
+
+@dataclass(frozen=True)
+class Attr(Node):
+    base: "Expr"
+    name: str
+
+
+Expr = Union[Number, Name, String, ListExpr, BinOp, Unary, Call, Index, Attr]
+Arg = Union[Expr, Kwarg]
+
+
+@dataclass(frozen=True)
+class Prop(Node):
+    """`name args { body }`: a declaration, a setting, or a model statement."""
+
+    name: str
+    args: tuple[Arg, ...]
+    body: tuple["Stmt", ...] | None = None
+    name_span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Assign(Node):
+    target: str
+    value: Expr
+    target_span: Span | None = field(default=None, compare=False, repr=False)
+
+
+Stmt = Union[Prop, Assign]
+
+
+@dataclass(frozen=True)
+class File(Node):
+    stmts: tuple[Stmt, ...]
+
+
+def dump(node, indent: int = 0) -> str:
+    """A stable, readable text form of an AST, used for `--emit ast` and golden files."""
+    pad = "  " * indent
+    if isinstance(node, File):
+        return "".join(dump(s, indent) for s in node.stmts)
+    if isinstance(node, Prop):
+        args = ", ".join(expr_text(a) for a in node.args)
+        head = f"{pad}{node.name}" + (f" {args}" if args else "")
+        if node.body is None:
+            return f"{head}  @{node.span.line}:{node.span.col}\n"
+        inner = "".join(dump(s, indent + 1) for s in node.body)
+        return f"{head} {{  @{node.span.line}:{node.span.col}\n{inner}{pad}}}\n"
+    if isinstance(node, Assign):
+        return f"{pad}{node.target} = {expr_text(node.value)}  @{node.span.line}:{node.span.col}\n"
+    raise TypeError(type(node).__name__)
+
+
+def expr_text(e) -> str:
+    """Source-like text of an expression, fully parenthesised where operators nest."""
+    if isinstance(e, Number):
+        return e.text + (f" {e.unit}" if e.unit else "")
+    if isinstance(e, Name):
+        return e.id
+    if isinstance(e, String):
+        return '"' + e.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(e, ListExpr):
+        return "[" + ", ".join(expr_text(i) for i in e.items) + "]"
+    if isinstance(e, BinOp):
+        return f"({expr_text(e.left)} {e.op} {expr_text(e.right)})"
+    if isinstance(e, Unary):
+        return f"{e.op} {expr_text(e.operand)}" if e.op == "not" else f"{e.op}{expr_text(e.operand)}"
+    if isinstance(e, Kwarg):
+        return f"{e.name} = {expr_text(e.value)}"
+    if isinstance(e, Call):
+        return f"{expr_text(e.func)}(" + ", ".join(expr_text(a) for a in e.args) + ")"
+    if isinstance(e, Index):
+        return f"{expr_text(e.base)}[" + ", ".join(expr_text(a) for a in e.args) + "]"
+    if isinstance(e, Attr):
+        return f"{expr_text(e.base)}.{e.name}"
+    raise TypeError(type(e).__name__)

@@ -1,0 +1,610 @@
+"""Checking: AST -> IR. Resolves names, normalises units, validates every declaration and run,
+and collects every problem before stopping."""
+from __future__ import annotations
+
+import difflib
+import math
+from functools import lru_cache
+from importlib import resources
+
+from . import ast
+from . import units as U
+from .diagnostics import CheckError, Collector
+from .ir import (Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
+                 Param, Run, System, Tile, VectorUnit)
+from .parser import parse
+from .source import Source, Span
+from .values import MAX_INT, EvalError, Evaluator, Lst, Q, Str, Sym, show
+
+DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
+STDLIB = ("std.formats", "std.blocks", "std.models")
+TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+OP_CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
+              "reduction", "pool", "loss", "collective", "optimizer")
+
+
+@lru_cache(maxsize=None)
+def _stdlib(name: str) -> ast.File:
+    fname = name.split(".", 1)[1] + ".arch"
+    text = resources.files("archc.dsl").joinpath("stdlib", fname).read_text(encoding="utf-8")
+    return parse(Source(f"<{name}>", text))
+
+
+def _is_mx(kw: ast.Kwarg) -> bool:
+    v = kw.value
+    return isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "mx"
+
+
+def _hint(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class Checker:
+    def __init__(self, file: ast.File, source_name: str):
+        self.file = file
+        self.source_name = source_name
+        self.diag = Collector()
+        self.decls: dict[str, dict[str, ast.Prop | ast.Kwarg]] = {k: {} for k in DECL_KINDS}
+        self.where: dict[str, tuple[str, Span]] = {}
+        self.formats: dict[str, Format] = {}
+        self.tiles: dict[str, Tile] = {}
+        self.chips: dict[str, Chip] = {}
+        self.systems: dict[str, System] = {}
+        self.callables: dict[str, Callable_] = {}
+
+    # ---- collection --------------------------------------------------------------------
+    def collect(self, stmts, imported=False) -> None:
+        for st in stmts:
+            if isinstance(st, ast.Assign):
+                self.diag.error(st.target_span or st.span, f"'{st.target} = ...' at the top level; "
+                                f"declare a format with `format {st.target} = float(...)`")
+                continue
+            if st.name not in DECL_KINDS:
+                self.diag.error(st.name_span or st.span, f"unknown declaration '{st.name}'"
+                                f"{_hint(st.name, DECL_KINDS)}; expected one of {', '.join(DECL_KINDS)}")
+                continue
+            if st.name == "import":
+                self._import(st)
+                continue
+            if st.name == "format":
+                if len(st.args) != 1 or not isinstance(st.args[0], ast.Kwarg) or st.body is not None:
+                    self.diag.error(st.span, "a format is declared as `format NAME = float(...)`")
+                    continue
+                self._declare("format", st.args[0].name, st.args[0], st.args[0].span)
+                continue
+            if not st.args or st.body is None:
+                self.diag.error(st.span, f"a {st.name} is declared as `{st.name} NAME {{ ... }}`"
+                                + (" or `NAME(params) { ... }`" if st.name in ("model", "block", "run") else ""))
+                continue
+            head = st.args[0]
+            name = head.id if isinstance(head, ast.Name) else \
+                head.func.id if isinstance(head, ast.Call) and isinstance(head.func, ast.Name) else None
+            if name is None or len(st.args) != 1 or (isinstance(head, ast.Call) and st.name not in ("model", "block", "run")):
+                self.diag.error(head.span, f"expected the {st.name}'s name")
+                continue
+            self._declare(st.name, name, st, head.func.span if isinstance(head, ast.Call) else head.span)
+
+    def _declare(self, kind: str, name: str, node, span: Span) -> None:
+        # Runs are named by the user on the command line and live apart from the machine and
+        # model names they refer to (a run `gemm` may run the model `gemm`).
+        key = f"run:{name}" if kind == "run" else name
+        if key in self.where:
+            other_kind, other = self.where[key]
+            self.diag.error(span, f"'{name}' is already declared as a {other_kind}",
+                            (other, f"'{name}' was first declared here"))
+            return
+        if name in ("true", "false", "amp"):
+            self.diag.error(span, f"'{name}' is reserved")
+            return
+        self.where[key] = (kind, span)
+        self.decls[kind][name] = node
+
+    def _import(self, st: ast.Prop) -> None:
+        text = ast.expr_text(st.args[0]) if len(st.args) == 1 else ""
+        if text not in STDLIB:
+            self.diag.error(st.span, f"unknown module '{text}'; archc ships {', '.join(STDLIB)}")
+            return
+        if text in getattr(self, "_imported", set()):
+            return
+        self._imported = getattr(self, "_imported", set()) | {text}
+        self.collect(_stdlib(text).stmts, imported=True)
+
+    # ---- small evaluators --------------------------------------------------------------
+    def value(self, e, env=None):
+        try:
+            return Evaluator(env or {}).eval(e)
+        except EvalError as err:
+            self.diag.error(err.span, err.message)
+            return None
+
+    def quantity(self, e, dims, what: str, clock: float | None = None, env=None,
+                 positive=True, allow_zero=False) -> float | None:
+        """Evaluate `e` as one of `dims` (cycle-based dims convert with `clock`); SI value."""
+        v = self.value(e, env)
+        if v is None:
+            return None
+        if not isinstance(v, Q):
+            self.diag.error(e.span, f"{what} must be {U.describe(dims[0])}, found {show(v)}")
+            return None
+        for d in dims:
+            if v.dim == d:
+                return self._sign(e, v.value, what, positive, allow_zero)
+            if clock and v.dim * U.CYCLES / U.TIME == d:  # B/cycle -> B/s
+                return self._sign(e, v.value * clock, what, positive, allow_zero)
+            if clock and v.dim / U.CYCLES * U.TIME == d:  # cycles -> s
+                return self._sign(e, v.value / clock, what, positive, allow_zero)
+        want = " or ".join(U.describe(d) for d in dims)
+        self.diag.error(e.span, f"{what} must be {want}, found {U.describe(v.dim)}")
+        return None
+
+    def _sign(self, e, x, what, positive, allow_zero):
+        if positive and (x < 0 or (x == 0 and not allow_zero)):
+            self.diag.error(e.span, f"{what} must be {'≥ 0' if allow_zero else 'positive'}, found {x:g}")
+            return None
+        if x > 1e30:
+            self.diag.error(e.span, f"{what} of {x:.3g} is absurdly large")
+            return None
+        return x
+
+    def count(self, e, what: str, env=None, minimum=1) -> int | None:
+        v = self.value(e, env)
+        if v is None:
+            return None
+        if not (isinstance(v, Q) and v.dim.dimensionless):
+            self.diag.error(e.span, f"{what} must be a whole number, found {show(v)}")
+            return None
+        if not float(v.value).is_integer():
+            self.diag.error(e.span, f"{what} must be a whole number, found {v.value:g}")
+            return None
+        if v.value < minimum:
+            self.diag.error(e.span, f"{what} must be at least {minimum}, found {int(v.value)}")
+            return None
+        if v.value > MAX_INT:
+            self.diag.error(e.span, f"{what} of {v.value:.3g} is absurdly large")
+            return None
+        return int(v.value)
+
+    def fraction(self, e, what: str, env=None) -> float | None:
+        v = self.value(e, env)
+        if v is None:
+            return None
+        if not (isinstance(v, Q) and v.dim.dimensionless) or not (0 < v.value <= 1):
+            self.diag.error(e.span, f"{what} must be a fraction in (0, 1], found {show(v)}")
+            return None
+        return float(v.value)
+
+    def symbol(self, e, choices, what: str, env=None) -> str | None:
+        v = self.value(e, env) if env is not None else (Sym(e.id) if isinstance(e, ast.Name) else self.value(e))
+        if isinstance(v, Sym) and v.name in choices:
+            return v.name
+        if isinstance(v, bool) and ("true" in choices):
+            return "true" if v else "false"
+        if v is not None:
+            found = f"'{v.name}'" if isinstance(v, Sym) else show(v)
+            hint = _hint(v.name, choices) if isinstance(v, Sym) else ""
+            self.diag.error(e.span, f"{what} must be one of {', '.join(choices)}; found {found}{hint}")
+        return None
+
+    def props(self, decl: ast.Prop, schema: dict[str, bool], kind: str) -> dict[str, list[ast.Prop]]:
+        """Group a body's properties by name; unknown names and repeats of single ones are errors."""
+        out: dict[str, list[ast.Prop]] = {}
+        for st in decl.body:
+            if isinstance(st, ast.Assign):
+                self.diag.error(st.span, f"a {kind} holds properties (`name value`), not assignments")
+                continue
+            if st.name not in schema:
+                self.diag.error(st.name_span or st.span, f"unknown property '{st.name}' in a {kind}"
+                                f"{_hint(st.name, schema)}; a {kind} has {', '.join(schema)}")
+                continue
+            if st.body is not None:
+                self.diag.error(st.span, f"'{st.name}' takes no block")
+                continue
+            if not st.args:
+                self.diag.error(st.span, f"'{st.name}' needs a value")
+                continue
+            if st.name in out and not schema[st.name]:
+                self.diag.error(st.name_span or st.span, f"'{st.name}' is given twice",
+                                (out[st.name][0].span, "first given here"))
+                continue
+            out.setdefault(st.name, []).append(st)
+        return out
+
+    @staticmethod
+    def split(p: ast.Prop) -> tuple[list, dict]:
+        pos = [a for a in p.args if not isinstance(a, ast.Kwarg)]
+        kw = {a.name: a for a in p.args if isinstance(a, ast.Kwarg)}
+        return pos, kw
+
+    def only(self, p: ast.Prop, npos: int, allowed=()) -> tuple[list, dict] | None:
+        pos, kw = self.split(p)
+        ok = True
+        if len(pos) != npos:
+            self.diag.error(p.span, f"'{p.name}' takes {npos} value{'s' if npos != 1 else ''}"
+                            + (f" and the options {', '.join(allowed)}" if allowed else "")
+                            + f", found {len(pos)}")
+            ok = False
+        for k, a in kw.items():
+            if k not in allowed:
+                self.diag.error(a.span, f"'{p.name}' has no option '{k}'{_hint(k, allowed)}"
+                                + (f"; it takes {', '.join(allowed)}" if allowed else ""))
+                ok = False
+        return (pos, kw) if ok else None
+
+    def need(self, props, key, decl, kind) -> ast.Prop | None:
+        if key not in props:
+            self.diag.error(decl.args[0].span, f"{kind} '{ast.expr_text(decl.args[0]).split('(')[0]}' "
+                                               f"needs a '{key}'")
+            return None
+        return props[key][0]
+
+    # ---- formats -----------------------------------------------------------------------
+    def check_formats(self) -> None:
+        from .formats import resolve_format  # format semantics live in one place
+        decls = self.decls["format"].items()
+        # MX formats name their element format, so they resolve after the others.
+        for name, kw in sorted(decls, key=lambda item: _is_mx(item[1])):
+            fmt = resolve_format(self, name, kw)
+            if fmt is not None:
+                self.formats[name] = fmt
+
+    def format_name(self, e, what="a format") -> str | None:
+        if isinstance(e, ast.Name) and e.id in self.formats:
+            return e.id
+        if isinstance(e, ast.Name):
+            if e.id in self.decls["format"]:
+                return None  # already reported
+            self.diag.error(e.span, f"unknown format '{e.id}'{_hint(e.id, self.formats)}")
+        else:
+            self.diag.error(e.span, f"expected {what} name")
+        return None
+
+    # ---- tiles -------------------------------------------------------------------------
+    def check_tiles(self) -> None:
+        schema = {"clock": False, "sram": False, "matrix": True, "vector": True}
+        for name, d in self.decls["tile"].items():
+            ps = self.props(d, schema, "tile")
+            clock = None
+            if (p := self.need(ps, "clock", d, "tile")) and (a := self.only(p, 1)):
+                clock = self.quantity(a[0][0], [U.FREQUENCY], "a clock")
+            sram = (0.0, 0.0, 0.0, None)
+            if (p := self.need(ps, "sram", d, "tile")) and (a := self.only(p, 1, ("bandwidth", "latency", "energy"))):
+                pos, kw = a
+                size = self.quantity(pos[0], [U.BYTES], "an SRAM size")
+                bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "an SRAM bandwidth", clock) \
+                    if "bandwidth" in kw else None
+                if "bandwidth" not in kw:
+                    self.diag.error(p.span, "'sram' needs `bandwidth = ...` (per tile, B/s or B/cycle)")
+                lat = self.quantity(kw["latency"].value, [U.TIME], "an SRAM latency", clock, allow_zero=True) \
+                    if "latency" in kw else 0.0
+                en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "an SRAM energy", allow_zero=True) \
+                    if "energy" in kw else None
+                sram = (size, bw, lat, en)
+            matrix = []
+            for p in ps.get("matrix", []):
+                m = self._matrix(p, clock)
+                if m:
+                    if any((x.a, x.b) == (m.a, m.b) for x in matrix):
+                        self.diag.error(p.span, f"a matrix unit for {m.a} x {m.b} is already declared")
+                    matrix.append(m)
+            vector = []
+            for p in ps.get("vector", []):
+                v = self._vector(p, clock)
+                if v:
+                    vector.append(v)
+            if not matrix and not vector:
+                self.diag.error(d.args[0].span, f"tile '{name}' declares no compute: add a 'matrix' or 'vector' unit")
+            if clock and all(x is not None for x in sram[:3]):
+                self.tiles[name] = Tile(name, clock, sram[0], sram[1], sram[2], sram[3], tuple(matrix),
+                                        tuple(vector), span=d.span)
+
+    def _rate(self, e, clock, what):
+        """MACs or FLOPs per cycle (or per second), as FLOP/s."""
+        return self.quantity(e, [U.FLOP_RATE], what, clock)
+
+    def _energy_per_flop(self, kw, per_mac=True):
+        if "energy" not in kw:
+            return None
+        e = kw["energy"].value
+        v = self.value(e)
+        if isinstance(v, Q) and v.dim == U.ENERGY:
+            return self._sign(e, v.value / 2, "an energy", True, True)  # per MAC / FMA = 2 flop
+        return self.quantity(e, [U.ENERGY_PER_FLOP], "an energy per operation", allow_zero=True)
+
+    def _matrix(self, p: ast.Prop, clock) -> MatrixUnit | None:
+        a = self.only(p, 1, ("energy",))
+        if not a:
+            return None
+        (sig,), kw = a
+        # A x B -> ACC : RATE
+        if not (isinstance(sig, ast.BinOp) and sig.op == ":" and isinstance(sig.left, ast.BinOp)
+                and sig.left.op == "->" and isinstance(sig.left.left, ast.BinOp) and sig.left.left.op == "x"):
+            self.diag.error(sig.span, "a matrix unit is written `matrix A x B -> ACC : RATE` "
+                                      "(e.g. `matrix bf16 x bf16 -> fp32 : 1024 mac/cycle`)")
+            return None
+        fa = self.format_name(sig.left.left.left)
+        fb = self.format_name(sig.left.left.right)
+        fc = self.format_name(sig.left.right, "an accumulator format")
+        rate = self._rate(sig.right, clock, "a matrix throughput")
+        en = self._energy_per_flop(kw)
+        if None in (fa, fb, fc, rate):
+            return None
+        return MatrixUnit(fa, fb, fc, rate / clock if clock else 0, en, span=p.span)
+
+    def _vector(self, p: ast.Prop, clock) -> VectorUnit | None:
+        a = self.only(p, 1, ("energy",))
+        if not a:
+            return None
+        (sig,), kw = a
+        if not (isinstance(sig, ast.BinOp) and sig.op == ":"):
+            self.diag.error(sig.span, "a vector unit is written `vector FORMAT : N lanes` "
+                                      "(FMA lanes; or a rate such as `64 flop/cycle`)")
+            return None
+        f = self.format_name(sig.left)
+        v = self.value(sig.right)
+        rate = None
+        if isinstance(v, Q) and v.dim.dimensionless:
+            rate = self._sign(sig.right, 2 * v.value, "a vector width", True, False)  # FMA lanes
+        elif v is not None:
+            rate = self.quantity(sig.right, [U.FLOPS_PER_CYCLE], "a vector throughput")
+        en = self._energy_per_flop(kw)
+        if None in (f, rate):
+            return None
+        return VectorUnit(f, rate, en, span=p.span)
+
+    # ---- networks, memories, chips, systems --------------------------------------------
+    def network(self, p: ast.Prop, clock=None) -> Network | None:
+        a = self.only(p, 1, ("link", "bandwidth", "hop", "latency", "energy"))
+        if not a:
+            return None
+        (topo_e,), kw = a
+        topo = self.symbol(topo_e, TOPOLOGIES, "a topology")
+        bw_e = kw.get("link") or kw.get("bandwidth")
+        if bw_e is None:
+            self.diag.error(p.span, f"'{p.name}' needs `link = ...` or `bandwidth = ...`")
+            return None
+        bw = self.quantity(bw_e.value, [U.BANDWIDTH], "a link bandwidth", clock)
+        lat_e = kw.get("hop") or kw.get("latency")
+        lat = self.quantity(lat_e.value, [U.TIME], "a latency", clock, allow_zero=True) if lat_e else 0.0
+        en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a link energy", allow_zero=True) \
+            if "energy" in kw else None
+        if None in (topo, bw, lat):
+            return None
+        return Network(topo, bw, lat, en, span=p.span)
+
+    def memory(self, p: ast.Prop) -> Memory | None:
+        a = self.only(p, 2, ("bandwidth", "efficiency", "latency", "energy"))
+        if not a:
+            return None
+        (name_e, cap_e), kw = a
+        name = name_e.id if isinstance(name_e, ast.Name) else None
+        if name is None:
+            self.diag.error(name_e.span, "a memory is written `memory NAME, CAPACITY, bandwidth = ...`")
+        cap = self.quantity(cap_e, [U.BYTES], "a memory capacity")
+        if "bandwidth" not in kw:
+            self.diag.error(p.span, "'memory' needs `bandwidth = ...`")
+            return None
+        bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "a memory bandwidth")
+        eff = self.fraction(kw["efficiency"].value, "a memory efficiency") if "efficiency" in kw else 1.0
+        lat = self.quantity(kw["latency"].value, [U.TIME], "a memory latency", allow_zero=True) \
+            if "latency" in kw else 0.0
+        en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a memory energy", allow_zero=True) \
+            if "energy" in kw else None
+        if None in (name, cap, bw, eff, lat):
+            return None
+        return Memory(name, cap, bw, eff, lat, en, span=p.span)
+
+    def members(self, props, decl, kind, keys, known: dict) -> tuple[int, int, str] | None:
+        given = [k for k in keys if k in props]
+        if len(given) != 1:
+            self.diag.error(decl.args[0].span, f"{kind} '{decl.args[0].id}' needs exactly one of "
+                                               f"{', '.join(repr(k) for k in keys)} (e.g. `{keys[0]} 8 of NAME`)")
+            return None
+        p = props[given[0]][0]
+        a = self.only(p, 1)
+        if not a:
+            return None
+        e = a[0][0]
+        if not (isinstance(e, ast.BinOp) and e.op == "of" and isinstance(e.right, ast.Name)):
+            self.diag.error(e.span, f"'{given[0]}' is written `{given[0]} N of NAME` or `{given[0]} R x C of NAME`")
+            return None
+        shape = e.left
+        if isinstance(shape, ast.BinOp) and shape.op == "x":
+            r, c = self.count(shape.left, "a row count"), self.count(shape.right, "a column count")
+        else:
+            r, c = 1, self.count(shape, "a count")
+        member = e.right.id
+        if member not in known:
+            kinds = " or ".join(sorted({self.where[n][0] for n in known} or {"declaration"}))
+            if member in self.where:
+                self.diag.error(e.right.span, f"'{member}' is a {self.where[member][0]}, not a {kinds}")
+            else:
+                self.diag.error(e.right.span, f"unknown {kinds} '{member}'{_hint(member, known)}")
+            return None
+        if r is None or c is None:
+            return None
+        if r * c > MAX_INT:
+            self.diag.error(shape.span, f"{r * c:.3g} members is absurdly many")
+            return None
+        return r, c, member
+
+    def check_chips(self) -> None:
+        schema = {"tiles": False, "grid": False, "noc": False, "memory": False, "process": False,
+                  "power": False, "idle": False, "launch": False, "efficiency": False, "wave": False}
+        for name, d in self.decls["chip"].items():
+            ps = self.props(d, schema, "chip")
+            m = self.members(ps, d, "chip", ("grid", "tiles"), {**self.tiles, **{
+                k: v for k, v in self.decls["tile"].items() if k not in self.tiles}})
+            tile = self.tiles.get(m[2]) if m else None
+            clock = tile.clock_hz if tile else None
+            noc = self.network(p, clock) if (p := self.need(ps, "noc", d, "chip")) else None
+            mem = self.memory(ps["memory"][0]) if "memory" in ps else None
+            proc = power = idle = None
+            if "process" in ps and (a := self.only(ps["process"][0], 1)):
+                proc = self.quantity(a[0][0], [U.LENGTH], "a process node")
+                proc = proc * 1e9 if proc else None
+            if "power" in ps and (a := self.only(ps["power"][0], 1)):
+                power = self.quantity(a[0][0], [U.POWER], "a power")
+            if "idle" in ps and (a := self.only(ps["idle"][0], 1)):
+                idle = self.quantity(a[0][0], [U.POWER], "an idle power", allow_zero=True)
+            launch = 0.0
+            if "launch" in ps and (a := self.only(ps["launch"][0], 1)):
+                launch = self.quantity(a[0][0], [U.TIME], "a launch overhead", clock, allow_zero=True)
+            eff = []
+            if "efficiency" in ps:
+                p = ps["efficiency"][0]
+                for arg in p.args:
+                    if not isinstance(arg, ast.Kwarg):
+                        self.diag.error(arg.span, "efficiency is written `efficiency matmul = 0.85, conv = 0.7`")
+                        continue
+                    if arg.name not in OP_CLASSES:
+                        self.diag.error(arg.span, f"unknown op class '{arg.name}'{_hint(arg.name, OP_CLASSES)}; "
+                                                  f"classes are {', '.join(OP_CLASSES)}")
+                        continue
+                    f = self.fraction(arg.value, f"the efficiency of {arg.name}")
+                    if f is not None:
+                        eff.append((arg.name, f))
+            wave = None
+            if "wave" in ps and (a := self.only(ps["wave"][0], 1)):
+                e = a[0][0]
+                if isinstance(e, ast.BinOp) and e.op == "x":
+                    wm, wn = self.count(e.left, "a wave block height"), self.count(e.right, "a wave block width")
+                    wave = (wm, wn) if wm and wn else None
+                else:
+                    self.diag.error(e.span, "a wave block is written `wave M x N` (the output block one tile computes)")
+            if tile and noc and m and launch is not None:
+                self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
+                                        tuple(sorted(eff)), wave, span=d.span)
+
+    def check_systems(self) -> None:
+        schema = {"chips": False, "nodes": False, "systems": False, "grid": False, "network": False,
+                  "memory": False}
+        order = self._system_order()
+        for name in order:
+            d = self.decls["system"][name]
+            ps = self.props(d, schema, "system")
+            known = {**self.chips, **self.systems}
+            m = self.members(ps, d, "system", ("chips", "nodes", "systems", "grid"), known)
+            net = self.network(ps["network"][0]) if "network" in ps else None
+            if m and m[0] * m[1] > 1 and "network" not in ps:
+                self.diag.error(d.args[0].span, f"system '{name}' joins {m[0] * m[1]} members but has no 'network'")
+            mem = self.memory(ps["memory"][0]) if "memory" in ps else None
+            if m and (net or m[0] * m[1] == 1):
+                net = net or Network("switch", 1.0, 0.0, None)
+                kind = "chip" if m[2] in self.chips else "system"
+                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, span=d.span)
+
+    def _system_order(self) -> list[str]:
+        """Systems in dependency order; a system that contains itself is an error."""
+        decls = self.decls["system"]
+        deps = {}
+        for n, d in decls.items():
+            deps[n] = set()
+            for st in d.body:
+                if isinstance(st, ast.Prop) and st.name in ("chips", "nodes", "systems", "grid"):
+                    for a in st.args:
+                        if isinstance(a, ast.BinOp) and a.op == "of" and isinstance(a.right, ast.Name) \
+                                and a.right.id in decls:
+                            deps[n].add(a.right.id)
+        order, state = [], {}
+
+        def visit(n, stack):
+            if state.get(n) == 2:
+                return
+            if state.get(n) == 1:
+                self.diag.error(decls[n].args[0].span, f"system '{n}' contains itself "
+                                f"({' -> '.join(stack + [n])})")
+                return
+            state[n] = 1
+            for m in sorted(deps[n]):
+                visit(m, stack + [n])
+            state[n] = 2
+            order.append(n)
+
+        for n in decls:
+            visit(n, [])
+        return [n for n in order if all(state.get(m) == 2 for m in deps[n])]
+
+    def machine(self, name: str) -> Machine | None:
+        if name in self.chips:
+            chip = self.chips[name]
+            return Machine(name, chip, self.tiles[chip.tile], (), None)
+        levels, mem, cur = [], None, self.systems[name]
+        while True:
+            levels.append(Level(cur.name, cur.count, cur.rows, cur.cols, cur.network))
+            mem = mem or cur.memory
+            if cur.member_kind == "chip":
+                chip = self.chips[cur.member]
+                break
+            cur = self.systems[cur.member]
+        return Machine(name, chip, self.tiles[chip.tile], tuple(reversed(levels)), mem)
+
+    # ---- models and blocks -------------------------------------------------------------
+    def check_callables(self) -> None:
+        for kind in ("block", "model"):
+            for name, d in self.decls[kind].items():
+                params = self.params(d.args[0], kind, with_defaults=False)
+                if params is not None:
+                    self.callables[name] = Callable_(kind, name, params, d.body, span=d.span)
+
+    def params(self, head, kind, with_defaults: bool) -> tuple[Param, ...] | None:
+        if isinstance(head, ast.Name):
+            return ()
+        out, seen, ok = [], set(), True
+        for a in head.args:
+            if isinstance(a, ast.Kwarg):
+                p = Param(a.name, a.value, span=a.span)
+            elif isinstance(a, ast.Name) and not with_defaults:
+                p = Param(a.id, None, span=a.span)
+            else:
+                self.diag.error(a.span, f"a {kind} parameter is written `NAME` or `NAME = default`"
+                                if not with_defaults else "a run parameter is written `NAME = default`")
+                ok = False
+                continue
+            if p.name in seen:
+                self.diag.error(a.span, f"parameter '{p.name}' is declared twice")
+                ok = False
+            seen.add(p.name)
+            out.append(p)
+        return tuple(out) if ok else None
+
+    # ---- runs --------------------------------------------------------------------------
+    def check_runs(self, overrides, only) -> list[tuple[str, Run]]:
+        from .runs import resolve_run  # run semantics live in one module
+        runs = []
+        names = list(self.decls["run"])
+        if only is not None and only not in self.decls["run"]:
+            self.diag.error(None, f"no run named '{only}'{_hint(only, names)}; "
+                                  f"this design has {', '.join(names) or 'no runs'}")
+            return []
+        for name in names:
+            if only is not None and name != only:
+                continue
+            run = resolve_run(self, name, self.decls["run"][name], overrides if name == only or only is None else {})
+            if run is not None:
+                runs.append((name, run))
+        return runs
+
+
+def check(file: ast.File, source_name: str, overrides: dict | None = None, only: str | None = None,
+          runs: bool = True) -> Design:
+    """Check a parsed file. `overrides` maps parameter names to `--set` values (AST)."""
+    c = Checker(file, source_name)
+    c.collect(file.stmts)
+    if not file.stmts:
+        c.diag.error(file.span, "the file is empty: declare at least a tile, a chip or a model")
+    c.diag.raise_if_any(CheckError) if c.diag and not any(c.decls.values()) else None
+    c.check_formats()
+    c.check_tiles()
+    c.check_chips()
+    c.check_systems()
+    c.check_callables()
+    resolved = c.check_runs(overrides or {}, only) if runs else []
+    if overrides and only is None and not c.decls["run"]:
+        c.diag.error(None, "--set needs a run, and this design declares none")
+    c.diag.raise_if_any(CheckError)
+    return Design(source_name, tuple(sorted(c.formats.items())), tuple(sorted(c.tiles.items())),
+                  tuple(sorted(c.chips.items())), tuple(sorted(c.systems.items())),
+                  tuple(sorted((n, x) for n, x in c.callables.items() if x.kind == "model")),
+                  tuple(sorted((n, x) for n, x in c.callables.items() if x.kind == "block")),
+                  tuple(resolved))

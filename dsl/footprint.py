@@ -1,0 +1,84 @@
+"""Memory footprint of a mapped run: what each chip must hold, and where it must fit."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ir import Graph, Machine, Mapping, Precision
+
+
+@dataclass(frozen=True)
+class Footprint:
+    weights: float  # bytes per chip
+    optimizer: float  # gradients, master weights, optimizer moments
+    activations: float
+    cache: float  # KV cache
+    capacity: float
+    where: str  # the memory it must fit in
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.optimizer + self.activations + self.cache
+
+    def items(self) -> tuple[tuple[str, float], ...]:
+        return (("weights", self.weights), ("optimizer", self.optimizer),
+                ("activations", self.activations), ("kv_cache", self.cache),
+                ("total", self.total), ("capacity", self.capacity))
+
+
+def saved_elems(graph: Graph, recompute: str) -> float:
+    """Elements kept from the forward pass for the backward pass, per micro-batch.
+
+    Every op keeps its inputs (a tensor read by several ops is kept once), and unfused
+    attention keeps its score matrix. Selective recompute drops the scores (Korthikanti et al.
+    2022); full recompute keeps only each layer's input."""
+    seen: dict[int, float] = {}
+    first_in_layer: dict[str, tuple[int, float]] = {}
+    scores = 0.0
+    for op in graph.ops:
+        for t in op.inputs:
+            seen.setdefault(t.id, t.elems * op.count)
+        if op.kind == "attention" and not op.attr("flash"):
+            scores += op.extra_bytes_elems / 4 * op.count  # one score matrix of the four passes
+        if op.layer:
+            tid = min(t.id for t in op.inputs)
+            if op.layer not in first_in_layer or tid < first_in_layer[op.layer][0]:
+                first_in_layer[op.layer] = (tid, min(t.elems for t in op.inputs) * op.count)
+    total = sum(seen.values())
+    if recompute == "full":
+        in_layers = {t.id for op in graph.ops if op.layer for t in op.inputs}
+        outside = sum(v for k, v in seen.items() if k not in in_layers)
+        return outside + sum(v for _, v in first_in_layer.values())
+    if recompute == "selective":
+        return total
+    return total + scores
+
+
+def footprint(graph: Graph, machine: Machine, mapping: Mapping, prec: Precision, mode: str,
+              act_bytes: float, weight_bytes: float) -> Footprint:
+    chip = machine.chip
+    shards = mapping.tp * mapping.pp
+    cache = sum(2 * op.inputs[1].shape[0] * op.attr("cache", 0) * op.inputs[1].shape[2] * op.count
+                for op in graph.ops if op.kind == "attention") * act_bytes / shards
+    if mapping.strategy in ("spatial", "weight_streaming"):
+        sram = chip.tiles * machine.tile.sram_bytes
+        live = max((op.output.elems + sum(t.elems for t in op.inputs) for op in graph.ops), default=0)
+        if mapping.strategy == "spatial":
+            # every layer's weights stay in SRAM; each layer region holds its live activations
+            weights = graph.params_elems * weight_bytes / mapping.pp
+            acts = live * act_bytes * (1 if mode == "infer" else 2)
+            opt = graph.params_elems * prec.master_bytes / mapping.pp if mode == "train" else 0.0
+            return Footprint(weights, opt, acts, cache, sram, "on-chip SRAM")
+        layer_w = max((op.weight_elems for op in graph.ops), default=0) * weight_bytes
+        acts = saved_elems(graph, mapping.recompute) * act_bytes if mode == "train" else live * act_bytes
+        return Footprint(2 * layer_w, 0.0, acts, cache, sram, "on-chip SRAM (weights stream in)")
+    weights = graph.params_elems * weight_bytes / shards
+    opt = graph.params_elems * prec.master_bytes / shards if mode == "train" else 0.0
+    if mode == "train":
+        in_flight = min(mapping.pp, max(1, mapping.micro_batches))
+        acts = saved_elems(graph, mapping.recompute) * act_bytes / mapping.tp / mapping.pp * in_flight
+    else:
+        acts = max((op.output.elems + sum(t.elems for t in op.inputs) for op in graph.ops), default=0) \
+            * act_bytes / mapping.tp
+    if chip.memory is not None:
+        return Footprint(weights, opt, acts, cache, chip.memory.capacity, f"{chip.memory.name} ({chip.name})")
+    return Footprint(weights, opt, acts, cache, chip.tiles * machine.tile.sram_bytes, f"on-chip SRAM ({chip.name})")

@@ -1,0 +1,327 @@
+"""The IR: resolved, SI-normalised, immutable. Sizes in bytes, times in s, rates per second."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+
+from . import ast
+from .source import Span
+
+_span = lambda: field(default=None, compare=False, repr=False)  # noqa: E731
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    kind: str  # float | posit | int | fixed | mx
+    bits: int  # storage bits per element (MX: per element, excluding the shared scale)
+    params: tuple[tuple[str, object], ...]
+    span: Span | None = _span()
+
+    @property
+    def bytes(self) -> float:
+        return self.bits / 8
+
+    def param(self, key, default=None):
+        return dict(self.params).get(key, default)
+
+
+@dataclass(frozen=True)
+class MatrixUnit:
+    a: str
+    b: str
+    acc: str
+    flops_per_cycle: float
+    energy_per_flop: float | None  # J
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class VectorUnit:
+    fmt: str
+    flops_per_cycle: float
+    energy_per_flop: float | None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Tile:
+    name: str
+    clock_hz: float
+    sram_bytes: float
+    sram_bandwidth: float  # B/s
+    sram_latency_s: float
+    sram_energy_per_byte: float | None
+    matrix: tuple[MatrixUnit, ...]
+    vector: tuple[VectorUnit, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network joining the members of a chip (NoC) or of a system (links, switches)."""
+
+    topology: str  # mesh | torus | ring | crossbar | switch | alltoall | fat_tree
+    link_bandwidth: float  # B/s per direction: per link (mesh/torus/ring) or per member port
+    latency_s: float  # per hop (mesh/torus/ring) or end to end (switched)
+    energy_per_byte: float | None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Memory:
+    name: str
+    capacity: float
+    bandwidth: float
+    efficiency: float
+    latency_s: float
+    energy_per_byte: float | None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str
+    tile: str
+    rows: int
+    cols: int
+    noc: Network
+    memory: Memory | None
+    process_nm: float | None
+    power_w: float | None
+    idle_power_w: float | None
+    launch_s: float  # fixed overhead per op (kernel launch, task activation)
+    efficiency: tuple[tuple[str, float], ...]  # op class -> fraction of compute peak reached
+    wave: tuple[int, int] | None  # output block one tile computes at a time (GPU-style waves)
+    span: Span | None = _span()
+
+    @property
+    def tiles(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    member: str  # a chip or a system
+    member_kind: str  # chip | system
+    rows: int
+    cols: int
+    network: Network
+    memory: Memory | None
+    span: Span | None = _span()
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a flattened machine: `fanout` members joined by `network`."""
+
+    name: str
+    fanout: int
+    rows: int
+    cols: int
+    network: Network
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A system flattened into its chip and levels, innermost first."""
+
+    name: str
+    chip: Chip
+    tile: Tile
+    levels: tuple[Level, ...]
+    memory: Memory | None  # pooled memory outside the chips (MemoryX, Dojo DIPs)
+
+    @property
+    def chips(self) -> int:
+        n = 1
+        for lv in self.levels:
+            n *= lv.fanout
+        return n
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: ast.Expr
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Callable_:
+    """A model or block: parameters and a body, instantiated per run."""
+
+    kind: str  # model | block
+    name: str
+    params: tuple[Param, ...]
+    body: tuple
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Tensor:
+    id: int
+    shape: tuple[int, ...]
+    dtype: str | None = None  # declared storage (inputs such as int32 tokens); None: run precision
+
+    @property
+    def elems(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class Gemm:
+    batch: int
+    m: int
+    n: int
+    k: int
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator instance of a model graph, forward direction, counted `count` times."""
+
+    name: str
+    kind: str
+    cls: str  # matmul conv attention elementwise norm softmax embedding reduction pool loss collective
+    count: int
+    inputs: tuple[Tensor, ...]
+    output: Tensor
+    weight_elems: int
+    matrix_flops: float
+    vector_flops: float
+    extra_bytes_elems: float  # elements moved besides inputs/outputs/weights (scores, KV cache)
+    gemms: tuple[Gemm, ...]
+    attrs: tuple[tuple[str, object], ...]
+    layer: str  # the repeat body (layer) the op belongs to, "" outside any
+    span: Span | None = _span()
+
+    @property
+    def flops(self) -> float:
+        return self.matrix_flops + self.vector_flops
+
+    def attr(self, key, default=None):
+        return dict(self.attrs).get(key, default)
+
+
+@dataclass(frozen=True)
+class Graph:
+    model: str
+    ops: tuple[Op, ...]
+    inputs: tuple[Tensor, ...]
+    output: Tensor | None
+    params_elems: int
+    layers: tuple[tuple[str, int], ...]  # repeat bodies and their trip counts
+
+
+@dataclass(frozen=True)
+class Mapping:
+    strategy: str  # single | data | parallel | spatial | weight_streaming
+    tp: int
+    pp: int
+    dp: int
+    interleave: int
+    micro_batch: int
+    global_batch: int  # samples per step over the whole machine
+    recompute: str  # none | selective | full
+    seq_parallel: bool
+    overlap_dp: bool
+    span: Span | None = _span()
+
+    @property
+    def chips(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def micro_batches(self) -> int:
+        return self.global_batch // (self.micro_batch * self.dp)
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # what the user wrote (a format or amp)
+    matrix: str  # operand format of matrix ops
+    acc: str  # accumulator format
+    vector: str  # format of vector ops
+    weights: str  # storage format of weights seen by compute
+    master_bytes: float  # bytes per parameter of master weights + optimizer state (training)
+    grad_bytes: float  # bytes per gradient element exchanged in data parallel
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    params: tuple[tuple[str, object], ...]  # resolved parameter values, for the report
+    model: str
+    machine: Machine
+    graph: Graph
+    mode: str  # train | infer
+    mapping: Mapping
+    precision: Precision
+    optimizer: str
+    throughput_items: float  # items per step (0: the unit is FLOP/s)
+    throughput_unit: str
+    footprint: tuple[tuple[str, float], ...]  # bytes per chip and the capacity it fits in
+    format_bytes: tuple[tuple[str, float], ...]  # storage bytes of the formats the run uses
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Design:
+    source: str
+    formats: tuple[tuple[str, Format], ...]
+    tiles: tuple[tuple[str, Tile], ...]
+    chips: tuple[tuple[str, Chip], ...]
+    systems: tuple[tuple[str, System], ...]
+    models: tuple[tuple[str, Callable_], ...]
+    blocks: tuple[tuple[str, Callable_], ...]
+    runs: tuple[tuple[str, Run], ...]
+    run_decls: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+
+    def run(self, name: str) -> Run:
+        return dict(self.runs)[name]
+
+
+def dump(node, indent: int = 0) -> str:
+    """Stable text form of any IR value, used for `--emit ir` and golden files."""
+    pad = "  " * indent
+    if is_dataclass(node):
+        if isinstance(node, (ast.Node,)):
+            return ast.expr_text(node) if not isinstance(node, (ast.Prop, ast.Assign)) else "<stmt>"
+        parts = [f"{type(node).__name__.rstrip('_')}"]
+        body = []
+        for f in fields(node):
+            if f.name in ("span", "run_decls", "body"):
+                continue
+            v = getattr(node, f.name)
+            text = dump(v, indent + 1)
+            if "\n" in text:
+                body.append(f"{pad}  {f.name}:\n{text}")
+            else:
+                body.append(f"{pad}  {f.name}: {text}")
+        return parts[0] + "\n" + "\n".join(body) if indent == 0 else "\n".join(
+            [f"{pad}{parts[0]}"] + body)
+    if isinstance(node, tuple):
+        if not node:
+            return "()"
+        if all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in node):
+            items = []
+            for k, v in node:
+                text = dump(v, indent + 1)
+                items.append(f"{pad}  {k}:\n{text}" if "\n" in text else f"{pad}  {k}: {text}")
+            return "\n".join(items)
+        if all(not is_dataclass(x) and not isinstance(x, tuple) for x in node):
+            return "(" + ", ".join(dump(x) for x in node) + ")"
+        return "\n".join(dump(x, indent + 1) for x in node)
+    if isinstance(node, float):
+        return f"{node:.10g}"
+    if isinstance(node, str):
+        return repr(node)
+    return str(node)

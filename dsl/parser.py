@@ -1,0 +1,311 @@
+"""Parsing: archc text -> AST, with human-readable syntax errors. No Lark object escapes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import (LarkError, UnexpectedCharacters, UnexpectedEOF,
+                             UnexpectedInput, UnexpectedToken, VisitError)
+
+from . import ast
+from .diagnostics import ArchSyntaxError, Diagnostic
+from .source import Source, Span
+
+# Brackets nested deeper than this are refused: no real design needs it, and the tree
+# transformer would otherwise recurse without bound.
+MAX_NESTING = 100
+
+_TOKEN_WORDS = {
+    "_NL": "end of line", "NAME": "a name", "NUMBER": "a number", "STRING": "a string",
+    "UNIT": "a unit", "$END": "end of file", "LBRACE": "'{'", "RBRACE": "'}'",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
+    "EQUAL": "'='", "COLON": "':'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
+    "SLASH": "'/'", "DOT": "'.'", "PERCENT": "'%'", "X": "'x'", "OF": "'of'",
+    "COMPARE": "a comparison", "OR": "'or'", "AND": "'and'", "NOT": "'not'",
+}
+
+
+def _word(token_type: str) -> str:
+    return _TOKEN_WORDS.get(token_type, repr(token_type.lower()))
+
+
+class _PostLexer:
+    """Folds newlines: none inside () or [], one after every `}`, never two in a row."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        stack: list[str] = []  # open brackets, innermost last
+        last_nl = True  # nothing before the first statement needs separating
+        for tok in stream:
+            t = tok.type
+            if t == "_NL":
+                if last_nl or (stack and stack[-1] != "LBRACE"):
+                    continue
+                last_nl = True
+                yield tok
+                continue
+            if t in ("LPAR", "LSQB", "LBRACE"):
+                stack.append(t)
+                if len(stack) > MAX_NESTING:
+                    raise _TooDeep(tok)
+            elif t in ("RPAR", "RSQB", "RBRACE") and stack:
+                stack.pop()
+            yield tok
+            last_nl = t == "LBRACE"
+            if t == "RBRACE":
+                yield Token.new_borrow_pos("_NL", "\n", tok)
+                last_nl = True
+
+
+class _TooDeep(Exception):
+    def __init__(self, tok: Token):
+        self.tok = tok
+
+
+def _span(source: Source, meta_or_tok) -> Span:
+    m = meta_or_tok
+    line = getattr(m, "line", None) or 1
+    col = getattr(m, "column", None) or 1
+    end_line = getattr(m, "end_line", None) or line
+    end_col = getattr(m, "end_column", None) or col + 1
+    return Span(source, line, col, end_line, end_col)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Turns the Lark tree into AST dataclasses at once."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.src = source
+
+    def _s(self, meta):
+        return _span(self.src, meta)
+
+    def start(self, meta, children):
+        (stmts,) = children
+        return ast.File(stmts, span=self.src.start)
+
+    def stmt_list(self, meta, children):
+        return tuple(children)
+
+    def assign(self, meta, children):
+        name, value = children
+        return ast.Assign(str(name), value, span=self._s(meta), target_span=_span(self.src, name))
+
+    def prop(self, meta, children):
+        name, args, body = children
+        return ast.Prop(str(name), tuple(args or ()), body, span=self._s(meta),
+                        name_span=_span(self.src, name))
+
+    def block(self, meta, children):
+        return children[0]
+
+    def args(self, meta, children):
+        return tuple(children)
+
+    def kwarg(self, meta, children):
+        name, value = children
+        return ast.Kwarg(str(name), value, span=self._s(meta))
+
+    def _bin(op):
+        def f(self, meta, children):
+            left, right = children
+            return ast.BinOp(op, left, right, span=self._s(meta))
+        return f
+
+    of_ = _bin("of")
+    or_ = _bin("or")
+    and_ = _bin("and")
+
+    def not_(self, meta, children):
+        return ast.Unary("not", children[0], span=self._s(meta))
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.BinOp(str(op), left, right, span=self._s(meta))
+
+    typed_ = _bin(":")
+    arrow_ = _bin("->")
+    cross_ = _bin("x")
+    add = _bin("+")
+    sub = _bin("-")
+    mul = _bin("*")
+    div = _bin("/")
+    floordiv = _bin("//")
+    mod = _bin("%")
+    pow = _bin("**")
+
+    def neg(self, meta, children):
+        return ast.Unary("-", children[0], span=self._s(meta))
+
+    def pos(self, meta, children):
+        return children[0]
+
+    def call(self, meta, children):
+        func, args = children
+        return ast.Call(func, tuple(args or ()), span=self._s(meta))
+
+    def index(self, meta, children):
+        base, args = children
+        return ast.Index(base, tuple(args), span=self._s(meta))
+
+    def attr(self, meta, children):
+        base, name = children
+        return ast.Attr(base, str(name), span=self._s(meta))
+
+    def number(self, meta, children):
+        tok, unit = children
+        text = str(tok)
+        clean = text.replace("_", "")
+        value = float(clean) if any(c in clean for c in ".eE") else int(clean)
+        return ast.Number(value, text, str(unit) if unit is not None else None, span=self._s(meta))
+
+    def name(self, meta, children):
+        return ast.Name(str(children[0]), span=self._s(meta))
+
+    def string(self, meta, children):
+        raw = str(children[0])[1:-1]
+        value = re.sub(r"\\(.)", r"\1", raw)
+        return ast.String(value, span=self._s(meta))
+
+    def list(self, meta, children):
+        (args,) = children
+        return ast.ListExpr(tuple(args or ()), span=self._s(meta))
+
+
+def _grammar_text() -> str:
+    return resources.files("archc.grammar").joinpath("arch.lark").read_text(encoding="utf-8")
+
+
+def _cache_path(grammar: str) -> str:
+    from lark import __version__ as lark_version
+    digest = hashlib.sha256((grammar + lark_version).encode()).hexdigest()[:20]
+    base = os.environ.get("ARCHC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "archc")
+    try:
+        os.makedirs(base, exist_ok=True)
+        return os.path.join(base, f"parser-{digest}.lark.pickle")
+    except OSError:
+        return os.path.join(tempfile.gettempdir(), f"archc-parser-{digest}.lark.pickle")
+
+
+@lru_cache(maxsize=None)
+def _parser() -> Lark:
+    grammar = _grammar_text()
+    kwargs = dict(parser="lalr", lexer="contextual", propagate_positions=True,
+                  maybe_placeholders=True, postlex=_PostLexer())
+    try:
+        return Lark(grammar, cache=_cache_path(grammar), **kwargs)
+    except OSError:
+        return Lark(grammar, **kwargs)
+
+
+def parse(source: Source, start: str = "start") -> ast.File:
+    """Parse a whole file. Raises ArchSyntaxError with a located, human message."""
+    if not source.text.strip():
+        return ast.File((), span=source.start)
+    parser = _parser()
+    try:
+        tree = parser.parse(source.text)
+        return _ToAst(source).transform(tree)
+    except _TooDeep as e:
+        raise ArchSyntaxError([Diagnostic(_span(source, e.tok),
+                                          f"brackets nest deeper than {MAX_NESTING} levels")])
+    except VisitError as e:
+        if isinstance(e.orig_exc, _TooDeep):
+            raise ArchSyntaxError([Diagnostic(_span(source, e.orig_exc.tok),
+                                              f"brackets nest deeper than {MAX_NESTING} levels")])
+        raise
+    except UnexpectedInput as e:
+        raise ArchSyntaxError([_describe(source, e)]) from None
+    except RecursionError:
+        raise ArchSyntaxError([Diagnostic(source.start, "the file nests too deeply to parse")]) from None
+
+
+def _describe(source: Source, e: UnexpectedInput) -> Diagnostic:
+    if isinstance(e, UnexpectedCharacters):
+        ch = source.text[e.pos_in_stream] if e.pos_in_stream < len(source.text) else ""
+        span = Span(source, e.line, e.column, e.line, e.column + 1)
+        if ch == '"':
+            return Diagnostic(span, "unterminated string: a string ends with '\"' on the same line")
+        if ch == "/" and source.text.startswith("/*", e.pos_in_stream):
+            return Diagnostic(span, "unterminated comment: '/*' has no matching '*/'")
+        shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of file"
+        return Diagnostic(span, f"unexpected character {shown}")
+    if isinstance(e, UnexpectedEOF):
+        end = source.span_at(len(source.text.rstrip()), 1)
+        return Diagnostic(end, "unexpected end of file: a '{', '(' or '[' is not closed")
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    if tok.type == "$END":
+        end = source.span_at(len(source.text.rstrip()), 1)
+        return Diagnostic(end, "unexpected end of file: a '{', '(' or '[' is not closed")
+    span = _span(source, tok)
+    if str(tok) == "/" and source.text.startswith("/*", tok.start_pos or 0):
+        return Diagnostic(span, "unterminated comment: '/*' has no matching '*/'")
+    expected = sorted({_word(t) for t in (e.accepts or e.expected) if not t.startswith("__")})
+    prev = getattr(getattr(e, "state", None), "value_stack", None)
+    label = _label(tok, expected, prev)
+    if label:
+        return Diagnostic(span, label)
+    got = _shown(tok)
+    if len(expected) > 6:
+        return Diagnostic(span, f"unexpected {got}")
+    return Diagnostic(span, f"unexpected {got}; expected {' or '.join(expected)}")
+
+
+def _shown(tok: Token) -> str:
+    kind = {"NAME": "name", "UNIT": "name", "NUMBER": "number", "STRING": "string"}.get(tok.type)
+    if kind:
+        return f"{kind} {str(tok)!r}"
+    return _word(tok.type)
+
+
+def _label(tok: Token, expected: list[str], prev) -> str | None:
+    """Human labels for the common mistakes (tested row by row in tests/test_diagnostics.py)."""
+    last = prev[-1] if prev else None
+    after_number = isinstance(last, Token) and last.type == "NUMBER" or \
+        getattr(last, "__class__", None).__name__ == "Number"
+    if tok.type in ("NAME", "UNIT") and after_number:
+        return f"a number is followed by {_shown(tok)}; separate values with ','"
+    if tok.type in ("NAME", "UNIT", "NUMBER", "STRING") and "end of line" in expected:
+        return f"unexpected {_shown(tok)}; separate values with ',' and statements with a new line or ';'"
+    if tok.type in ("NAME", "UNIT", "NUMBER", "STRING") and "','" in expected:
+        return f"unexpected {_shown(tok)}; separate values with ','"
+    if tok.type in ("RBRACE", "RPAR", "RSQB", "_NL", "COMMA") and "a number" in expected:
+        return f"a value is missing before {_word(tok.type)}"
+    if tok.type == "RBRACE" and "')'" in expected:
+        return "'}' closes a block while a '(' is still open; add ')'"
+    if tok.type == "RBRACE" and "']'" in expected:
+        return "'}' closes a block while a '[' is still open; add ']'"
+    if tok.type == "EQUAL":
+        return "'=' must follow a single name (`name = value`)"
+    if tok.type in ("RPAR", "RSQB"):
+        return f"unmatched '{tok}'"
+    if tok.type == "RBRACE":
+        return "unmatched '}'"
+    if tok.type == "LBRACE":
+        return "a '{' block must follow a declaration's name or arguments on the same line"
+    if "a name" in expected and "a number" not in expected:
+        return f"unexpected {_shown(tok)}; a statement starts with a name"
+    return None
+
+
+def parse_value(text: str, origin: str = "<--set>") -> ast.Expr:
+    """Parse one value (used for `--set KEY=VALUE`)."""
+    source = Source(origin, text)
+    file = parse(Source(origin, f"_ {text}"))
+    stmts = file.stmts
+    if len(stmts) != 1 or not isinstance(stmts[0], ast.Prop) or len(stmts[0].args) != 1 \
+            or stmts[0].body is not None or isinstance(stmts[0].args[0], ast.Kwarg):
+        raise ArchSyntaxError([Diagnostic(source.span_at(0, max(1, len(text))),
+                                          f"'{text}' is not a single value")])
+    return stmts[0].args[0]

@@ -1,0 +1,279 @@
+"""Runs: binds a model to a machine with a mapping and a precision, evaluating run parameters
+(with `--set` overrides) and checking that the mapping fits."""
+from __future__ import annotations
+
+from . import ast
+from .footprint import footprint
+from .ir import Mapping, Precision, Run
+from .models import Builder
+from .values import EvalError, Lst, Q, Str, Sym, show
+
+MODES = ("train", "infer")
+STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
+RECOMPUTE = ("none", "selective", "full")
+OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
+STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
+                    "recompute", "seq_parallel", "overlap_dp")
+RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
+              "optimizer": False, "throughput": False}
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:.3g} GB" if x >= 1e8 else f"{x / 1e6:.3g} MB"
+
+
+def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
+    params = ck.params(decl.args[0], "run", with_defaults=True)
+    if params is None:
+        return None
+    known = [p.name for p in params]
+    for key, expr in overrides.items():
+        if key not in known:
+            ck.diag.error(expr.span, f"run '{name}' has no parameter '{key}'; it has "
+                                     f"{', '.join(known) or 'none'}")
+    env: dict = {}
+    ok = True
+    for p in params:
+        v = ck.value(overrides.get(p.name, p.default), env)
+        if v is None:
+            ok = False
+        env[p.name] = v if v is not None else Q(0)
+    if not ok:
+        return None
+    n_errors = len(ck.diag.items)
+    ps = ck.props(decl, RUN_SCHEMA, "run")
+
+    def one(key, required=True):
+        if key not in ps:
+            if required:
+                ck.diag.error(decl.args[0].span, f"run '{name}' needs '{key}'")
+            return None
+        return ps[key][0]
+
+    # machine
+    machine = None
+    if (p := one("on")) and (a := ck.only(p, 1)):
+        e = a[0][0]
+        target = e.id if isinstance(e, ast.Name) else None
+        if target in ck.chips or target in ck.systems:
+            machine = ck.machine(target)
+        elif target in ck.decls["chip"] or target in ck.decls["system"]:
+            pass  # already reported
+        else:
+            ck.diag.error(e.span, f"'on' names a chip or system; '{ast.expr_text(e)}' is not one"
+                          f"{_hint(target or '', list(ck.chips) + list(ck.systems))}")
+    mode = "infer"
+    if (p := one("mode", False)) and (a := ck.only(p, 1)):
+        mode = ck.symbol(a[0][0], MODES, "the mode", env) or "infer"
+    mapping = _mapping(ck, one("strategy", False), env, machine, mode, name)
+    prec = _precision(ck, one("precision"), env, machine, mode)
+    optimizer = "none"
+    if mode == "train":
+        optimizer = "adam"
+        if (p := one("optimizer", False)) and (a := ck.only(p, 1)):
+            optimizer = ck.symbol(a[0][0], OPTIMIZERS, "the optimizer", env) or "adam"
+    items, unit = 0.0, "FLOP/s"
+    if (p := one("throughput", False)) and (a := ck.only(p, 2)):
+        (ie, ue), _ = a
+        iv, uv = ck.value(ie, env), ck.value(ue, env)
+        if isinstance(iv, Q) and iv.dim.dimensionless and iv.value > 0:
+            items = iv.value
+        else:
+            ck.diag.error(ie.span, f"throughput counts items per step (a positive number), found {show(iv)}")
+        if isinstance(uv, Str):
+            unit = uv.value
+        else:
+            ck.diag.error(ue.span, 'the throughput unit is a string such as "sequences/s"')
+    # model
+    graph = None
+    if (p := one("model")) and (a := ck.only(p, 1)):
+        e = a[0][0]
+        if isinstance(e, ast.Name):
+            e = ast.Call(e, (), span=e.span)
+        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)):
+            ck.diag.error(e.span, "'model' names a model, with arguments: `model gpt(layers, hidden)`")
+        elif e.func.id not in ck.callables or ck.callables[e.func.id].kind != "model":
+            if e.func.id not in ck.decls["model"]:
+                ck.diag.error(e.func.span, f"unknown model '{e.func.id}'{_hint(e.func.id, ck.decls['model'])}")
+        else:
+            graph = _instantiate(ck, e, env)
+    if graph is None or machine is None or mapping is None or prec is None or len(ck.diag.items) > n_errors:
+        return None
+    fmt = dict(ck.formats)
+    act_bytes = fmt[prec.weights].bytes
+    fp = footprint(graph, machine, mapping, prec, mode, act_bytes, fmt[prec.weights].bytes)
+    if fp.total > fp.capacity:
+        parts = ", ".join(f"{k} {_gb(v)}" for k, v in fp.items()[:4] if v)
+        ck.diag.error(decl.args[0].span, f"run '{name}' does not fit: each chip needs {_gb(fp.total)} "
+                                         f"({parts}) but has {_gb(fp.capacity)} of {fp.where}; "
+                                         f"{_gb(fp.total - fp.capacity)} too much")
+        return None
+    if mapping.pp > 1:
+        trips = max((n for lname, n in graph.layers if "." not in lname), default=0)
+        if trips < mapping.pp:
+            ck.diag.error(mapping.span, f"pp = {mapping.pp} pipeline stages need a model with at least "
+                                        f"{mapping.pp} repeated layers; '{graph.model}' has {trips}")
+            return None
+    shown = tuple((p.name, _shown(env[p.name])) for p in params)
+    used = {prec.matrix, prec.acc, prec.vector, prec.weights} | {t.dtype for t in graph.inputs if t.dtype}
+    fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
+    return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
+               fp.items(), fbytes, span=decl.span)
+
+
+def _shown(v):
+    if isinstance(v, Q):
+        return v.value if not float(v.value).is_integer() else int(v.value)
+    if isinstance(v, Sym):
+        return v.name
+    if isinstance(v, Str):
+        return v.value
+    return v if isinstance(v, bool) else show(v)
+
+
+def _hint(name, options):
+    from .check import _hint as h
+    return h(name, options)
+
+
+def _instantiate(ck, call: ast.Call, env):
+    model = ck.callables[call.func.id]
+    args, kwargs = [], {}
+    for a in call.args:
+        v = ck.value(a.value if isinstance(a, ast.Kwarg) else a, env)
+        if v is None:
+            return None
+        if isinstance(a, ast.Kwarg):
+            kwargs[a.name] = (v, a.span)
+        else:
+            args.append(v)
+    b = Builder(ck.callables, set(ck.formats), ck.diag)
+    try:
+        scope_args = dict(zip([p.name for p in model.params], args))
+        if len(args) > len(model.params):
+            raise EvalError(call.span, f"model '{model.name}' takes {len(model.params)} arguments, {len(args)} given")
+        for k, (v, s) in kwargs.items():
+            if k not in scope_args and k not in [p.name for p in model.params]:
+                raise EvalError(s, f"model '{model.name}' has no parameter '{k}'")
+            if k in scope_args:
+                raise EvalError(s, f"parameter '{k}' is given twice")
+            scope_args[k] = v
+    except EvalError as err:
+        ck.diag.error(err.span, err.message)
+        return None
+    return b.build(model, scope_args, call.span)
+
+
+def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
+    if p is None:
+        return Mapping("single", 1, 1, 1, 1, 1, 1, "none", False, False)
+    pos, kw = ck.split(p)
+    if len(pos) != 1:
+        ck.diag.error(p.span, f"'strategy' takes one of {', '.join(STRATEGIES)}, then options")
+        return None
+    strategy = ck.symbol(pos[0], STRATEGIES, "the strategy", env)
+    for k, a in kw.items():
+        if k not in STRATEGY_OPTIONS:
+            ck.diag.error(a.span, f"'strategy' has no option '{k}'{_hint(k, STRATEGY_OPTIONS)}; "
+                                  f"it takes {', '.join(STRATEGY_OPTIONS)}")
+            return None
+
+    def count(key, default=1):
+        return ck.count(kw[key].value, f"'{key}'", env) if key in kw else default
+
+    def flag(key, default=False):
+        if key not in kw:
+            return default
+        v = ck.value(kw[key].value, env)
+        if not isinstance(v, bool):
+            ck.diag.error(kw[key].value.span, f"'{key}' must be true or false, found {show(v)}")
+            return None
+        return v
+
+    tp, pp, dp, chips = count("tp"), count("pp"), count("dp"), count("chips", None)
+    interleave, micro = count("interleave"), count("micro_batch")
+    recompute = ck.symbol(kw["recompute"].value, RECOMPUTE, "recompute", env) if "recompute" in kw else "none"
+    sp, overlap = flag("seq_parallel"), flag("overlap_dp")
+    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap) or ("chips" in kw and chips is None):
+        return None
+    if strategy == "single":
+        tp = pp = dp = 1
+    elif strategy == "data":
+        tp, pp, dp = 1, 1, chips or dp
+    elif strategy == "spatial":
+        tp, pp, dp = 1, chips or pp, 1
+    elif strategy == "weight_streaming":
+        tp, pp, dp = 1, 1, chips or dp
+    elif chips is not None and chips != tp * pp * dp:
+        ck.diag.error(kw["chips"].span, f"chips = {chips} but tp x pp x dp = {tp} x {pp} x {dp} = {tp * pp * dp}")
+        return None
+    gb = count("global_batch", micro * dp)
+    if gb is None:
+        return None
+    if gb % (micro * dp):
+        ck.diag.error(kw["global_batch"].span if "global_batch" in kw else p.span,
+                      f"global_batch {gb} is not a multiple of micro_batch x dp = {micro} x {dp} = {micro * dp}")
+        return None
+    if mode == "infer" and gb != micro * dp and strategy != "spatial":
+        pass  # several inference batches per step are allowed: they run one after another
+    if interleave > 1 and pp == 1:
+        ck.diag.error(kw["interleave"].span, "interleave > 1 needs pipeline parallelism (pp > 1)")
+        return None
+    if machine is not None and tp * pp * dp > machine.chips:
+        ck.diag.error(p.span, f"run '{run_name}' needs {tp * pp * dp} chips but '{machine.name}' has "
+                              f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
+        return None
+    if machine is not None and strategy in ("spatial", "weight_streaming") and machine.chip.memory is not None:
+        pass  # a GPU can run layer by layer too; nothing to forbid
+    return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, span=p.span)
+
+
+def _precision(ck, p, env, machine, mode) -> Precision | None:
+    if p is None or machine is None:
+        return None
+    a = ck.only(p, 1)
+    if not a:
+        return None
+    e = a[0][0]
+    acc_e = None
+    if isinstance(e, ast.BinOp) and e.op == "->":
+        e, acc_e = e.left, e.right
+    v = ck.value(e, env)
+    if not isinstance(v, Sym):
+        ck.diag.error(e.span, f"precision names a format or 'amp', found {show(v)}")
+        return None
+    tile = machine.tile
+    units = {(m.a, m.b): m for m in tile.matrix}
+    have = sorted({m.a for m in tile.matrix})
+    name = v.name
+    if name == "amp":
+        half = next((f for f in ("bf16", "fp16") if (f, f) in units), None)
+        if half is None:
+            ck.diag.error(e.span, f"'amp' needs a bf16 or fp16 matrix unit; tile '{tile.name}' has "
+                                  f"{', '.join(have) or 'none'}")
+            return None
+        fmt = half
+    elif name not in ck.formats:
+        ck.diag.error(e.span, f"unknown format '{name}'{_hint(name, ck.formats)}")
+        return None
+    else:
+        fmt = name
+    if (fmt, fmt) not in units:
+        ck.diag.error(e.span, f"tile '{tile.name}' has no {fmt} x {fmt} matrix unit; it has "
+                              f"{', '.join(have) or 'none'}")
+        return None
+    acc = units[(fmt, fmt)].acc
+    if acc_e is not None:
+        acc_v = ck.value(acc_e, env)
+        acc = acc_v.name if isinstance(acc_v, Sym) else None
+        if acc not in ck.formats:
+            ck.diag.error(acc_e.span, f"unknown accumulator format {show(acc_v)}")
+            return None
+    vec = {u.fmt for u in tile.vector}
+    vector = "fp32" if "fp32" in vec else fmt if fmt in vec else (sorted(vec)[0] if vec else fmt)
+    fb = ck.formats[fmt].bytes
+    # Training state per parameter besides the compute copy: mixed precision keeps an fp32
+    # master copy and Adam's two fp32 moments (12 B) and a gradient in the compute format
+    # (Rajbhandari et al., ZeRO, 2020); full precision keeps gradient and two moments.
+    master = (fb + 12.0) if fb < 4 else 3 * fb
+    return Precision(name, fmt, acc, vector, fmt, master, fb)

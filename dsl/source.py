@@ -1,0 +1,63 @@
+"""Source files and spans: where every node, diagnostic and IR value came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Reading more than this is refused before parsing: a design is a few hundred lines, and a
+# file this large is a mistake that would otherwise take minutes to parse.
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """One text the user gave us: a file, a `--set` value, or a standard-library module."""
+
+    name: str
+    text: str
+
+    def line(self, lineno: int) -> str:
+        lines = self.text.splitlines()
+        if 1 <= lineno <= len(lines):
+            return lines[lineno - 1]
+        return ""
+
+    @property
+    def start(self) -> "Span":
+        return Span(self, 1, 1, 1, 1)
+
+    def span_at(self, offset: int, length: int = 1) -> "Span":
+        """The span of `length` characters starting at character `offset`."""
+        offset = max(0, min(offset, len(self.text)))
+        line = self.text.count("\n", 0, offset) + 1
+        col = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return Span(self, line, col, line, col + max(1, length))
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source: 1-based line and column, end exclusive. Not part of equality."""
+
+    source: Source = field(compare=False, repr=False)
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.source.name}:{self.line}:{self.col}"
+
+    def to(self, other: "Span") -> "Span":
+        return Span(self.source, self.line, self.col, other.end_line, other.end_col)
+
+
+def read_source(path: str | Path) -> Source:
+    """Read a design file as text; the caller turns OSError/UnicodeError into diagnostics."""
+    p = Path(path)
+    data = p.read_bytes()
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ValueError(f"the file is {len(data):,} bytes; archc reads design files up to "
+                         f"{MAX_SOURCE_BYTES:,} bytes")
+    if b"\x00" in data:
+        raise UnicodeError("the file contains NUL bytes; it is not a text file")
+    return Source(str(path), data.decode("utf-8"))

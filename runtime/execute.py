@@ -1,0 +1,147 @@
+"""Running a run: lower it, build (or load) its machine's kernel, execute, make the Report."""
+from __future__ import annotations
+
+import numpy as np
+
+from archc.codegen.lower import CLASSES, COL, PHASES, Plan, lower
+from archc.codegen.render import BOUNDS, RESULTS, module_stem, render_analytic
+from archc.dsl.diagnostics import BuildError
+from archc.dsl.ir import Run
+
+from . import cache
+from .report import SCHEMA, OpRow, Report
+
+RC = {name: i for i, name in enumerate(RESULTS)}
+
+
+def kernel_source(run_or_machine, version: str) -> str:
+    machine = getattr(run_or_machine, "machine", run_or_machine)
+    return render_analytic(machine, version)
+
+
+def build_kernel(machine, version: str, progress=None):
+    src = render_analytic(machine, version)
+    try:
+        return cache.build(src, module_stem(machine), archc_version=version, progress=progress)
+    except cache.BuildError as e:
+        raise BuildError(f"building the kernel for '{machine.name}' failed: {e}") from None
+
+
+def run_analytic(run: Run, version: str, progress=None) -> Report:
+    plan = lower(run)
+    mod = build_kernel(run.machine, version, progress)
+    R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
+    spatial = int(run.mapping.strategy == "spatial")
+    mod.analyze(plan.tasks, R, spatial)
+    step = mod.compose(plan.tasks, R, plan.scalars)
+    return make_report(plan, R, step, "analytic")
+
+
+def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
+    run, T, s = plan.run, plan.tasks, plan.scalars
+    m = run.machine
+    chip, tile = m.chip, m.tile
+    mb = step["micro_batches"]
+    latency = step["latency_s"]
+    chips = run.mapping.chips
+    # per task, per chip per step: micro-batch tasks repeat mb times, step-level tasks once
+    reps = np.where(T[:, COL["stage"]] == 3, 1.0, mb) * T[:, COL["count"]]
+    t_tot = R[:, RC["time"]] * reps
+    busy = float(t_tot.sum()) or 1.0
+    eff = dict(chip.efficiency)
+    data_bytes = T[:, COL["mem_bytes"]] if (chip.memory or m.memory) else T[:, COL["sram_bytes"]]
+    rows: dict[str, dict] = {}
+    order: list[str] = []
+    for i, label in enumerate(plan.labels):
+        op_i = int(T[i, COL["op"]])
+        kind = run.graph.ops[op_i].kind if op_i >= 0 else PHASES[int(T[i, COL["phase"]])]
+        r = rows.get(label)
+        if r is None:
+            r = rows[label] = dict(kind=kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
+                                   bound_t={}, cls=CLASSES[int(T[i, COL["cls"]])], wave=1.0)
+            order.append(label)
+        r["time"] += t_tot[i]
+        r["flops"] += (T[i, COL["mflops"]] + T[i, COL["vflops"]]) * reps[i]
+        r["bytes"] += data_bytes[i] * reps[i]
+        r["comm"] += T[i, COL["comm_bytes"]] * reps[i]
+        r["energy"] += R[i, RC["energy"]] * reps[i]
+        b = BOUNDS[int(R[i, RC["bound"]])]
+        r["bound_t"][b] = r["bound_t"].get(b, 0.0) + t_tot[i]
+        if T[i, COL["phase"]] == 0 and T[i, COL["mflops"]] > 0:
+            r["wave"] = 1.0 / R[i, RC["wave"]]
+    ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
+                      max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
+                      r["time"] / busy, eff.get(r["cls"], 1.0), r["wave"])
+                for name, r in ((n, rows[n]) for n in order))
+    by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
+    for i in range(T.shape[0]):
+        by_res[BOUNDS[int(R[i, RC["bound"]])]] += t_tot[i]
+    by_res["pipeline bubble"] = step["bubble_s"]
+    total_res = sum(by_res.values()) or 1.0
+    by_res = {k: v / total_res for k, v in by_res.items()}
+    bottleneck = max(sorted(by_res), key=lambda k: by_res[k])
+    flops = s["flops_forward"] + s["flops_backward"] + s["flops_recompute"]
+    model_flops = s["flops_forward"] + s["flops_backward"]
+    achieved = flops / latency
+    unit = next(u for u in tile.matrix if (u.a, u.b) == (run.precision.matrix, run.precision.matrix))
+    peak = unit.flops_per_cycle * tile.clock_hz * chip.tiles
+    dyn = float((R[:, RC["energy"]] * reps).sum())
+    energy = (dyn + (chip.idle_power_w or 0.0) * latency) * chips
+    fp = dict(run.footprint)
+    thr_value = run.throughput_items / latency if run.throughput_items else achieved
+    breakdown = {"busy": busy - float(t_tot[T[:, COL["stage"]] == 3].sum()),
+                 "pipeline bubble": step["bubble_s"], "gradient exchange": step["dp_exchange_s"],
+                 "optimizer": step["step_once_s"] - 0.0}
+    return Report(
+        schema=SCHEMA, run=run.name, system=m.name, model=run.model, level=level, mode=run.mode,
+        params=dict(run.params), latency_s=latency,
+        throughput={"value": thr_value, "unit": run.throughput_unit},
+        flops=flops, model_flops=model_flops, achieved_flops_per_s=achieved,
+        achieved_flops_per_s_per_chip=achieved / chips, peak_flops_per_s_per_chip=peak,
+        utilization=achieved / chips / peak, energy_j=energy, power_w=energy / latency / chips * chips,
+        bottleneck=bottleneck, bottleneck_reason=_reason(bottleneck, ops, run, step), chips=chips,
+        mapping={"strategy": run.mapping.strategy, "tp": run.mapping.tp, "pp": run.mapping.pp,
+                 "dp": run.mapping.dp, "interleave": run.mapping.interleave,
+                 "micro_batch": run.mapping.micro_batch, "global_batch": run.mapping.global_batch,
+                 "micro_batches_per_chip": int(mb), "recompute": run.mapping.recompute,
+                 "seq_parallel": run.mapping.seq_parallel},
+        precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,
+                   "vector": run.precision.vector},
+        memory={**{k: v for k, v in fp.items()}, "where": _where(run)},
+        breakdown=breakdown, time_by_resource=by_res,
+        machine={"chip": chip.name, "tile": tile.name, "tiles_per_chip": chip.tiles,
+                 "clock_hz": tile.clock_hz, "efficiency": dict(chip.efficiency),
+                 "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None},
+        notes=plan.notes, ops=ops)
+
+
+def _where(run: Run) -> str:
+    chip = run.machine.chip
+    if run.mapping.strategy in ("spatial", "weight_streaming") or chip.memory is None:
+        return f"on-chip SRAM of {chip.name}"
+    return f"{chip.memory.name} of {chip.name}"
+
+
+def _reason(bottleneck: str, ops: tuple, run: Run, step: dict) -> str:
+    top = max(ops, key=lambda r: (r.time_s, r.name))
+    if bottleneck == "compute":
+        heavy = [r for r in ops if r.bound_by == "compute"]
+        r = max(heavy, key=lambda r: (r.time_s, r.name)) if heavy else top
+        parts = [f"{r.name} ({r.kind}) takes {r.share * 100:.0f}% of the busy time"]
+        if r.efficiency < 1:
+            parts.append(f"the {run.machine.chip.name} '{_cls(r)}' efficiency is {r.efficiency:.0%}")
+        if r.wave_efficiency < 0.999:
+            parts.append(f"wave quantisation keeps {r.wave_efficiency:.1%} of the tiles busy")
+        return "; ".join(parts)
+    if bottleneck == "pipeline bubble":
+        return (f"{run.mapping.pp} stages with {int(step['micro_batches'])} micro-batches idle "
+                f"{step['bubble_s'] / step['latency_s']:.0%} of the step")
+    heavy = [r for r in ops if r.bound_by == bottleneck] or [top]
+    r = max(heavy, key=lambda r: (r.time_s, r.name))
+    what = {"memory": "off-chip memory bandwidth", "sram": "SRAM bandwidth", "noc": "the on-chip network",
+            "link": "chip-to-chip links", "overhead": "fixed per-op overheads"}.get(bottleneck, bottleneck)
+    return f"{r.name} ({r.kind}) is limited by {what} and takes {r.share * 100:.0f}% of the busy time"
+
+
+def _cls(r: OpRow) -> str:
+    return {"linear": "matmul", "matmul": "matmul", "conv2d": "conv"}.get(r.kind, r.kind)

@@ -1,0 +1,145 @@
+"""The Report: what a run costs, per op and in total, as text, JSON and CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+
+SCHEMA = "archc.report/1"
+
+
+@dataclass(frozen=True)
+class OpRow:
+    name: str
+    kind: str
+    time_s: float  # busy time per chip per step, all phases
+    flops: float  # per chip per step
+    bytes: float  # bytes moved to and from where the op's data lives, per chip per step
+    comm_bytes: float
+    bound_by: str
+    energy_j: float
+    share: float  # of the step's busy time
+    efficiency: float  # declared efficiency of the op's class
+    wave_efficiency: float  # ideal / wave-quantised compute time (1 when not a GEMM)
+
+
+@dataclass(frozen=True)
+class Report:
+    schema: str
+    run: str
+    system: str
+    model: str
+    level: str
+    mode: str
+    params: dict
+    latency_s: float
+    throughput: dict
+    flops: float
+    model_flops: float
+    achieved_flops_per_s: float
+    achieved_flops_per_s_per_chip: float
+    peak_flops_per_s_per_chip: float
+    utilization: float
+    energy_j: float
+    power_w: float
+    bottleneck: str
+    bottleneck_reason: str
+    chips: int
+    mapping: dict
+    precision: dict
+    memory: dict
+    breakdown: dict
+    time_by_resource: dict
+    machine: dict
+    notes: tuple
+    ops: tuple
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["name", "kind", "time_s", "flops", "bytes", "comm_bytes", "bound_by", "energy_j",
+                    "share", "efficiency", "wave_efficiency"])
+        for r in self.ops:
+            w.writerow([r.name, r.kind, f"{r.time_s:.6g}", f"{r.flops:.6g}", f"{r.bytes:.6g}",
+                        f"{r.comm_bytes:.6g}", r.bound_by, f"{r.energy_j:.6g}", f"{r.share:.4f}",
+                        f"{r.efficiency:.3g}", f"{r.wave_efficiency:.3g}"])
+        return out.getvalue()
+
+    def to_text(self, max_ops: int = 15) -> str:
+        t = self.throughput
+        lines = [
+            f"run {self.run}: model {self.model} on {self.system} ({self.chips} chip{'s' if self.chips != 1 else ''}), "
+            f"{self.mode}, {self.level} level",
+            f"  parameters  {', '.join(f'{k}={v}' for k, v in self.params.items())}",
+            f"  mapping     {_mapping_text(self.mapping)}",
+            f"  precision   {self.precision['matrix']} x {self.precision['matrix']} -> {self.precision['acc']}"
+            f" (vector {self.precision['vector']})",
+            "",
+            f"  latency     {si(self.latency_s, 's')} per step",
+            f"  throughput  {si(t['value'], t['unit'])}",
+            f"  achieved    {si(self.achieved_flops_per_s_per_chip, 'FLOP/s')} per chip, "
+            f"{self.utilization * 100:.1f}% of {si(self.peak_flops_per_s_per_chip, 'FLOP/s')} peak",
+            f"  energy      {si(self.energy_j, 'J')} per step ({si(self.power_w, 'W')} average over "
+            f"{self.chips} chip{'s' if self.chips != 1 else ''})",
+            f"  memory      {si(self.memory['total'], 'B')} per chip of {si(self.memory['capacity'], 'B')}"
+            f" ({self.memory['where']})",
+            f"  bottleneck  {self.bottleneck}: {self.bottleneck_reason}",
+            "",
+        ]
+        width = max([len(r.name) for r in self.ops[:max_ops]] + [4])
+        width = min(width, 48)
+        lines.append(f"  {'op':<{width}}  {'kind':<17} {'time':>10} {'share':>6} {'FLOP':>10} "
+                     f"{'bytes':>10} {'bound by':<9} {'energy':>9}")
+        ranked = sorted(self.ops, key=lambda r: (-r.time_s, r.name))
+        for r in ranked[:max_ops]:
+            name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]
+            lines.append(f"  {name:<{width}}  {r.kind:<17} {si(r.time_s, 's'):>10} {r.share * 100:5.1f}% "
+                         f"{si(r.flops, ''):>10} {si(r.bytes, 'B'):>10} {r.bound_by:<9} {si(r.energy_j, 'J'):>9}")
+        if len(ranked) > max_ops:
+            rest = ranked[max_ops:]
+            lines.append(f"  … {len(rest)} more ops, {si(sum(r.time_s for r in rest), 's')} together "
+                         f"(--json or --out for all)")
+        lines.append("")
+        lines.append("  step        " + ", ".join(f"{k} {si(v, 's')}" for k, v in self.breakdown.items() if v))
+        lines.append("  time by     " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in self.time_by_resource.items() if v >= 0.005))
+        for n in self.notes:
+            lines.append(f"  note        {n}")
+        return "\n".join(lines) + "\n"
+
+
+def _mapping_text(m: dict) -> str:
+    parts = [m["strategy"]]
+    for k in ("tp", "pp", "dp"):
+        if m[k] > 1:
+            parts.append(f"{k}={m[k]}")
+    parts.append(f"micro_batch={m['micro_batch']}")
+    parts.append(f"global_batch={m['global_batch']}")
+    if m["recompute"] != "none":
+        parts.append(f"recompute={m['recompute']}")
+    if m["interleave"] > 1:
+        parts.append(f"interleave={m['interleave']}")
+    return ", ".join(parts)
+
+
+_PREFIX = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
+           (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")]
+
+
+def si(x: float, unit: str) -> str:
+    """3 significant digits with an SI prefix: 1.23 ms, 456 GFLOP/s."""
+    if x == 0:
+        return f"0 {unit}".strip()
+    ax = abs(x)
+    for f, p in _PREFIX:
+        if ax >= f * 0.9995:
+            return f"{x / f:.3g} {p}{unit}".strip()
+    return f"{x:.3g} {unit}".strip()
