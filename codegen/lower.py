@@ -74,6 +74,7 @@ def lower(run: Run) -> Plan:
     first_layer_idx = next((i for i, op in enumerate(g.ops) if op.layer), len(g.ops))
     before = {id(op) for op in g.ops[:first_layer_idx]}
 
+    fused = _fused_tensors(run) if run.fusion == "elementwise" else set()
     sharded: set[int] = set()
     flops = {"forward": 0.0, "backward": 0.0, "recompute": 0.0}  # whole model, one micro-batch
     rows: list[list[float]] = []
@@ -119,10 +120,14 @@ def lower(run: Run) -> Plan:
             in_elems = op.output.elems  # only the rows gathered are read
             tok_bytes = sum(t.elems * fmt_bytes.get(t.dtype or "", 4) for t in op.inputs) if op.kind == "embedding" else 0
         else:
-            in_elems = sum(t.elems for t in op.inputs)
+            in_elems = sum(t.elems for t in op.inputs if t.id not in fused)
             tok_bytes = 0
-        in_elems, out_elems = in_elems / split, op.output.elems / split
+        fused_in = any(t.id in fused for t in op.inputs)
+        out_elems = 0 if op.output.id in fused else op.output.elems
+        in_elems, out_elems = in_elems / split, out_elems / split
         extra = op.extra_bytes_elems / split
+        if train and op.kind == "attention" and not op.attr("flash"):
+            extra += 2 * op.attr("scores") / split  # dropout on the attention probabilities
         gm = op.gemms[0] if op.gemms else None
         w_bytes = weights * ab
         act_bytes = (in_elems + out_elems + extra) * ab + tok_bytes
@@ -146,6 +151,7 @@ def lower(run: Run) -> Plan:
             common["cls"] = CLASSES.index("collective")
         kind_fwd = COLLECTIVES.index(op.attr("collective")) if op.cls == "collective" else 1
         flops["forward"] += op.flops * op.count
+        common["launches"] = 0.0 if fused_in else 1.0
         add(op.name, phase=0, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
             noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
         if not train:
@@ -197,6 +203,28 @@ def lower(run: Run) -> Plan:
     if not has_mem and not spatial:
         notes.append("no off-chip memory: tensors live in on-chip SRAM")
     return Plan(run, tasks, tuple(labels), scalars, tuple(notes))
+
+
+# Ops an inference engine or a fused training kernel folds into the op producing their input:
+# elementwise ops (bias, activation, dropout, residual add) and batch norm (folded).
+_FUSABLE = {"elementwise"}
+
+
+def _fused_tensors(run: Run) -> set[int]:
+    """Tensors that never reach memory: produced by one op and consumed only by the
+    elementwise op that follows it directly, which runs in the same kernel."""
+    ops = [op for op in run.graph.ops if op.cls != "view"]
+    consumers: dict[int, int] = {}
+    for op in ops:
+        for t in op.inputs:
+            consumers[t.id] = consumers.get(t.id, 0) + 1
+    fused = set()
+    for prev, op in zip(ops, ops[1:]):
+        fusable = op.cls in _FUSABLE or (op.kind == "batchnorm" and run.mode == "infer")
+        if fusable and prev.cls != "collective" and any(t.id == prev.output.id for t in op.inputs) \
+                and consumers.get(prev.output.id) == 1:
+            fused.add(prev.output.id)
+    return fused
 
 
 def _format_bytes(run: Run) -> dict:

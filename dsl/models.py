@@ -481,12 +481,13 @@ def _attention(c: _OpCtx, ins, kw) -> _Out:
     causal = c.flag(kw, "causal", False)
     scores = b * heads * s * t
     # Unfused attention writes and reads the score matrix around the softmax (QK^T out, softmax
-    # in and out, AV in); a fused (flash) kernel keeps it on chip. A KV cache is read once.
+    # in and out, AV in); training adds dropout on the probabilities (two more passes, added
+    # by the lowering). A fused (flash) kernel keeps it on chip. A KV cache is read once.
     extra = (0 if flash else 4 * scores) + 2 * b * cache * dh * kv_heads
     return _Out((b, s, d), "attention", matrix_flops=4 * scores * dh, vector_flops=5 * scores,
                 extra_elems=extra, gemms=(Gemm(b * heads, s, t, dh), Gemm(b * heads, s, dh, t)),
                 attrs={"heads": heads, "kv_heads": kv_heads, "cache": cache, "flash": flash,
-                       "causal": causal})
+                       "causal": causal, "scores": scores})
 
 
 def _embedding(c: _OpCtx, ins, kw) -> _Out:

@@ -35,18 +35,24 @@ def _word(token_type: str) -> str:
     return _TOKEN_WORDS.get(token_type, repr(token_type.lower()))
 
 
+# A statement continues on the next line after one of these.
+_CONTINUES = {"COMMA", "EQUAL", "COLON", "OF", "X"}
+
+
 class _PostLexer:
-    """Folds newlines: none inside () or [], one after every `}`, never two in a row."""
+    """Folds newlines: none inside () or [] or after a trailing ',', one after every `}`,
+    never two in a row."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
         stack: list[str] = []  # open brackets, innermost last
         last_nl = True  # nothing before the first statement needs separating
+        prev = None
         for tok in stream:
             t = tok.type
             if t == "_NL":
-                if last_nl or (stack and stack[-1] != "LBRACE"):
+                if last_nl or (stack and stack[-1] != "LBRACE") or prev in _CONTINUES:
                     continue
                 last_nl = True
                 yield tok
@@ -58,6 +64,7 @@ class _PostLexer:
             elif t in ("RPAR", "RSQB", "RBRACE") and stack:
                 stack.pop()
             yield tok
+            prev = t
             last_nl = t == "LBRACE"
             if t == "RBRACE":
                 yield Token.new_borrow_pos("_NL", "\n", tok)

@@ -15,7 +15,8 @@ OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
                     "recompute", "seq_parallel", "overlap_dp")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
-              "optimizer": False, "throughput": False}
+              "optimizer": False, "throughput": False, "fuse": False}
+FUSION = ("none", "elementwise")
 
 
 def _gb(x: float) -> str:
@@ -72,6 +73,9 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
         optimizer = "adam"
         if (p := one("optimizer", False)) and (a := ck.only(p, 1)):
             optimizer = ck.symbol(a[0][0], OPTIMIZERS, "the optimizer", env) or "adam"
+    fusion = "none"
+    if (p := one("fuse", False)) and (a := ck.only(p, 1)):
+        fusion = ck.symbol(a[0][0], FUSION, "fusion", env) or "none"
     items, unit = 0.0, "FLOP/s"
     if (p := one("throughput", False)) and (a := ck.only(p, 2)):
         (ie, ue), _ = a
@@ -118,7 +122,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     used = {prec.matrix, prec.acc, prec.vector, prec.weights} | {t.dtype for t in graph.inputs if t.dtype}
     fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
     return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
-               fp.items(), fbytes, span=decl.span)
+               fp.items(), fbytes, fusion, span=decl.span)
 
 
 def _shown(v):
@@ -272,8 +276,10 @@ def _precision(ck, p, env, machine, mode) -> Precision | None:
     vec = {u.fmt for u in tile.vector}
     vector = "fp32" if "fp32" in vec else fmt if fmt in vec else (sorted(vec)[0] if vec else fmt)
     fb = ck.formats[fmt].bytes
-    # Training state per parameter besides the compute copy: mixed precision keeps an fp32
-    # master copy and Adam's two fp32 moments (12 B) and a gradient in the compute format
-    # (Rajbhandari et al., ZeRO, 2020); full precision keeps gradient and two moments.
-    master = (fb + 12.0) if fb < 4 else 3 * fb
-    return Precision(name, fmt, acc, vector, fmt, master, fb)
+    # Training state per parameter besides the compute copy. Mixed precision (Megatron-LM)
+    # keeps fp32 main gradients (4 B, also what data parallelism all-reduces), an fp32 master
+    # copy and Adam's two fp32 moments (12 B): 18 B per parameter with the 2 B weights.
+    # Full precision keeps a gradient and two moments in the format itself.
+    if fb < 4:
+        return Precision(name, fmt, acc, vector, fmt, 16.0, 4.0)
+    return Precision(name, fmt, acc, vector, fmt, 3 * fb, fb)
