@@ -107,9 +107,9 @@ def _dispatch(args) -> int:
         if args.set and not args.run:
             raise ArchcError("--set needs --run NAME")
         design = api.check(args.file, args.set, args.run)
-        n = len(design.runs)
-        print(f"{args.file}: ok ({len(design.formats)} formats, {len(design.chips)} chips, "
-              f"{len(design.systems)} systems, {len(design.models)} models, {n} run{'s' if n != 1 else ''})")
+        counts = [(len(design.formats), "format"), (len(design.chips), "chip"),
+                  (len(design.systems), "system"), (len(design.models), "model"), (len(design.runs), "run")]
+        print(f"{args.file}: ok (" + ", ".join(f"{n} {w}{'s' if n != 1 else ''}" for n, w in counts) + ")")
         return 0
     if args.command == "compile":
         return _compile(args, api)

@@ -19,6 +19,7 @@ from .values import MAX_INT, EvalError, Evaluator, Lst, Q, Str, Sym, show
 DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
 STDLIB = ("std.formats", "std.blocks", "std.models")
 TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+BAD_CLOCK = -1.0  # a tile's clock is missing or invalid (already reported)
 OP_CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
               "reduction", "pool", "loss", "collective", "optimizer")
 
@@ -130,10 +131,13 @@ class Checker:
         for d in dims:
             if v.dim == d:
                 return self._sign(e, v.value, what, positive, allow_zero)
-            if clock and v.dim * U.CYCLES / U.TIME == d:  # B/cycle -> B/s
+            if clock and clock > 0 and v.dim * U.CYCLES / U.TIME == d:  # B/cycle -> B/s
                 return self._sign(e, v.value * clock, what, positive, allow_zero)
-            if clock and v.dim / U.CYCLES * U.TIME == d:  # cycles -> s
+            if clock and clock > 0 and v.dim / U.CYCLES * U.TIME == d:  # cycles -> s
                 return self._sign(e, v.value / clock, what, positive, allow_zero)
+        if clock == BAD_CLOCK and any(v.dim * U.CYCLES / U.TIME == d or v.dim / U.CYCLES * U.TIME == d
+                                      for d in dims):
+            return None  # a per-cycle figure, and the clock is missing or wrong: reported there
         want = " or ".join(U.describe(d) for d in dims)
         self.diag.error(e.span, f"{what} must be {want}, found {U.describe(v.dim)}")
         return None
@@ -267,6 +271,7 @@ class Checker:
             clock = None
             if (p := self.need(ps, "clock", d, "tile")) and (a := self.only(p, 1)):
                 clock = self.quantity(a[0][0], [U.FREQUENCY], "a clock")
+            clock = clock or BAD_CLOCK
             sram = (0.0, 0.0, 0.0, None)
             if (p := self.need(ps, "sram", d, "tile")) and (a := self.only(p, 1, ("bandwidth", "latency", "energy"))):
                 pos, kw = a
@@ -294,7 +299,7 @@ class Checker:
                     vector.append(v)
             if not matrix and not vector:
                 self.diag.error(d.args[0].span, f"tile '{name}' declares no compute: add a 'matrix' or 'vector' unit")
-            if clock and all(x is not None for x in sram[:3]):
+            if clock > 0 and all(x is not None for x in sram[:3]):
                 self.tiles[name] = Tile(name, clock, sram[0], sram[1], sram[2], sram[3], tuple(matrix),
                                         tuple(vector), span=d.span)
 
@@ -329,7 +334,7 @@ class Checker:
         en = self._energy_per_flop(kw)
         if None in (fa, fb, fc, rate):
             return None
-        return MatrixUnit(fa, fb, fc, rate / clock if clock else 0, en, span=p.span)
+        return MatrixUnit(fa, fb, fc, rate / clock if clock > 0 else 0, en, span=p.span)
 
     def _vector(self, p: ast.Prop, clock) -> VectorUnit | None:
         a = self.only(p, 1, ("energy",))
@@ -436,7 +441,7 @@ class Checker:
             m = self.members(ps, d, "chip", ("grid", "tiles"), {**self.tiles, **{
                 k: v for k, v in self.decls["tile"].items() if k not in self.tiles}})
             tile = self.tiles.get(m[2]) if m else None
-            clock = tile.clock_hz if tile else None
+            clock = tile.clock_hz if tile else BAD_CLOCK
             noc = self.network(p, clock) if (p := self.need(ps, "noc", d, "chip")) else None
             mem = self.memory(ps["memory"][0]) if "memory" in ps else None
             proc = power = idle = None

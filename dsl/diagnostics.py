@@ -36,7 +36,19 @@ def _render_one(span: Span | None, severity: str, message: str) -> str:
     else:
         width = max(1, len(expanded) - len(prefix))
     width = min(width, max(1, len(expanded) - len(prefix)) if expanded else 1)
-    return f"{head}\n    {expanded}\n    {' ' * len(prefix)}{'^' * width}"
+    start = len(prefix)
+    if len(expanded) > _MAX_SHOWN:
+        # a window of the line around the caret, marked with ellipses where it is cut
+        lo = max(0, start - _MAX_SHOWN // 2)
+        hi = min(len(expanded), lo + _MAX_SHOWN)
+        lo = max(0, hi - _MAX_SHOWN)
+        expanded = ("…" if lo else "") + expanded[lo:hi] + ("…" if hi < len(line.expandtabs(4)) else "")
+        start = start - lo + (1 if lo else 0)
+        width = max(1, min(width, hi - len(prefix)))
+    return f"{head}\n    {expanded}\n    {' ' * start}{'^' * width}"
+
+
+_MAX_SHOWN = 120  # characters of a source line shown under a diagnostic
 
 
 class ArchcError(Exception):
