@@ -57,8 +57,7 @@ def parse_overrides(items: list[str] | dict | None) -> dict:
         return out
     pairs = items.items() if isinstance(items, dict) else [_split_set(s) for s in items]
     for key, value in pairs:
-        out[key] = parse_value(str(value).lower() if isinstance(value, bool) else str(value),
-                               origin=f"<--set {key}>")
+        out[key] = parse_value(key, str(value).lower() if isinstance(value, bool) else str(value))
     return out
 
 

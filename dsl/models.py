@@ -52,8 +52,10 @@ class _Return(Exception):
 class Builder:
     """Instantiates one model call. Errors are collected; the graph is None if any occurred."""
 
-    def __init__(self, callables: dict[str, Callable_], formats: set[str], diag: Collector):
+    def __init__(self, callables: dict[str, Callable_], formats: set[str], diag: Collector,
+                 call_span=None):
         self.callables = callables
+        self.call_span = call_span  # where the user instantiates the model, cited in errors
         self.formats = formats
         self.diag = diag
         self.ops: list[Op] = []
@@ -70,7 +72,11 @@ class Builder:
             frame = _Frame("", self._bind(model, (), {k: (v, span) for k, v in args.items()}, span), 1, "")
             out = self._exec(model.body, frame)
         except EvalError as e:
-            self.diag.error(e.span, e.message)
+            notes = []
+            if self.call_span is not None and e.span.source is not self.call_span.source or \
+                    (self.call_span is not None and e.span.line != self.call_span.line):
+                notes.append((self.call_span, f"in model '{model.name}' as instantiated here"))
+            self.diag.error(e.span, e.message, *notes)
             return None
         except _Return as r:
             out = r.value

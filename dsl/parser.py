@@ -306,13 +306,15 @@ def _label(tok: Token, expected: list[str], prev) -> str | None:
     return None
 
 
-def parse_value(text: str, origin: str = "<--set>") -> ast.Expr:
-    """Parse one value (used for `--set KEY=VALUE`)."""
-    source = Source(origin, text)
-    file = parse(Source(origin, f"_ {text}"))
+def parse_value(key: str, text: str, origin: str | None = None) -> ast.Expr:
+    """Parse the value of `--set KEY=VALUE`; diagnostics show `KEY=VALUE` as typed."""
+    source = Source(origin or f"<--set {key}>", f"{key}={text}")
+    if not text.strip():
+        raise ArchSyntaxError([Diagnostic(source.span_at(len(key), 1),
+                                          f"'--set {key}=' needs a value after '='")])
+    file = parse(source)
     stmts = file.stmts
-    if len(stmts) != 1 or not isinstance(stmts[0], ast.Prop) or len(stmts[0].args) != 1 \
-            or stmts[0].body is not None or isinstance(stmts[0].args[0], ast.Kwarg):
-        raise ArchSyntaxError([Diagnostic(source.span_at(0, max(1, len(text))),
+    if len(stmts) != 1 or not isinstance(stmts[0], ast.Assign):
+        raise ArchSyntaxError([Diagnostic(source.span_at(len(key) + 1, max(1, len(text))),
                                           f"'{text}' is not a single value")])
-    return stmts[0].args[0]
+    return stmts[0].value

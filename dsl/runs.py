@@ -6,6 +6,7 @@ from . import ast
 from .footprint import footprint
 from .ir import Mapping, Precision, Run
 from .models import Builder
+from .source import Span
 from .values import EvalError, Lst, Q, Str, Sym, show
 
 MODES = ("train", "infer")
@@ -20,7 +21,15 @@ FUSION = ("none", "elementwise")
 
 
 def _gb(x: float) -> str:
-    return f"{x / 1e9:.3g} GB" if x >= 1e8 else f"{x / 1e6:.3g} MB"
+    for f, u in ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if x >= f:
+            return f"{x / f:.3g} {u}"
+    return f"{x:.3g} B"
+
+
+def _name_span(decl: ast.Prop):
+    head = decl.args[0]
+    return head.func.span if isinstance(head, ast.Call) else head.span
 
 
 def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
@@ -30,8 +39,10 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     known = [p.name for p in params]
     for key, expr in overrides.items():
         if key not in known:
-            ck.diag.error(expr.span, f"run '{name}' has no parameter '{key}'; it has "
-                                     f"{', '.join(known) or 'none'}")
+            # `--set KEY=VALUE` sources hold exactly that text: point at the key
+            key_span = Span(expr.span.source, 1, 1, 1, 1 + len(key))
+            ck.diag.error(key_span, f"run '{name}' has no parameter '{key}'{_hint(key, known)}; it has "
+                                    f"{', '.join(known) or 'none'}")
     env: dict = {}
     ok = True
     for p in params:
@@ -47,7 +58,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     def one(key, required=True):
         if key not in ps:
             if required:
-                ck.diag.error(decl.args[0].span, f"run '{name}' needs '{key}'")
+                ck.diag.error(_name_span(decl), f"run '{name}' needs '{key}'")
             return None
         return ps[key][0]
 
@@ -108,10 +119,20 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     fp = footprint(graph, machine, mapping, prec, mode, act_bytes, fmt[prec.weights].bytes)
     if fp.total > fp.capacity:
         parts = ", ".join(f"{k} {_gb(v)}" for k, v in fp.items()[:4] if v)
-        ck.diag.error(decl.args[0].span, f"run '{name}' does not fit: each chip needs {_gb(fp.total)} "
+        ck.diag.error(_name_span(decl), f"run '{name}' does not fit: each chip needs {_gb(fp.total)} "
                                          f"({parts}) but has {_gb(fp.capacity)} of {fp.where}; "
                                          f"{_gb(fp.total - fp.capacity)} too much")
         return None
+    if mapping.tp > 1:
+        for op in graph.ops:
+            if op.kind == "attention" and op.attr("heads") % mapping.tp:
+                ck.diag.error(mapping.span, f"tp = {mapping.tp} does not divide the {op.attr('heads')} attention "
+                                            f"heads of '{op.name}'; tensor parallelism splits whole heads")
+                return None
+            if op.kind == "attention" and op.attr("kv_heads") % mapping.tp and op.attr("kv_heads") > mapping.tp:
+                ck.diag.error(mapping.span, f"tp = {mapping.tp} does not divide the {op.attr('kv_heads')} "
+                                            f"key/value heads of '{op.name}'")
+                return None
     if mapping.pp > 1:
         trips = max((n for lname, n in graph.layers if "." not in lname), default=0)
         if trips < mapping.pp:
@@ -151,7 +172,7 @@ def _instantiate(ck, call: ast.Call, env):
             kwargs[a.name] = (v, a.span)
         else:
             args.append(v)
-    b = Builder(ck.callables, set(ck.formats), ck.diag)
+    b = Builder(ck.callables, set(ck.formats), ck.diag, call.span)
     try:
         scope_args = dict(zip([p.name for p in model.params], args))
         if len(args) > len(model.params):

@@ -93,6 +93,10 @@ class Report:
             f"  memory      {si(self.memory['total'], 'B')} per chip of {si(self.memory['capacity'], 'B')}"
             f" ({self.memory['where']})",
             f"  bottleneck  {self.bottleneck}: {self.bottleneck_reason}",
+            f"  machine     {self.machine['tiles_per_chip']} x {self.machine['tile']} per {self.machine['chip']}"
+            f" at {si(self.machine['clock_hz'], 'Hz')}; fixed cost per op {si(self.machine['launch_s'], 's')}"
+            + (f"; efficiency {', '.join(f'{k} {v:.0%}' for k, v in self.machine['efficiency'].items())}"
+               if self.machine["efficiency"] else ""),
             "",
         ]
         width = max([len(r.name) for r in self.ops[:max_ops]] + [4])
