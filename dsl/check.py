@@ -19,6 +19,7 @@ from .values import MAX_INT, EvalError, Evaluator, Lst, Q, Str, Sym, show
 DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
 STDLIB = ("std.formats", "std.blocks", "std.models")
 TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+MAX_MEMBERS = 10**8  # tiles per chip, members per system: 100x a wafer, and C ints stay safe
 BAD_CLOCK = -1.0  # a tile's clock is missing or invalid (already reported)
 OP_CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
               "reduction", "pool", "loss", "collective", "optimizer")
@@ -428,8 +429,9 @@ class Checker:
             return None
         if r is None or c is None:
             return None
-        if r * c > MAX_INT:
-            self.diag.error(shape.span, f"{r * c:.3g} members is absurdly many")
+        if r * c > MAX_MEMBERS:
+            self.diag.error(shape.span, f"{r * c:,} members is absurdly many; archc accepts up to "
+                                        f"{MAX_MEMBERS:,} tiles per chip or members per system")
             return None
         return r, c, member
 
