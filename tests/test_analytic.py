@@ -1,0 +1,153 @@
+"""The analytic level against hand calculations on a small machine whose numbers are easy.
+
+Machine: 10 tiles of 1000 MAC/cycle at 1 GHz = 20 TFLOP/s per chip; 100 FMA lanes per tile =
+2 TFLOP/s vector; HBM 1 TB/s (efficiency 1); 1 us per op; 100 x 100 output blocks per tile;
+4 chips on a switch at 100 GB/s per chip and direction, 1 us per step."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from archc import __version__
+from archc.api import check
+from archc.dsl.diagnostics import ArchcError
+from archc.runtime.execute import run_analytic
+
+pytestmark = pytest.mark.build
+
+MACHINE = """
+import std.formats
+import std.blocks
+tile t {
+  clock 1 GHz
+  sram 1 MiB, bandwidth = 100 B/cycle
+  matrix fp16 x fp16 -> fp32 : 1000 mac/cycle
+  vector fp32 : 100 lanes
+}
+chip c {
+  tiles 10 of t
+  noc crossbar, bandwidth = 100 TB/s
+  memory hbm, 100 GB, bandwidth = 1 TB/s
+  launch 1 us
+  wave 100 x 100
+}
+system node { chips 4 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
+model mm(M, N, K) {
+  input a : [M, K]
+  input b : [K, N]
+  return matmul(a, b)
+}
+model vadd(n) {
+  input a : [n]
+  input b : [n]
+  return a + b
+}
+model stack(batch, d, layers) {
+  input x : [batch, d]
+  repeat layers {
+    x = linear(x, d, bias = false)
+  }
+  return x
+}
+"""
+PEAK = 10 * 2000 * 1e9  # FLOP/s per chip
+MEM = 1e12
+LAUNCH = 1e-6
+
+
+def _run(tmp_path, body: str, name: str = "r"):
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + body)
+    return run_analytic(check(f).run(name), __version__)
+
+
+def test_whole_waves_are_compute_bound(tmp_path):
+    # 1000 x 1000 output = 10 x 10 blocks of 100 x 100 = 10 whole waves over 10 tiles
+    r = _run(tmp_path, "run r { model mm(1000, 1000, 1000); on c; precision fp16 }")
+    flops = 2 * 1000 * 1000 * 1000
+    assert r.flops == flops
+    assert r.latency_s == pytest.approx(flops / PEAK + LAUNCH, rel=1e-12)
+    assert r.bottleneck == "compute"
+    assert r.ops[0].wave_efficiency == pytest.approx(1.0)
+
+
+def test_partial_wave_is_paid_in_full(tmp_path):
+    # M = 1050: ceil(10.5) = 11 row blocks x 10 column blocks = 110 blocks = 11 waves, where
+    # 10.5 would do; halving a block or splitting K is slower (checked by hand: 21, 22 waves).
+    r = _run(tmp_path, "run r { model mm(1050, 1000, 1000); on c; precision fp16 }")
+    ideal = 2 * 1050 * 1000 * 1000 / PEAK
+    assert r.latency_s == pytest.approx(ideal * 11 / 10.5 + LAUNCH, rel=1e-12)
+    assert r.ops[0].wave_efficiency == pytest.approx(10.5 / 11)
+
+
+def test_skinny_product_uses_small_blocks_and_split_k(tmp_path):
+    # M = 1: a 100-row block would waste 99%. 16-row blocks (3 halvings, 18% penalty) with
+    # K split 8 ways (gk/s = 512 >= 256; 3 doublings, 9% penalty): 10 column blocks x 8 = 80
+    # blocks = 8 waves of 2*16*100*512 FLOP per tile.
+    r = _run(tmp_path, "run r { model mm(1, 1000, 4096); on c; precision fp16 }")
+    candidates = []
+    for i, tm in enumerate((100, 50, 25, 12.5)):
+        if i and tm < 16:
+            break
+        for j, tn in enumerate((100, 50)):
+            for k in range(5):
+                s = 2 ** k
+                if k and 4096 / s < 256:
+                    break
+                blocks = math.ceil(1 / tm) * math.ceil(1000 / tn) * s
+                waves = math.ceil(blocks / 10)
+                candidates.append(waves * 2 * tm * tn * 4096 / s * (1 + 0.06 * (i + j)) * (1 + 0.03 * k))
+    per_tile = 2000 * 1e9
+    compute = min(candidates) / per_tile
+    memory = (1 * 4096 + 4096 * 1000 + 1000) * 2 / MEM
+    assert r.latency_s == pytest.approx(max(compute, memory) + LAUNCH, rel=1e-12)
+
+
+def test_elementwise_is_memory_bound(tmp_path):
+    # two 1e6-element fp16 inputs read, one written: 6 MB at 1 TB/s = 6 us; 1e6 adds on
+    # 2 TFLOP/s of vector units = 0.5 us
+    r = _run(tmp_path, "run r { model vadd(1000000); on c; precision fp16 }")
+    assert r.latency_s == pytest.approx(6e-6 + LAUNCH, rel=1e-12)
+    assert r.ops[0].bound_by == "memory"
+    assert r.bottleneck == "memory"
+
+
+def test_ring_allreduce_of_gradients(tmp_path):
+    # data parallel over 4 chips: the gradients (fp32 main gradients in mixed precision,
+    # 4 B per parameter) are all-reduced in a ring: 2(p-1)/p * S / B + 2(p-1) * latency
+    d, layers = 1024, 2
+    r = _run(tmp_path, f"""run r {{ model stack(8, {d}, {layers}); on node; mode train
+      strategy data, chips = 4, micro_batch = 8; precision fp16 }}""")
+    size = d * d * layers * 4
+    expected = 2 * 3 / 4 * size / 100e9 + 2 * 3 * 1e-6 + LAUNCH
+    assert r.breakdown["gradient exchange"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_two_equal_transfers_take_twice_one(tmp_path):
+    # doubling the gradient bytes doubles the bandwidth term of the exchange
+    def exchange(d):
+        rep = _run(tmp_path, f"""run r {{ model stack(8, {d}, 1); on node; mode train
+          strategy data, chips = 4, micro_batch = 8; precision fp16 }}""")
+        return rep.breakdown["gradient exchange"] - 2 * 3 * 1e-6 - LAUNCH
+    assert exchange(2048) == pytest.approx(4 * exchange(1024), rel=1e-12)  # 4x the parameters
+
+
+@pytest.mark.parametrize("pp,m", [(2, 1), (2, 4), (4, 4), (4, 16)])
+def test_pipeline_bubble(tmp_path, pp, m):
+    # p equal stages and m micro-batches: the step is (m + p - 1) stage times, of which
+    # (p - 1) are the bubble: (p-1)/(m+p-1) of the step (GPipe / 1F1B)
+    r = _run(tmp_path, f"""run r {{ model stack(4, 512, 8); on node
+      strategy parallel, pp = {pp}, micro_batch = 4, global_batch = {4 * m}; precision fp16 }}""")
+    assert r.breakdown["pipeline bubble"] / r.latency_s == pytest.approx((pp - 1) / (m + pp - 1), rel=1e-12)
+
+
+def test_mapping_that_does_not_fit_says_by_how_much(tmp_path):
+    # 8 layers of 100000 x 100000 fp16 weights = 160 GB on one chip of 100 GB: 60 GB too much
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + "run big { model stack(1, 100000, 8); on c; precision fp16 }")
+    with pytest.raises(ArchcError) as e:
+        check(f)
+    msg = e.value.render()
+    assert "run 'big' does not fit: each chip needs 160 GB (weights 160 GB" in msg
+    assert "but has 100 GB of hbm (c); 60 GB too much" in msg
