@@ -13,7 +13,7 @@ import numpy as np
 from archc.dsl.ir import Machine, Op, Run
 
 # Column layout of the task table: the template reads the same list, so it cannot drift.
-COLUMNS = ("op", "phase", "stage", "count", "unit", "vunit", "cls", "mflops", "vflops",
+COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", "mflops", "vflops",
            "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_kind",
            "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
 COL = {name: i for i, name in enumerate(COLUMNS)}
@@ -59,18 +59,25 @@ def lower(run: Run) -> Plan:
     munits = [(u.a, u.b) for u in tile.matrix]
     vunits = [u.fmt for u in tile.vector]
     unit = munits.index((prec.matrix, prec.matrix))
+    operand_traffic = tile.matrix[unit].sram_per_flop  # B/FLOP of memory-to-memory datapaths
     vunit = vunits.index(prec.vector) if prec.vector in vunits else (0 if vunits else -1)
     train = run.mode == "train"
     tp, pp = mp.tp, mp.pp
     spatial = mp.strategy == "spatial"
     streaming = mp.strategy == "weight_streaming"
-    has_mem = chip.memory is not None or m.memory is not None
+    # Tensors live in the chip's own DRAM when it has one; a system's pooled memory (MemoryX,
+    # Dojo's interface processors) only feeds weight streaming.
+    dram = chip.memory is not None
+    has_mem = dram or (streaming and m.memory is not None)
     notes: list[str] = []
 
     # pipeline stages: ops before the first layer go to the first stage, after it to the last
     top_layers = [(name, n) for name, n in g.layers if "." not in name]
     layer_trips = max((n for _, n in top_layers), default=0)
-    per_stage = math.ceil(layer_trips / pp) / layer_trips if layer_trips else 1.0
+    if spatial:  # every chip of a spatial pipeline holds whole ops; no per-layer split
+        layer_trips, per_stage = 0, 1.0
+    else:
+        per_stage = math.ceil(layer_trips / pp) / layer_trips if layer_trips else 1.0
     first_layer_idx = next((i for i, op in enumerate(g.ops) if op.layer), len(g.ops))
     before = {id(op) for op in g.ops[:first_layer_idx]}
 
@@ -90,9 +97,9 @@ def lower(run: Run) -> Plan:
         labels.append(label)
 
     for i, op in enumerate(g.ops):
-        if op.cls == "view":
-            continue
-        stage = _stage_of(op, before, pp)
+        if op.cls == "view" or (op.kind == "dropout" and not train):
+            continue  # inference does not drop out: the op is the identity and costs nothing
+        stage = 0 if spatial else _stage_of(op, before, pp)
         count = op.count * (per_stage if stage == 0 and pp > 1 else 1.0)
         ins_sharded = any(t.id in sharded for t in op.inputs)
         split = 1
@@ -132,16 +139,22 @@ def lower(run: Run) -> Plan:
         w_bytes = weights * ab
         act_bytes = (in_elems + out_elems + extra) * ab + tok_bytes
         mflops, vflops = op.matrix_flops / split, op.vector_flops / split
-        if op.kind == "dropout" and not train:
-            vflops, act_bytes = 0.0, 0.0
         if spatial:
             mem_f, sram_f = 0.0, act_bytes + w_bytes
         elif streaming:
             mem_f, sram_f = w_bytes, act_bytes + w_bytes  # weights stream in from outside
-        else:
+        elif dram:
             mem_f, sram_f = act_bytes + w_bytes, act_bytes + w_bytes
+        else:
+            mem_f, sram_f = 0.0, act_bytes + w_bytes
+        # a memory-to-memory datapath's per-MAC traffic already reads the weights and inputs
+        sram_f = max(sram_f, op.matrix_flops / split * operand_traffic)
         noc_f = _noc_bytes(m, op, gm, split, ab, mem_f, spatial)
-        common = dict(op=i, stage=stage, count=count, cls=CLASSES.index(op.cls) if op.cls in CLASSES else 3,
+        # On a spatial fabric an op without matrix work (elementwise, norms, softmax)
+        # runs in place on the tiles of the op that produced its input: no region of its own.
+        colocate = spatial and not op.matrix_flops and op.cls != "embedding" and i > 0
+        common = dict(op=i, stage=stage, count=count, colocate=float(colocate),
+                      cls=CLASSES.index(op.cls) if op.cls in CLASSES else 3,
                       gb=gm.batch if gm else 0, gm=gm.m if gm else 0, gn=(gm.n / split) if gm else 0,
                       gk=gm.k if gm else 0, weight_bytes=w_bytes)
         group = dict(comm_p=tp, comm_stride=1)
@@ -159,13 +172,14 @@ def lower(run: Run) -> Plan:
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
-        mem_b = bwd_bytes if not spatial else 0.0
+        bwd_sram = max(bwd_bytes, 2 * op.matrix_flops / split * operand_traffic)
+        mem_b = bwd_bytes if dram and not spatial else 0.0
         if streaming:
             mem_b = 2 * w_bytes  # weights stream in, gradients stream out
         factor = 2.0 if op.weight_elems or op.kind in ("matmul", "attention") else 1.0
         flops["backward"] += (2 * op.matrix_flops + factor * op.vector_flops) * op.count
         add(op.name, phase=1, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
-            sram_bytes=bwd_bytes, noc_bytes=2 * noc_f, comm_kind=1 if comm_bwd else 0,
+            sram_bytes=bwd_sram, noc_bytes=2 * noc_f, comm_kind=1 if comm_bwd else 0,
             comm_bytes=comm_bwd, **group, **{**common, "gk": common["gk"]})
         recompute = mp.recompute == "full" and op.layer or \
             (mp.recompute == "selective" and op.kind == "attention")
@@ -185,7 +199,7 @@ def lower(run: Run) -> Plan:
         ob = OPTIMIZER_FLOPS[run.optimizer]
         opt_bytes = params_chip * (2 * (prec.master_bytes + ab) - prec.grad_bytes)
         add("optimizer step", op=-1, phase=3, stage=3, count=1, cls=CLASSES.index("optimizer"),
-            vflops=ob * params_chip, mem_bytes=opt_bytes if not spatial else 0.0, sram_bytes=opt_bytes)
+            vflops=ob * params_chip, mem_bytes=opt_bytes if dram and not spatial else 0.0, sram_bytes=opt_bytes)
         if mp.dp > 1:
             add("gradient all-reduce", op=-1, phase=4, stage=3, count=1, cls=CLASSES.index("collective"),
                 comm_kind=1, comm_bytes=params_chip * prec.grad_bytes, comm_p=mp.dp, comm_stride=tp,
@@ -193,7 +207,9 @@ def lower(run: Run) -> Plan:
     if pp > 1:
         # activations forward and gradients backward across each stage boundary, per micro-batch
         boundary = max((op.output.elems for op in g.ops if op.layer), default=0) * ab / tp
-        add("pipeline send/recv", op=-1, phase=5, stage=0, count=(2 if train else 1) * mp.interleave,
+        # a spatial pipeline passes each sample across its pp - 1 chip boundaries once
+        xfers = (pp - 1) if spatial else (2 if train else 1) * mp.interleave
+        add("pipeline send/recv", op=-1, phase=5, stage=0, count=xfers,
             cls=CLASSES.index("collective"), comm_kind=4, comm_bytes=boundary, comm_p=2,
             comm_stride=tp * mp.dp, launches=0)
     tasks = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
@@ -242,7 +258,7 @@ def _noc_bytes(m: Machine, op: Op, gm, split: int, ab: float, mem_bytes: float, 
     receives by that tile's link bandwidth. Spatial mappings carry each op's input in across
     its region's boundary."""
     chip = m.chip
-    if chip.memory is not None or m.memory is not None and not spatial and chip.noc.topology in ("crossbar", "switch"):
+    if chip.memory is not None and not spatial:
         return mem_bytes
     if spatial:
         return sum(t.elems for t in op.inputs) / split * ab

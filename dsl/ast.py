@@ -36,7 +36,7 @@ class ListExpr(Node):
 
 @dataclass(frozen=True)
 class BinOp(Node):
-    op: str  # + - * / // % ** x -> : of, == != < <= > >=, and or
+    op: str  # + - * / % ** x -> : of, == != < <= > >=, and or
     left: "Expr"
     right: "Expr"
 

@@ -318,7 +318,7 @@ class Checker:
         return self.quantity(e, [U.ENERGY_PER_FLOP], "an energy per operation", allow_zero=True)
 
     def _matrix(self, p: ast.Prop, clock) -> MatrixUnit | None:
-        a = self.only(p, 1, ("energy",))
+        a = self.only(p, 1, ("energy", "sram"))
         if not a:
             return None
         (sig,), kw = a
@@ -333,9 +333,12 @@ class Checker:
         fc = self.format_name(sig.left.right, "an accumulator format")
         rate = self._rate(sig.right, clock, "a matrix throughput")
         en = self._energy_per_flop(kw)
-        if None in (fa, fb, fc, rate):
+        # operand bytes a MAC moves to and from SRAM, for datapaths that work memory to memory
+        traffic = self.quantity(kw["sram"].value, [U.BYTES / U.FLOPS], "SRAM traffic per operation",
+                                allow_zero=True) if "sram" in kw else 0.0
+        if None in (fa, fb, fc, rate, traffic):
             return None
-        return MatrixUnit(fa, fb, fc, rate / clock if clock > 0 else 0, en, span=p.span)
+        return MatrixUnit(fa, fb, fc, rate / clock if clock > 0 else 0, en, traffic, span=p.span)
 
     def _vector(self, p: ast.Prop, clock) -> VectorUnit | None:
         a = self.only(p, 1, ("energy",))

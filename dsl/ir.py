@@ -32,6 +32,7 @@ class MatrixUnit:
     acc: str
     flops_per_cycle: float
     energy_per_flop: float | None  # J
+    sram_per_flop: float  # bytes of SRAM operand traffic per FLOP (memory-to-memory datapaths)
     span: Span | None = _span()
 
 

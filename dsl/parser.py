@@ -146,7 +146,6 @@ class _ToAst(Transformer):
     sub = _bin("-")
     mul = _bin("*")
     div = _bin("/")
-    floordiv = _bin("//")
     mod = _bin("%")
     pow = _bin("**")
 

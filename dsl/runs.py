@@ -133,7 +133,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
                 ck.diag.error(mapping.span, f"tp = {mapping.tp} does not divide the {op.attr('kv_heads')} "
                                             f"key/value heads of '{op.name}'")
                 return None
-    if mapping.pp > 1:
+    if mapping.pp > 1 and mapping.strategy != "spatial":
         trips = max((n for lname, n in graph.layers if "." not in lname), default=0)
         if trips < mapping.pp:
             ck.diag.error(mapping.span, f"pp = {mapping.pp} pipeline stages need a model with at least "

@@ -49,6 +49,7 @@ FLOP_RATE = FLOPS / TIME
 POWER = ENERGY / TIME
 ENERGY_PER_BYTE = ENERGY / BYTES
 ENERGY_PER_FLOP = ENERGY / FLOPS
+BYTES_PER_FLOP = BYTES / FLOPS
 
 _NAMED = {
     NONE: "a plain number", BYTES: "a size", TIME: "a time", ENERGY: "an energy",
@@ -56,13 +57,13 @@ _NAMED = {
     AREA: "an area", FREQUENCY: "a frequency", BANDWIDTH: "a bandwidth",
     BYTES_PER_CYCLE: "a bandwidth per cycle", FLOPS_PER_CYCLE: "a throughput per cycle",
     FLOP_RATE: "a compute rate", POWER: "a power", ENERGY_PER_BYTE: "an energy per byte",
-    ENERGY_PER_FLOP: "an energy per operation",
+    ENERGY_PER_FLOP: "an energy per operation", BYTES_PER_FLOP: "bytes per operation",
 }
 _EXAMPLE = {
     BYTES: "MiB", TIME: "ns", ENERGY: "pJ", CYCLES: "cycles", FLOPS: "flop", LENGTH: "nm",
     AREA: "mm2", FREQUENCY: "GHz", BANDWIDTH: "GB/s", BYTES_PER_CYCLE: "B/cycle",
     FLOPS_PER_CYCLE: "mac/cycle", FLOP_RATE: "TFLOPS", POWER: "W", ENERGY_PER_BYTE: "pJ/B",
-    ENERGY_PER_FLOP: "pJ/flop",
+    ENERGY_PER_FLOP: "pJ/flop", BYTES_PER_FLOP: "B/mac",
 }
 
 

@@ -193,15 +193,14 @@ class Evaluator:
                 return _check(e.span, Q(r, a.dim))
             if op == "*":
                 return _check(e.span, Q(a.value * b.value, a.dim * b.dim))
-            if op in ("/", "//", "%"):
+            if op in ("/", "%"):
                 if b.value == 0:
                     raise EvalError(e.right.span, "division by zero")
                 if op == "/":
                     return _check(e.span, Q(a.value / b.value, a.dim / b.dim))
                 if a.dim != b.dim and not b.dim.dimensionless:
                     raise EvalError(e.span, f"'{op}' needs operands of one unit")
-                r = a.value // b.value if op == "//" else a.value % b.value
-                return _check(e.span, Q(float(r), a.dim / b.dim if op == "//" else a.dim))
+                return _check(e.span, Q(float(a.value % b.value), a.dim))
             if op == "**":
                 if not b.dim.dimensionless or not float(b.value).is_integer():
                     if not a.dim.dimensionless:

@@ -31,8 +31,8 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     plan = lower(run)
     mod = build_kernel(run.machine, version, progress)
     R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
-    spatial = int(run.mapping.strategy == "spatial")
-    mod.analyze(plan.tasks, R, spatial)
+    spatial_chips = run.mapping.pp if run.mapping.strategy == "spatial" else 0
+    mod.analyze(plan.tasks, R, spatial_chips)
     step = mod.compose(plan.tasks, R, plan.scalars)
     return make_report(plan, R, step, "analytic")
 
