@@ -12,7 +12,7 @@ from archc.dsl import ir
 from archc.dsl.ast import File
 from archc.dsl.check import check as _check
 from archc.dsl.diagnostics import ArchSyntaxError, Diagnostic
-from archc.dsl.parser import parse, parse_value
+from archc.dsl.parser import deep_enough, parse, parse_value
 from archc.dsl.source import Source, Span, read_source
 
 
@@ -33,9 +33,10 @@ def read(path: str | Path) -> Source:
         text = data.decode("utf-8", errors="replace")
         src = Source(p, text)
         span = src.span_at(len(data[:bad].decode("utf-8", errors="replace")), 1) if bad is not None else src.start
-        reason = str(e) if isinstance(e, ValueError) else \
-            "the file is not UTF-8 text" + (f" (byte 0x{data[bad]:02x} at offset {bad})" if bad is not None else "")
-        if "NUL" in str(e):
+        if isinstance(e, UnicodeDecodeError):  # (a ValueError too: test it first)
+            reason = "the file is not UTF-8 text" + (f" (byte 0x{data[bad]:02x} at offset {bad})"
+                                                     if bad is not None else "")
+        else:
             reason = str(e)
         raise ArchSyntaxError([Diagnostic(span, reason)]) from None
 
@@ -84,11 +85,12 @@ class Stages:
 
 
 def compile_stages(path: str | Path, overrides=None, run: str | None = None) -> Stages:
-    # [text] -> AST
-    source = read(path)
-    tree = parse(source)
-    # AST -> IR (names, units, shapes, mappings checked; every run resolved)
-    design = _check(tree, source.name, parse_overrides(overrides), run)
+    with deep_enough():
+        # [text] -> AST
+        source = read(path)
+        tree = parse(source)
+        # AST -> IR (names, units, shapes, mappings checked; every run resolved)
+        design = _check(tree, source.name, parse_overrides(overrides), run)
     return Stages(source, tree, design)
 
 

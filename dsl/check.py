@@ -63,8 +63,8 @@ class Checker:
                                 f"declare a format with `format {st.target} = float(...)`")
                 continue
             if st.name not in DECL_KINDS:
-                self.diag.error(st.name_span or st.span, f"unknown declaration '{st.name}'"
-                                f"{_hint(st.name, DECL_KINDS)}; expected one of {', '.join(DECL_KINDS)}")
+                self.diag.error(st.name_span or st.span, f"unknown declaration '{st.name}'; expected one of "
+                                f"{', '.join(DECL_KINDS)}{_hint(st.name, DECL_KINDS)}")
                 continue
             if st.name == "import":
                 self._import(st)
@@ -73,7 +73,9 @@ class Checker:
                 if len(st.args) != 1 or not isinstance(st.args[0], ast.Kwarg) or st.body is not None:
                     self.diag.error(st.span, "a format is declared as `format NAME = float(...)`")
                     continue
-                self._declare("format", st.args[0].name, st.args[0], st.args[0].span)
+                kw = st.args[0]
+                name_span = Span(kw.span.source, kw.span.line, kw.span.col, kw.span.line, kw.span.col + len(kw.name))
+                self._declare("format", kw.name, kw, name_span)
                 continue
             if not st.args or st.body is None:
                 self.diag.error(st.span, f"a {st.name} is declared as `{st.name} NAME {{ ... }}`"
@@ -145,7 +147,8 @@ class Checker:
 
     def _sign(self, e, x, what, positive, allow_zero):
         if positive and (x < 0 or (x == 0 and not allow_zero)):
-            self.diag.error(e.span, f"{what} must be {'≥ 0' if allow_zero else 'positive'}, found {x:g}")
+            self.diag.error(e.span, f"{what} must be {'≥ 0' if allow_zero else 'positive'}, "
+                                    f"found {ast.expr_text(e).strip('()')}")
             return None
         if x > 1e30:
             self.diag.error(e.span, f"{what} of {x:.3g} is absurdly large")
@@ -199,8 +202,8 @@ class Checker:
                 self.diag.error(st.span, f"a {kind} holds properties (`name value`), not assignments")
                 continue
             if st.name not in schema:
-                self.diag.error(st.name_span or st.span, f"unknown property '{st.name}' in a {kind}"
-                                f"{_hint(st.name, schema)}; a {kind} has {', '.join(schema)}")
+                self.diag.error(st.name_span or st.span, f"unknown property '{st.name}' in a {kind}; "
+                                f"a {kind} has {', '.join(schema)}{_hint(st.name, schema)}")
                 continue
             if st.body is not None:
                 self.diag.error(st.span, f"'{st.name}' takes no block")
@@ -231,8 +234,8 @@ class Checker:
             ok = False
         for k, a in kw.items():
             if k not in allowed:
-                self.diag.error(a.span, f"'{p.name}' has no option '{k}'{_hint(k, allowed)}"
-                                + (f"; it takes {', '.join(allowed)}" if allowed else ""))
+                self.diag.error(a.span, f"'{p.name}' has no option '{k}'"
+                                + (f"; it takes {', '.join(allowed)}" if allowed else "") + _hint(k, allowed))
                 ok = False
         return (pos, kw) if ok else None
 
@@ -298,7 +301,7 @@ class Checker:
                 v = self._vector(p, clock)
                 if v:
                     vector.append(v)
-            if not matrix and not vector:
+            if "matrix" not in ps and "vector" not in ps:
                 self.diag.error(d.args[0].span, f"tile '{name}' declares no compute: add a 'matrix' or 'vector' unit")
             if clock > 0 and all(x is not None for x in sram[:3]):
                 self.tiles[name] = Tile(name, clock, sram[0], sram[1], sram[2], sram[3], tuple(matrix),
@@ -468,8 +471,8 @@ class Checker:
                         self.diag.error(arg.span, "efficiency is written `efficiency matmul = 0.85, conv = 0.7`")
                         continue
                     if arg.name not in OP_CLASSES:
-                        self.diag.error(arg.span, f"unknown op class '{arg.name}'{_hint(arg.name, OP_CLASSES)}; "
-                                                  f"classes are {', '.join(OP_CLASSES)}")
+                        self.diag.error(arg.span, f"unknown op class '{arg.name}'; classes are "
+                                                  f"{', '.join(OP_CLASSES)}{_hint(arg.name, OP_CLASSES)}")
                         continue
                     f = self.fraction(arg.value, f"the efficiency of {arg.name}")
                     if f is not None:
@@ -584,8 +587,8 @@ class Checker:
         runs = []
         names = list(self.decls["run"])
         if only is not None and only not in self.decls["run"]:
-            self.diag.error(None, f"no run named '{only}'{_hint(only, names)}; "
-                                  f"this design has {', '.join(names) or 'no runs'}")
+            self.diag.error(None, f"no run named '{only}'; this design has "
+                                  f"{', '.join(names) or 'no runs'}{_hint(only, names)}")
             return []
         for name in names:
             if only is not None and name != only:

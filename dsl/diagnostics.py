@@ -25,7 +25,8 @@ def _render_one(span: Span | None, severity: str, message: str) -> str:
     if span is None:
         return f"archc: {severity}: {message}"
     head = f"{span}: {severity}: {message}"
-    line = span.source.line(span.line)
+    # control characters and undecodable bytes would garble a terminal: shown as U+FFFD
+    line = "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in span.source.line(span.line))
     if not line and span.line > len(span.source.text.splitlines()):
         return head
     expanded = line.expandtabs(4)

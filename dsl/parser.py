@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+from contextlib import contextmanager
 import re
 import tempfile
 from functools import lru_cache
@@ -35,6 +37,12 @@ def _word(token_type: str) -> str:
     return _TOKEN_WORDS.get(token_type, repr(token_type.lower()))
 
 
+# Operators in one statement beyond this are refused: a real design writes a handful, and each
+# one deepens the tree the transformer walks recursively.
+MAX_OPERATORS = 2000
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "DOT", "COMPARE", "OR", "AND", "NOT",
+              "X", "OF", "COLON", "__ANON_0", "__ANON_1", "__ANON_2", "EQUAL"}
+
 # A statement continues on the next line after one of these.
 _CONTINUES = {"COMMA", "EQUAL", "COLON", "OF", "X"}
 
@@ -49,8 +57,16 @@ class _PostLexer:
         stack: list[str] = []  # open brackets, innermost last
         last_nl = True  # nothing before the first statement needs separating
         prev = None
+        operators = 0  # in the current statement
         for tok in stream:
             t = tok.type
+            if t in _OPERATORS:
+                operators += 1
+                if operators > MAX_OPERATORS:
+                    raise _TooDeep(tok, f"a statement with more than {MAX_OPERATORS} operators is too "
+                                        "complex; split it into several")
+            elif t in ("_NL", "LBRACE", "RBRACE") and not (stack and stack[-1] != "LBRACE"):
+                operators = 0
             if t == "_NL":
                 if last_nl or (stack and stack[-1] != "LBRACE") or prev in _CONTINUES:
                     continue
@@ -72,8 +88,8 @@ class _PostLexer:
 
 
 class _TooDeep(Exception):
-    def __init__(self, tok: Token):
-        self.tok = tok
+    def __init__(self, tok: Token, message: str = f"brackets nest deeper than {MAX_NESTING} levels"):
+        self.tok, self.message = tok, message
 
 
 def _span(source: Source, meta_or_tok) -> Span:
@@ -214,21 +230,40 @@ def _parser() -> Lark:
         return Lark(grammar, **kwargs)
 
 
-def parse(source: Source, start: str = "start") -> ast.File:
+@contextmanager
+def deep_enough():
+    """Recursion room for the deepest tree the parser accepts (MAX_NESTING brackets plus
+    MAX_OPERATORS operators per statement): the transformer and the checker recurse once per
+    level, in pure-Python frames."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 6 * (MAX_NESTING + MAX_OPERATORS) + 2000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def parse(source: Source) -> ast.File:
     """Parse a whole file. Raises ArchSyntaxError with a located, human message."""
     if not source.text.strip():
         return ast.File((), span=source.start)
+    with deep_enough():
+        return _parse(source)
+
+
+def _parse(source: Source) -> ast.File:
     parser = _parser()
     try:
         tree = parser.parse(source.text)
         return _ToAst(source).transform(tree)
     except _TooDeep as e:
-        raise ArchSyntaxError([Diagnostic(_span(source, e.tok),
-                                          f"brackets nest deeper than {MAX_NESTING} levels")])
+        raise ArchSyntaxError([Diagnostic(_span(source, e.tok), e.message)]) from None
     except VisitError as e:
         if isinstance(e.orig_exc, _TooDeep):
-            raise ArchSyntaxError([Diagnostic(_span(source, e.orig_exc.tok),
-                                              f"brackets nest deeper than {MAX_NESTING} levels")])
+            raise ArchSyntaxError([Diagnostic(_span(source, e.orig_exc.tok), e.orig_exc.message)]) from None
+        if isinstance(e.orig_exc, RecursionError):
+            raise ArchSyntaxError([Diagnostic(_span(source, e.obj.meta) if hasattr(e.obj, "meta") else source.start,
+                                              "this expression nests too deeply to parse")]) from None
         raise
     except UnexpectedInput as e:
         raise ArchSyntaxError([_describe(source, e)]) from None
@@ -246,14 +281,10 @@ def _describe(source: Source, e: UnexpectedInput) -> Diagnostic:
             return Diagnostic(span, "unterminated comment: '/*' has no matching '*/'")
         shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of file"
         return Diagnostic(span, f"unexpected character {shown}")
-    if isinstance(e, UnexpectedEOF):
-        end = source.span_at(len(source.text.rstrip()), 1)
-        return Diagnostic(end, "unexpected end of file: a '{', '(' or '[' is not closed")
+    if isinstance(e, UnexpectedEOF) or e.token.type == "$END":
+        return _end_of_file(source)
     assert isinstance(e, UnexpectedToken)
     tok = e.token
-    if tok.type == "$END":
-        end = source.span_at(len(source.text.rstrip()), 1)
-        return Diagnostic(end, "unexpected end of file: a '{', '(' or '[' is not closed")
     span = _span(source, tok)
     if str(tok) == "/" and source.text.startswith("/*", tok.start_pos or 0):
         return Diagnostic(span, "unterminated comment: '/*' has no matching '*/'")
@@ -266,6 +297,14 @@ def _describe(source: Source, e: UnexpectedInput) -> Diagnostic:
     if len(expected) > 6:
         return Diagnostic(span, f"unexpected {got}")
     return Diagnostic(span, f"unexpected {got}; expected {' or '.join(expected)}")
+
+
+def _end_of_file(source: Source) -> Diagnostic:
+    end = source.span_at(len(source.text.rstrip()), 1)
+    text = re.sub(r'"([^"\\\n]|\\.)*"|//[^\n]*|/\*(.|\n)*?\*/', "", source.text)
+    if sum(text.count(c) for c in "([{") > sum(text.count(c) for c in ")]}"):
+        return Diagnostic(end, "unexpected end of file: a '{', '(' or '[' is not closed")
+    return Diagnostic(end, "unexpected end: a value is missing")
 
 
 def _shown(tok: Token) -> str:

@@ -41,8 +41,8 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
         if key not in known:
             # `--set KEY=VALUE` sources hold exactly that text: point at the key
             key_span = Span(expr.span.source, 1, 1, 1, 1 + len(key))
-            ck.diag.error(key_span, f"run '{name}' has no parameter '{key}'{_hint(key, known)}; it has "
-                                    f"{', '.join(known) or 'none'}")
+            ck.diag.error(key_span, f"run '{name}' has no parameter '{key}'; it has "
+                                    f"{', '.join(known) or 'none'}{_hint(key, known)}")
     env: dict = {}
     ok = True
     for p in params:
@@ -199,8 +199,8 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     strategy = ck.symbol(pos[0], STRATEGIES, "the strategy", env)
     for k, a in kw.items():
         if k not in STRATEGY_OPTIONS:
-            ck.diag.error(a.span, f"'strategy' has no option '{k}'{_hint(k, STRATEGY_OPTIONS)}; "
-                                  f"it takes {', '.join(STRATEGY_OPTIONS)}")
+            ck.diag.error(a.span, f"'strategy' has no option '{k}'; "
+                                  f"it takes {', '.join(STRATEGY_OPTIONS)}{_hint(k, STRATEGY_OPTIONS)}")
             return None
 
     def count(key, default=1):

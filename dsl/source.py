@@ -60,4 +60,5 @@ def read_source(path: str | Path) -> Source:
                          f"{MAX_SOURCE_BYTES:,} bytes")
     if b"\x00" in data:
         raise UnicodeError("the file contains NUL bytes; it is not a text file")
-    return Source(str(path), data.decode("utf-8"))
+    # utf-8-sig: a byte-order mark some editors write is not part of the text
+    return Source(str(path), data.decode("utf-8-sig"))

@@ -75,6 +75,21 @@ def describe(d: Dim) -> str:
     return "a quantity in " + " ".join(parts)
 
 
+# Units to show a value in, largest first, per dimension.
+_READABLE = {
+    BYTES: ("TB", "GB", "MB", "kB", "B"), TIME: ("s", "ms", "us", "ns", "ps"),
+    FREQUENCY: ("GHz", "MHz", "kHz", "Hz"), BANDWIDTH: ("TB/s", "GB/s", "MB/s", "B/s"),
+    ENERGY: ("J", "mJ", "uJ", "nJ", "pJ", "fJ"), POWER: ("kW", "W", "mW"), LENGTH: ("mm", "um", "nm"),
+    FLOPS: ("flop",), FLOP_RATE: ("PFLOPS", "TFLOPS", "GFLOPS"), CYCLES: ("cycles",),
+    AREA: ("mm2", "um2"), ENERGY_PER_BYTE: ("pJ/B",), ENERGY_PER_FLOP: ("pJ/flop",),
+    BYTES_PER_CYCLE: ("B/cycle",), FLOPS_PER_CYCLE: ("flop/cycle",),
+}
+
+
+def readable_units(d: Dim) -> tuple[str, ...]:
+    return _READABLE.get(d, ())
+
+
 def _table() -> dict[str, tuple[float, Dim]]:
     t: dict[str, tuple[float, Dim]] = {}
     for p, f in (("", 1), ("K", 1e3), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15), ("E", 1e18)):
@@ -83,6 +98,7 @@ def _table() -> dict[str, tuple[float, Dim]]:
     for p, f in (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("Ti", 2**40), ("Pi", 2**50)):
         t[p + "B"] = (f, BYTES)
     t.update({"byte": (1, BYTES), "bytes": (1, BYTES), "bit": (1 / 8, BYTES), "bits": (1 / 8, BYTES)})
+    t["kB"] = (1e3, BYTES)
     t.update({"s": (1, TIME), "ms": (1e-3, TIME), "us": (1e-6, TIME), "ns": (1e-9, TIME),
               "ps": (1e-12, TIME), "min": (60, TIME), "h": (3600, TIME)})
     t.update({"Hz": (1, FREQUENCY), "kHz": (1e3, FREQUENCY), "MHz": (1e6, FREQUENCY),

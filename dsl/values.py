@@ -50,10 +50,15 @@ class EvalError(Exception):
 
 
 def fmt_q(q: Q) -> str:
+    """A quantity in the dimension's usual unit: `1 GHz`, `-1 MiB`, `3.2 TB/s`."""
     v = q.value
     if q.dim.dimensionless:
         return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
-    return f"{v:.6g} {U.describe(q.dim).split('(')[0].strip()}"
+    for unit in U.readable_units(q.dim):
+        factor = U.UNITS[unit][0] if "/" not in unit else U.parse_unit(unit)[0]
+        if abs(v) >= factor or unit == U.readable_units(q.dim)[-1]:
+            return f"{v / factor:.6g} {unit}"
+    return f"{v:.6g} ({U.describe(q.dim)} in base units)"
 
 
 def is_int(v) -> bool:

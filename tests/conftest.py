@@ -40,7 +40,7 @@ def archc_cache_dir(tmp_path_factory) -> Path:
 
 # ---- the command line --------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CliResult:
     args: tuple[str, ...]
     code: int
@@ -54,6 +54,8 @@ class CliResult:
     def __str__(self) -> str:  # shown by pytest when an assertion about the result fails
         return (f"archc {' '.join(self.args)} -> exit {self.code}\n--- stdout ---\n{self.stdout[-4000:]}"
                 f"\n--- stderr ---\n{self.stderr[-4000:]}")
+
+    __repr__ = __str__
 
 
 def run_cli(*args, env: dict | None = None, timeout: float = 300, cwd=None,
