@@ -25,6 +25,28 @@ SAMPLES = ROOT / "samples"
 H100 = SAMPLES / "h100.arch"
 
 
+# ---- a small machine many tests build on ------------------------------------------------
+
+_SMALL_MACHINE = """\
+tile t {{
+  clock 1 GHz
+  sram 1 MiB, bandwidth = 64 GB/s
+  matrix bf16 x bf16 -> fp32 : 256 mac/cycle
+  vector fp32 : 16 lanes
+}}
+chip c {{
+  tiles 4 of t
+  noc crossbar, bandwidth = 1 TB/s
+  memory hbm, {memory}, bandwidth = 1 TB/s
+}}
+"""
+
+
+def small_machine(*imports: str, memory: str = "16 GB") -> str:
+    """`import` lines, then a 4-tile chip `c` of tile `t` (11 lines) with `memory` of HBM."""
+    return "".join(f"import {m}\n" for m in imports) + _SMALL_MACHINE.format(memory=memory)
+
+
 # ---- the compile cache -------------------------------------------------------------------
 
 @pytest.fixture(scope="session", autouse=True)

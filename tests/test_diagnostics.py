@@ -15,24 +15,10 @@ from archc.dsl.check import DECL_KINDS
 from archc.dsl.diagnostics import ArchcError
 from archc.dsl.runs import RUN_SCHEMA
 
-from conftest import run_cli
+from conftest import run_cli, small_machine
 
 # A small valid machine most semantic rows build on: 13 lines.
-PRE = """\
-import std.formats
-import std.blocks
-tile t {
-  clock 1 GHz
-  sram 1 MiB, bandwidth = 64 GB/s
-  matrix bf16 x bf16 -> fp32 : 256 mac/cycle
-  vector fp32 : 16 lanes
-}
-chip c {
-  tiles 4 of t
-  noc crossbar, bandwidth = 1 TB/s
-  memory hbm, 16 GB, bandwidth = 1 TB/s
-}
-"""
+PRE = small_machine("std.formats", "std.blocks")
 P = PRE.count("\n")  # lines before a snippet that uses PRE
 assert P == 13
 

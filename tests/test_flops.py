@@ -8,22 +8,9 @@ from pathlib import Path
 import pytest
 
 from archc.api import check
+from conftest import small_machine
 
-MACHINE = """\
-import std.formats
-import std.models
-tile t {
-  clock 1 GHz
-  sram 1 MiB, bandwidth = 64 GB/s
-  matrix bf16 x bf16 -> fp32 : 256 mac/cycle
-  vector fp32 : 16 lanes
-}
-chip c {
-  tiles 4 of t
-  noc crossbar, bandwidth = 1 TB/s
-  memory hbm, 10 PB, bandwidth = 1 TB/s
-}
-"""
+MACHINE = small_machine("std.formats", "std.models", memory="10 PB")
 
 
 def graph(tmp_path: Path, model_call: str, extra: str = ""):

@@ -14,23 +14,11 @@ import pytest
 from archc.api import check
 from archc.dsl.diagnostics import ArchcError
 
-from conftest import H100, run_cli
+from conftest import H100, run_cli, small_machine
 
 TIME_LIMIT = 60  # seconds per `archc check`
 
-VALID = """\
-import std.formats
-tile t {
-  clock 1 GHz
-  sram 1 MiB, bandwidth = 64 GB/s
-  matrix bf16 x bf16 -> fp32 : 256 mac/cycle
-  vector fp32 : 16 lanes
-}
-chip c {
-  tiles 4 of t
-  noc crossbar, bandwidth = 1 TB/s
-  memory hbm, 16 GB, bandwidth = 1 TB/s
-}
+VALID = small_machine("std.formats") + """\
 model g(M, N, K) {
   input a : [M, K]
   input b : [K, N]
