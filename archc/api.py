@@ -13,7 +13,7 @@ from archc.dsl.ast import File
 from archc.dsl.check import check as _check
 from archc.dsl.diagnostics import ArchSyntaxError, Diagnostic
 from archc.dsl.parser import deep_enough, parse, parse_value
-from archc.dsl.source import Source, Span, read_source
+from archc.dsl.source import Source, read_source
 
 
 def read(path: str | Path) -> Source:

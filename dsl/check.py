@@ -3,7 +3,6 @@ and collects every problem before stopping."""
 from __future__ import annotations
 
 import difflib
-import math
 from functools import lru_cache
 from importlib import resources
 
@@ -14,7 +13,7 @@ from .ir import (Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Me
                  Param, Run, System, Tile, VectorUnit)
 from .parser import parse
 from .source import Source, Span
-from .values import MAX_INT, EvalError, Evaluator, Lst, Q, Str, Sym, show
+from .values import MAX_INT, EvalError, Evaluator, Q, Sym, show
 
 DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
 STDLIB = ("std.formats", "std.blocks", "std.models")
@@ -54,9 +53,10 @@ class Checker:
         self.chips: dict[str, Chip] = {}
         self.systems: dict[str, System] = {}
         self.callables: dict[str, Callable_] = {}
+        self.imported: set[str] = set()
 
     # ---- collection --------------------------------------------------------------------
-    def collect(self, stmts, imported=False) -> None:
+    def collect(self, stmts) -> None:
         for st in stmts:
             if isinstance(st, ast.Assign):
                 self.diag.error(st.target_span or st.span, f"'{st.target} = ...' at the top level; "
@@ -109,10 +109,10 @@ class Checker:
         if text not in STDLIB:
             self.diag.error(st.span, f"unknown module '{text}'; archc ships {', '.join(STDLIB)}")
             return
-        if text in getattr(self, "_imported", set()):
+        if text in self.imported:
             return
-        self._imported = getattr(self, "_imported", set()) | {text}
-        self.collect(_stdlib(text).stmts, imported=True)
+        self.imported.add(text)
+        self.collect(_stdlib(text).stmts)
 
     # ---- small evaluators --------------------------------------------------------------
     def value(self, e, env=None):
@@ -606,7 +606,8 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
     c.collect(file.stmts)
     if not file.stmts:
         c.diag.error(file.span, "the file is empty: declare at least a tile, a chip or a model")
-    c.diag.raise_if_any(CheckError) if c.diag and not any(c.decls.values()) else None
+    if not any(c.decls.values()):
+        c.diag.raise_if_any(CheckError)
     c.check_formats()
     c.check_tiles()
     c.check_chips()

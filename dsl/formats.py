@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import ast
 from .ir import Format
-from .values import Q, Sym, show
+from .values import Q, show
 
 NAN_POLICIES = ("ieee", "single", "none")
 OVERFLOW = ("inf", "saturate", "nan", "wrap")

@@ -3,14 +3,13 @@ inferring shapes and counting each op's forward FLOPs, weights and data movement
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import ast
 from .diagnostics import Collector
 from .ir import Callable_, Gemm, Graph, Op, Tensor
-from .values import MAX_INT, EvalError, Evaluator, Lst, Q, Str, Sym, show
+from .values import MAX_INT, EvalError, Evaluator, Lst, Q, show
 
 MAX_OPS = 100_000  # a model that expands past this is a runaway block, not a real network
 MAX_DEPTH = 48  # block calls nested deeper than this are runaway recursion

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-from contextlib import contextmanager
 import re
+import sys
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import (LarkError, UnexpectedCharacters, UnexpectedEOF,
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF,
                              UnexpectedInput, UnexpectedToken, VisitError)
 
 from . import ast
@@ -29,7 +28,7 @@ _TOKEN_WORDS = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
     "EQUAL": "'='", "COLON": "':'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
     "SLASH": "'/'", "DOT": "'.'", "PERCENT": "'%'", "X": "'x'", "OF": "'of'",
-    "COMPARE": "a comparison", "OR": "'or'", "AND": "'and'", "NOT": "'not'",
+    "__ANON_0": "'->'", "__ANON_1": "'**'", "COMPARE": "a comparison", "OR": "'or'", "AND": "'and'", "NOT": "'not'",
 }
 
 
@@ -41,7 +40,7 @@ def _word(token_type: str) -> str:
 # one deepens the tree the transformer walks recursively.
 MAX_OPERATORS = 2000
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "DOT", "COMPARE", "OR", "AND", "NOT",
-              "X", "OF", "COLON", "__ANON_0", "__ANON_1", "__ANON_2", "EQUAL"}
+              "X", "OF", "COLON", "__ANON_0", "__ANON_1", "EQUAL"}
 
 # A statement continues on the next line after one of these.
 _CONTINUES = {"COMMA", "EQUAL", "COLON", "OF", "X"}
@@ -311,7 +310,9 @@ def _shown(tok: Token) -> str:
     kind = {"NAME": "name", "UNIT": "name", "NUMBER": "number", "STRING": "string"}.get(tok.type)
     if kind:
         return f"{kind} {str(tok)!r}"
-    return _word(tok.type)
+    if tok.type in ("_NL", "$END"):
+        return _word(tok.type)
+    return f"'{tok}'"
 
 
 def _label(tok: Token, expected: list[str], prev) -> str | None:

@@ -7,7 +7,7 @@ from .footprint import footprint
 from .ir import Mapping, Precision, Run
 from .models import Builder
 from .source import Span
-from .values import EvalError, Lst, Q, Str, Sym, show
+from .values import EvalError, Q, Str, Sym, show
 
 MODES = ("train", "infer")
 STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
@@ -239,8 +239,6 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(kw["global_batch"].span if "global_batch" in kw else p.span,
                       f"global_batch {gb} is not a multiple of micro_batch x dp = {micro} x {dp} = {micro * dp}")
         return None
-    if mode == "infer" and gb != micro * dp and strategy != "spatial":
-        pass  # several inference batches per step are allowed: they run one after another
     if interleave > 1 and pp == 1:
         ck.diag.error(kw["interleave"].span, "interleave > 1 needs pipeline parallelism (pp > 1)")
         return None
@@ -248,8 +246,6 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(p.span, f"run '{run_name}' needs {tp * pp * dp} chips but '{machine.name}' has "
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
-    if machine is not None and strategy in ("spatial", "weight_streaming") and machine.chip.memory is not None:
-        pass  # a GPU can run layer by layer too; nothing to forbid
     return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, span=p.span)
 
 

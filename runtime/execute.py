@@ -91,14 +91,14 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     thr_value = run.throughput_items / latency if run.throughput_items else achieved
     breakdown = {"busy": busy - float(t_tot[T[:, COL["stage"]] == 3].sum()),
                  "pipeline bubble": step["bubble_s"], "gradient exchange": step["dp_exchange_s"],
-                 "optimizer": step["step_once_s"] - 0.0}
+                 "optimizer": step["step_once_s"]}
     return Report(
         schema=SCHEMA, run=run.name, system=m.name, model=run.model, level=level, mode=run.mode,
         params=dict(run.params), latency_s=latency,
         throughput={"value": thr_value, "unit": run.throughput_unit},
         flops=flops, model_flops=model_flops, achieved_flops_per_s=achieved,
         achieved_flops_per_s_per_chip=achieved / chips, peak_flops_per_s_per_chip=peak,
-        utilization=achieved / chips / peak, energy_j=energy, power_w=energy / latency / chips * chips,
+        utilization=achieved / chips / peak, energy_j=energy, power_w=energy / latency,
         bottleneck=bottleneck, bottleneck_reason=_reason(bottleneck, ops, run, step), chips=chips,
         mapping={"strategy": run.mapping.strategy, "tp": run.mapping.tp, "pp": run.mapping.pp,
                  "dp": run.mapping.dp, "interleave": run.mapping.interleave,
