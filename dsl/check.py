@@ -622,3 +622,13 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
                   tuple(sorted((n, x) for n, x in c.callables.items() if x.kind == "model")),
                   tuple(sorted((n, x) for n, x in c.callables.items() if x.kind == "block")),
                   tuple(resolved))
+
+
+@lru_cache(maxsize=None)
+def standard_formats() -> dict:
+    """The IR formats std.formats declares."""
+    c = Checker(_stdlib("std.formats"), "<std.formats>")
+    c.collect(_stdlib("std.formats").stmts)
+    c.check_formats()
+    c.diag.raise_if_any(CheckError)
+    return dict(c.formats)
