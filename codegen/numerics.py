@@ -95,9 +95,47 @@ def float_info(f: Format, index: int) -> FormatInfo:
                   posinf_code=code(posinf_code), neginf_code=code(neginf_code), max_code=code(max_code),
                   min_code=code((1 << k) - high_nans - posinfs - 1), smallest_sub=number(smallest_sub),
                   num_high_nans=high_nans)
+    consts["fast"] = _fast_path(p, bias, has_sub, maxv, min_normal, signed)
+    if consts["fast"] is not None:
+        # float32's range and specials exactly: the carry trick holds for every float32 input
+        consts["fast"]["whole32"] = (exp == 8 and bias == 127 and has_sub and inf and nan == "ieee"
+                                     and overflow == "inf" and signed and consts["fast"]["f32"])
     return FormatInfo(index, f.name, "float", k, maxv, min_normal, smallest_sub, math.ldexp(1.0, -t),
                       num_nans > 0, inf, signed, tuple(consts.items()),
                       math.frexp(smallest_sub)[1] - 1, math.frexp(maxv)[1] - 1)
+
+
+def _fast_path(p: int, bias: int, has_sub: bool, maxv: float, min_normal: float, signed: bool):
+    """Bit masks of the nearest-even fast path over float64 (and float32 where every value of
+    the format is a float32): inputs from the smallest normal of the format up to its largest
+    value. None when the format has no such range (1-bit significands, unsigned formats)."""
+    import struct
+    if p < 2 or not signed or p > 53:
+        return None
+    t = p - 1
+
+    def bits64(v):
+        return struct.unpack("<Q", struct.pack("<d", v))[0]
+
+    shift = 52 - t
+    lo = min_normal if has_sub else math.ldexp(1.0, 1 - bias)
+    fast = dict(shift64=shift, half64=code((1 << (shift - 1)) - 1) if shift else "0ULL",
+                mask64=code(((1 << 64) - 1) ^ ((1 << shift) - 1)), lo64=code(bits64(lo)),
+                hi64=code(bits64(maxv) | ((1 << shift) - 1)), max64=code(bits64(maxv)), f32=False,
+                whole32=False)
+    if shift == 0:
+        return None
+    f32_ok = t <= 23 and math.ldexp(1.0, -149) <= lo and maxv <= 3.4028234663852886e38
+    if f32_ok:
+        def bits32(v):
+            return struct.unpack("<I", struct.pack("<f", v))[0]
+        s32 = 23 - t
+        if s32 == 0:
+            return fast
+        fast.update(f32=True, shift32=s32, half32=f"{(1 << (s32 - 1)) - 1:#x}U",
+                    mask32=f"{((1 << 32) - 1) ^ ((1 << s32) - 1):#x}U", lo32=f"{bits32(lo):#x}U",
+                    hi32=f"{bits32(maxv) | ((1 << s32) - 1):#x}U", max32=f"{bits32(maxv):#x}U")
+    return fast
 
 
 def posit_info(f: Format, index: int) -> FormatInfo:
@@ -155,6 +193,7 @@ def render_formats(formats: dict[str, Format], title: str, version: str) -> tupl
     fviews = []
     for name, info in scalar.items():
         view = dict(info.consts)
+        view.setdefault("fast", None)
         view.update(index=info.index, kind=info.kind, comment=comment(_describe(formats[name], info)))
         fviews.append(view)
     mx, mviews = {}, []

@@ -64,7 +64,8 @@ log = logging.getLogger("archc.cache")
 
 Progress = Callable[[str], None]
 
-DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-g0")
+# -fopenmp: generated kernels split large element-wise loops over the cores (cython.parallel)
+DEFAULT_FLAGS: tuple[str, ...] = ("-O3", "-g0", "-fopenmp")
 
 # Part of every key, so changing them invalidates old entries.
 _DIRECTIVES = {"boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False}
@@ -566,7 +567,7 @@ def _compile_and_link(work: Path, name: str, c_file: Path, buildlog: list[str]) 
     obj = work / f"{name}.o"
     so_path = work / (name + _ext_suffix())
     _spawn([*compile_cmd, *DEFAULT_FLAGS, "-c", str(c_file), "-o", str(obj)], work, buildlog, "C compiler")
-    _spawn([*link_cmd, str(obj), "-o", str(so_path)], work, buildlog, "linker")
+    _spawn([*link_cmd, str(obj), "-fopenmp", "-o", str(so_path)], work, buildlog, "linker")
 
 
 def _spawn(cmd: list[str], cwd: Path, buildlog: list[str], what: str) -> None:
