@@ -9,7 +9,7 @@ from importlib import resources
 from . import ast
 from . import units as U
 from .diagnostics import CheckError, Collector
-from .ir import (Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
+from .ir import (Analog, Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
                  Param, Run, System, Tile, VectorUnit)
 from .parser import parse
 from .source import Source, Span
@@ -19,7 +19,8 @@ DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "r
 STDLIB = ("std.formats", "std.blocks", "std.models")
 TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
 MAX_MEMBERS = 10**8  # tiles per chip, members per system: 100x a wafer, and C ints stay safe
-BAD_CLOCK = -1.0  # a tile's clock is missing or invalid (already reported)
+BAD_CLOCK = -1.0
+ANALOG_OPTIONS = ("analog", "dac", "adc", "noise", "program_noise", "bound", "array")  # a tile's clock is missing or invalid (already reported)
 OP_CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
               "reduction", "pool", "loss", "collective", "optimizer")
 
@@ -321,27 +322,74 @@ class Checker:
         return self.quantity(e, [U.ENERGY_PER_FLOP], "an energy per operation", allow_zero=True)
 
     def _matrix(self, p: ast.Prop, clock) -> MatrixUnit | None:
-        a = self.only(p, 1, ("energy", "sram"))
+        a = self.only(p, 1, ("energy", "sram") + ANALOG_OPTIONS)
         if not a:
             return None
         (sig,), kw = a
-        # A x B -> ACC : RATE
+        # A x B -> ACC : RATE (or : AREA, the rate then derived from the cost model)
         if not (isinstance(sig, ast.BinOp) and sig.op == ":" and isinstance(sig.left, ast.BinOp)
                 and sig.left.op == "->" and isinstance(sig.left.left, ast.BinOp) and sig.left.left.op == "x"):
             self.diag.error(sig.span, "a matrix unit is written `matrix A x B -> ACC : RATE` "
-                                      "(e.g. `matrix bf16 x bf16 -> fp32 : 1024 mac/cycle`)")
+                                      "(e.g. `matrix bf16 x bf16 -> fp32 : 1024 mac/cycle`, or `: 0.5 mm2`)")
             return None
         fa = self.format_name(sig.left.left.left)
         fb = self.format_name(sig.left.left.right)
         fc = self.format_name(sig.left.right, "an accumulator format")
-        rate = self._rate(sig.right, clock, "a matrix throughput")
+        v = self.value(sig.right)
+        area = None
+        if isinstance(v, Q) and v.dim == U.AREA:
+            area = self._sign(sig.right, v.value, "a matrix unit's area", True, False)
+            rate = 0.0 if area is not None else None
+        else:
+            rate = self._rate(sig.right, clock, "a matrix throughput")
         en = self._energy_per_flop(kw)
         # operand bytes a MAC moves to and from SRAM, for datapaths that work memory to memory
         traffic = self.quantity(kw["sram"].value, [U.BYTES / U.FLOPS], "SRAM traffic per operation",
                                 allow_zero=True) if "sram" in kw else 0.0
-        if None in (fa, fb, fc, rate, traffic):
+        analog = self._analog(p, kw)
+        if None in (fa, fb, fc, rate, traffic) or analog is False:
             return None
-        return MatrixUnit(fa, fb, fc, rate / clock if clock > 0 else 0, en, traffic, span=p.span)
+        return MatrixUnit(fa, fb, fc, rate / clock if clock > 0 else 0, en, traffic, analog or None, area,
+                          span=p.span)
+
+    def _analog(self, p: ast.Prop, kw: dict):
+        """An analog array's parameters (None: digital; False: an error was reported)."""
+        given = [k for k in ANALOG_OPTIONS if k in kw]
+        if not given:
+            return None
+        if "analog" not in kw:
+            self.diag.error(kw[given[0]].span, f"'{given[0]}' describes an analog array: add `analog = true`")
+            return False
+        flag = self.value(kw["analog"].value)
+        if flag is not True:
+            if flag is not False and flag is not None:
+                self.diag.error(kw["analog"].value.span, "'analog' must be true or false")
+                return False
+            return None
+        d = {k: kw[k].value for k in given}
+        dac = self.count(d["dac"], "DAC bits") if "dac" in d else 7
+        adc = self.count(d["adc"], "ADC bits") if "adc" in d else 9
+        # IBM aihwkit's defaults (machines.md): output noise 0.06 of the weight range, 2% programming
+        # noise, an ADC bound of 12 weight ranges, 256 x 256 arrays
+        noise = self.quantity(d["noise"], [U.NONE], "output noise", allow_zero=True) if "noise" in d else 0.06
+        prog = self.quantity(d["program_noise"], [U.NONE], "programming noise", allow_zero=True) \
+            if "program_noise" in d else 0.02
+        bound = self.quantity(d["bound"], [U.NONE], "the ADC bound") if "bound" in d else 12.0
+        rows = cols = 256
+        if "array" in d:
+            e = d["array"]
+            if isinstance(e, ast.BinOp) and e.op == "x":
+                rows, cols = self.count(e.left, "array rows"), self.count(e.right, "array columns")
+            else:
+                self.diag.error(e.span, "an analog array's size is written `array = ROWS x COLS`")
+                return False
+        for bits, what in ((dac, "DAC"), (adc, "ADC")):
+            if bits is not None and bits > 24:
+                self.diag.error(d.get(what.lower(), p).span, f"{bits} {what} bits is beyond any analog array")
+                return False
+        if None in (dac, adc, noise, prog, bound, rows, cols):
+            return False
+        return Analog(dac, adc, noise, prog, bound, rows, cols)
 
     def _vector(self, p: ast.Prop, clock) -> VectorUnit | None:
         a = self.only(p, 1, ("energy",))

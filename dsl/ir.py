@@ -26,13 +26,30 @@ class Format:
 
 
 @dataclass(frozen=True)
+class Analog:
+    """An analog in-memory MAC array (IBM aihwkit's model): inputs through a DAC, weights as
+    conductances with programming noise, sums with additive output noise, read by an ADC."""
+
+    dac_bits: int  # input resolution
+    adc_bits: int  # output resolution
+    out_noise: float  # output noise, in units of the normalised weight range
+    program_noise: float  # weight programming noise, fraction of the largest weight
+    bound: float  # ADC range, in units of the normalised weight range
+    rows: int  # array size: inputs summed per column
+    cols: int
+
+
+@dataclass(frozen=True)
 class MatrixUnit:
     a: str
     b: str
     acc: str
     flops_per_cycle: float
-    energy_per_flop: float | None  # J
+    energy_per_flop: float | None  # J; None: derived from the cost model
     sram_per_flop: float  # bytes of SRAM operand traffic per FLOP (memory-to-memory datapaths)
+    analog: Analog | None = None
+    area_m2: float | None = None  # declared silicon area (the rate was derived from it)
+    energy_derived: bool = False
     span: Span | None = _span()
 
 
@@ -272,6 +289,7 @@ class Run:
     footprint: tuple[tuple[str, float], ...]  # bytes per chip and the capacity it fits in
     format_bytes: tuple[tuple[str, float], ...]  # storage bytes of the formats the run uses
     fusion: str  # none | elementwise: elementwise ops fused into the op producing their input
+    accuracy: tuple[tuple[str, str], ...] = ()  # run parameters of the reduced accuracy instance
     span: Span | None = _span()
 
 

@@ -16,7 +16,7 @@ OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
                     "recompute", "seq_parallel", "overlap_dp")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
-              "optimizer": False, "throughput": False, "fuse": False}
+              "optimizer": False, "throughput": False, "fuse": False, "accuracy": False}
 FUSION = ("none", "elementwise")
 
 
@@ -87,6 +87,14 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     fusion = "none"
     if (p := one("fuse", False)) and (a := ck.only(p, 1)):
         fusion = ck.symbol(a[0][0], FUSION, "fusion", env) or "none"
+    reduced = []
+    if (p := one("accuracy", False)) is not None:
+        for a in p.args:
+            if not isinstance(a, ast.Kwarg) or a.name not in known:
+                ck.diag.error(a.span, "'accuracy' lists run parameters of the reduced instance: "
+                                      f"`accuracy NAME = VALUE, ...` with NAME one of {', '.join(known)}")
+            else:
+                reduced.append((a.name, ast.expr_text(a.value)))
     items, unit = 0.0, "FLOP/s"
     if (p := one("throughput", False)) and (a := ck.only(p, 2)):
         (ie, ue), _ = a
@@ -143,7 +151,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     used = {prec.matrix, prec.acc, prec.vector, prec.weights} | {t.dtype for t in graph.inputs if t.dtype}
     fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
     return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
-               fp.items(), fbytes, fusion, span=decl.span)
+               fp.items(), fbytes, fusion, tuple(reduced), span=decl.span)
 
 
 def _shown(v):

@@ -226,6 +226,26 @@ class FormatSet(dict):
             elif name in mx:
                 self[name] = NumberFormat(f, module, None, mx[name], mx_names.index(name))
 
+    def matmul(self, a, b, acc: str, rounding: str = "rne", exact: bool = False) -> np.ndarray:
+        """a @ b (2-D, values already in their formats) with every dot product accumulated in
+        `acc` as `dot` does."""
+        A = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+        B = np.ascontiguousarray(np.asarray(b, dtype=np.float64))
+        if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+            raise ValueError(f"matmul needs [m, k] x [k, n], found {A.shape} x {B.shape}")
+        mode = _mode(rounding)
+        if mode == ROUNDINGS.index("stochastic"):
+            raise ValueError("matmul rounds deterministically; use dot with random bits for stochastic rounding")
+        f = self[acc]
+        if exact:
+            both = np.abs(np.concatenate([A.ravel(), B.ravel()]))
+            nz = both[both > 0]
+            if not exact_window_ok(float(both.max(initial=0)), float(nz.min(initial=0))):
+                raise ValueError("exact accumulation takes values within 2^-200 .. 2^200")
+        C = np.empty((A.shape[0], B.shape[1]))
+        self.module.matmul(f._info.index, A, B, C, mode, int(exact))
+        return C
+
     def dot(self, a, b, acc: str, rounding: str = "rne", exact: bool = False, random_bits=None,
             random_width: int | None = None) -> float:
         """sum(a * b) for vectors already in their formats: exact products, accumulated in `acc`
