@@ -55,6 +55,7 @@ class Checker:
         self.systems: dict[str, System] = {}
         self.callables: dict[str, Callable_] = {}
         self.imported: set[str] = set()
+        self.costed_nodes: dict[str, float] = {}
 
     # ---- collection --------------------------------------------------------------------
     def collect(self, stmts) -> None:
@@ -534,8 +535,63 @@ class Checker:
                 else:
                     self.diag.error(e.span, "a wave block is written `wave M x N` (the output block one tile computes)")
             if tile and noc and m and launch is not None:
+                tile = self.costed(tile, proc, d)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
                                         tuple(sorted(eff)), wave, span=d.span)
+
+    def costed(self, tile: Tile, node_nm: float | None, chip_decl) -> Tile | None:
+        """The tile with every figure it leaves open derived from the cost model at the chip's
+        process node: MACs per cycle of units declared by area, energy per operation of units
+        declared without one. Declared figures always win; derived ones are listed."""
+        from . import costs
+        node = node_nm or costs.REF_NODE_NM
+        at = f"{node:g} nm" + ("" if node_nm else ", no process declared")
+        matrix, vector, notes = [], [], list(tile.derived)
+        for u in tile.matrix:
+            rate, energy, derived = u.flops_per_cycle, u.energy_per_flop, False
+            try:
+                if u.area_m2 is not None:
+                    macs = costs.derived_rate(u.area_m2, u.a, u.b, u.acc, node, formats=self.formats)
+                    rate = 2 * macs
+                    notes.append(f"{u.a} x {u.b} -> {u.acc}: {macs:.4g} MAC/cycle from {u.area_m2 * 1e6:g} mm2 "
+                                 f"(cost model, {at})")
+                if energy is None and u.analog is not None:
+                    a = u.analog
+                    energy = costs.analog_mac_energy(a.dac_bits, a.adc_bits, a.rows, a.cols) / 2
+                    derived = True
+                    notes.append(f"{u.a} x {u.b} -> {u.acc} (analog): {energy * 2e12:.3g} pJ/MAC from its "
+                                 f"{a.adc_bits}-bit ADC and {a.dac_bits}-bit DAC over a {a.rows} x {a.cols} array")
+                elif energy is None:
+                    energy = costs.mac(u.a, u.b, u.acc, node, formats=self.formats).energy_j / 2
+                    derived = True
+                    notes.append(f"{u.a} x {u.b} -> {u.acc}: {energy * 2e12:.3g} pJ/MAC (cost model, {at})")
+            except ValueError as e:
+                self.diag.error(u.span, f"cannot derive this unit's figures: {e}")
+                return None
+            matrix.append(MatrixUnit(u.a, u.b, u.acc, rate, energy, u.sram_per_flop, u.analog, u.area_m2,
+                                     derived or u.energy_derived, span=u.span))
+        for v in tile.vector:
+            energy = v.energy_per_flop
+            if energy is None:
+                try:
+                    fma = (costs.multiplier(v.fmt, node, formats=self.formats).energy_j
+                           + costs.adder(v.fmt, node, formats=self.formats).energy_j)
+                except ValueError as e:
+                    self.diag.error(v.span, f"cannot derive this unit's energy: {e}")
+                    return None
+                energy = fma / 2
+                notes.append(f"vector {v.fmt}: {fma * 1e12:.3g} pJ/FMA (cost model, {at})")
+            vector.append(VectorUnit(v.fmt, v.flops_per_cycle, energy, span=v.span))
+        resolved = Tile(tile.name, tile.clock_hz, tile.sram_bytes, tile.sram_bandwidth, tile.sram_latency_s,
+                        tile.sram_energy_per_byte, tuple(matrix), tuple(vector), tuple(notes), span=tile.span)
+        if resolved == tile:
+            return tile
+        # a tile used by chips at different nodes resolves once per node
+        key = tile.name if self.costed_nodes.setdefault(tile.name, node) == node else f"{tile.name}@{node:g}nm"
+        resolved = Tile(key, *[getattr(resolved, f) for f in ("clock_hz", "sram_bytes", "sram_bandwidth",
+                        "sram_latency_s", "sram_energy_per_byte", "matrix", "vector", "derived")], span=tile.span)
+        self.tiles[key] = resolved
+        return resolved
 
     def check_systems(self) -> None:
         schema = {"chips": False, "nodes": False, "systems": False, "grid": False, "network": False,

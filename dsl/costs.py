@@ -457,3 +457,21 @@ def fit_report(formats: Mapping[str, Format] | None = None) -> list[tuple[str, s
         c = (multiplier if op == "mult" else adder)(name, 45, formats=formats)
         rows.append((op, name, e, c.energy_j / PJ, a, c.area_m2 / UM2))
     return rows
+
+
+# ---- analog in-memory MAC arrays ------------------------------------------------------------
+# An analog array's energy is dominated by its converters: one ADC conversion per column and
+# one DAC conversion per row per vector, shared by the rows x cols MACs of the array. A SAR
+# ADC's Walden figure of merit is ~10-50 fJ per conversion step in recent designs (uncertain;
+# Murmann's ADC survey); 20 fJ is taken, and DACs at a tenth of that per step. The cell's own
+# energy (a conductance read) is ~1 fJ per MAC (uncertain). Converters barely scale with node.
+ADC_FJ_PER_STEP = 20.0
+DAC_FJ_PER_STEP = 2.0
+CELL_FJ = 1.0
+
+
+def analog_mac_energy(dac_bits: int, adc_bits: int, rows: int, cols: int) -> float:
+    """J per MAC of an analog array: converters amortised over the array, plus the cell."""
+    adc = ADC_FJ_PER_STEP * 2.0**adc_bits / rows  # one conversion per column, rows MACs each
+    dac = DAC_FJ_PER_STEP * 2.0**dac_bits / cols  # one conversion per row, cols MACs each
+    return (adc + dac + CELL_FJ) * 1e-15

@@ -71,6 +71,7 @@ class Tile:
     sram_energy_per_byte: float | None
     matrix: tuple[MatrixUnit, ...]
     vector: tuple[VectorUnit, ...]
+    derived: tuple[str, ...] = ()  # figures archc derived (cost model), for the report
     span: Span | None = _span()
 
 

@@ -111,7 +111,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         breakdown=breakdown, time_by_resource=by_res,
         machine={"chip": chip.name, "tile": tile.name, "tiles_per_chip": chip.tiles,
                  "clock_hz": tile.clock_hz, "efficiency": dict(chip.efficiency),
-                 "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None},
+                 "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None,
+                 "derived": list(tile.derived)},
         notes=plan.notes, ops=ops)
 
 

@@ -115,6 +115,8 @@ class Report:
         lines.append("")
         lines.append("  step        " + ", ".join(f"{k} {si(v, 's')}" for k, v in self.breakdown.items() if v))
         lines.append("  time by     " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in self.time_by_resource.items() if v >= 0.005))
+        for n in self.machine.get("derived", ()):
+            lines.append(f"  derived     {n}")
         for n in self.notes:
             lines.append(f"  note        {n}")
         return "\n".join(lines) + "\n"
