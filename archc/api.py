@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from archc.dsl import ir
@@ -115,8 +116,8 @@ class Design:
         self.path = str(path)
         self.stages = compile_stages(path, overrides)
         self.ir = self.stages.ir
-        self.formats = dict(self.ir.formats)
         self.runs = dict(self.ir.runs)
+        self._progress = progress
         self.modules: dict[str, types.ModuleType] = {}
         from archc import __version__
         from archc.runtime.execute import build_kernel
@@ -125,6 +126,14 @@ class Design:
             stem = module_stem(r.machine)
             if stem not in self.modules:
                 self.modules[stem] = build_kernel(r.machine, __version__, progress)
+
+    @cached_property
+    def formats(self):
+        """The design's formats by name, each with generated kernels (quantize, encode, decode,
+        dot products); built on first use and cached on disk."""
+        from archc import __version__ as version
+        from archc.runtime.numerics import FormatSet
+        return FormatSet(dict(self.ir.formats), version, f"formats of {Path(self.path).name}", self._progress)
 
     def run(self, name: str | None = None, level: str = "analytic", **params):
         """Run one of the design's runs (re-checked with `params` as overrides)."""
