@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulation fidelity: analytic roofline per op")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object")
     r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt and ops.csv here")
+    f = sub.add_parser("formats", help="list number formats with their range, precision and MAC cost")
+    f.add_argument("file", nargs="?", help="a design (default: the standard formats)")
+    f.add_argument("--node", default="7", metavar="NM", help="process node in nm for the cost model (default 7)")
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
@@ -102,6 +105,21 @@ def _dispatch(args) -> int:
             return 0
         n = cache.clear()
         print(f"removed {n} cache entr{'y' if n == 1 else 'ies'} from {cache.cache_dir()}")
+        return 0
+    if args.command == "formats":
+        from archc.formats_table import table
+        try:
+            node = float(args.node)
+            if not 0 < node < 1000:
+                raise ValueError
+        except ValueError:
+            raise ArchcError(f"--node takes a process node in nm, such as 7; found '{args.node}'") from None
+        if args.file:
+            formats = dict(api.check(args.file).formats)
+        else:
+            from archc.dsl.check import standard_formats
+            formats = standard_formats()
+        sys.stdout.write(table(formats, node))
         return 0
     if args.command == "check":
         if args.set and not args.run:

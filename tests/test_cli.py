@@ -323,3 +323,15 @@ def test_cache_clear(tmp_path, archc_cache_dir):
     assert r.code == 0, r
     assert json.loads(r.stdout)["flops"] == 2 * 8192**3
     assert [p for p in private.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def test_formats_command_lists_range_and_cost():
+    r = run_cli("formats", "--node", "45")
+    assert r.code == 0, r
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
+    assert {"bf16", "fp8_e4m3", "posit16", "mxfp4", "int8"} <= set(rows)
+    # at 45 nm the fp32 -> fp32 MAC is the table's fp32 multiplier plus fp32 adder: 3.7 + 0.9 pJ
+    assert float(rows["fp32"].split()[-3]) == pytest.approx(4.6, rel=0.02)
+    assert rows["fp64"].split()[-1] == "1.0x"
+    bad = run_cli("formats", "--node", "-3")
+    assert bad.code == 1 and "--node takes a process node" in bad.stderr
