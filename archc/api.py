@@ -151,3 +151,19 @@ class Design:
 
 def load(path: str | Path, overrides=None, progress=None) -> Design:
     return Design(path, overrides, progress)
+
+
+def accuracy(path: str | Path, run: str, seed: int = 0, overrides=None, precision=None, progress=None):
+    """Run a reduced-size instance of `run` in float64 and in its declared precisions and report
+    the error op by op and end to end (an `archc.runtime.accuracy.AccuracyReport`; its `trace`
+    holds the generated inputs and weights). `overrides`: `--set` values (`KEY=VALUE` strings or
+    a dict); `precision`: per-op formats (`GLOB=FORMAT` strings or a {glob: format} dict)."""
+    from archc.dsl.diagnostics import ArchcError
+    from archc.runtime.accuracy import choose_instance, evaluate
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ArchcError(f"the seed is a whole number ≥ 0, found {seed!r}")
+    with deep_enough():
+        source = read(path)
+        tree = parse(source)
+    instance = choose_instance(tree, source, run, parse_overrides(overrides))
+    return evaluate(instance, seed, precision, progress=progress)

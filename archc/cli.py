@@ -71,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("formats", help="list number formats with their range, precision and MAC cost")
     f.add_argument("file", nargs="?", help="a design (default: the standard formats)")
     f.add_argument("--node", default="7", metavar="NM", help="process node in nm for the cost model (default 7)")
+    a = sub.add_parser("accuracy", help="run a reduced instance of a run in float64 and in its declared "
+                       "precisions; report the numerical error op by op")
+    a.add_argument("file")
+    a.add_argument("--run", help="the run to evaluate (default: the design's only run)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the random weights, inputs and analog noise")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter of the reduced instance; repeatable")
+    a.add_argument("--precision", action="append", default=[], metavar="GLOB=FORMAT",
+                   help="compute the ops whose names match GLOB (fnmatch) in FORMAT; repeatable")
+    a.add_argument("--json", action="store_true", help="print the report as one JSON object")
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
@@ -131,6 +141,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "compile":
         return _compile(args, api)
+    if args.command == "accuracy":
+        return _accuracy(args, api)
     return _run(args, api)
 
 
@@ -210,6 +222,19 @@ def _run(args, api) -> int:
         sys.stdout.write(reports[0].to_json())
     else:
         sys.stdout.write("\n".join(r.to_text() for r in reports))
+    return 0
+
+
+def _accuracy(args, api) -> int:
+    if args.run is None:
+        design = api.check(args.file)
+        if len(design.runs) != 1:
+            raise ArchcError(f"name the run to evaluate with --run; this design has "
+                             f"{', '.join(n for n, _ in design.runs) or 'no runs'}")
+        args.run = design.runs[0][0]
+    report = api.accuracy(args.file, args.run, seed=args.seed, overrides=args.set, precision=args.precision,
+                          progress=_progress_printer())
+    sys.stdout.write(report.to_json() if args.json else report.to_text())
     return 0
 
 
