@@ -397,7 +397,7 @@ def _conv2d(c: _OpCtx, ins, kw) -> _Out:
     return _Out((nb, out, ho, wo), "conv", matrix_flops=2 * m * out * kk,
                 vector_flops=m * out if bias else 0, weight_elems=out * kk + (out if bias else 0),
                 gemms=(Gemm(groups, m, out // groups, kk),),
-                attrs={"kernel": k, "stride": stride})
+                attrs={"kernel": k, "stride": stride, "padding": pad, "groups": groups, "bias": bias})
 
 
 def _pool(c: _OpCtx, ins, kw) -> _Out:
@@ -409,7 +409,8 @@ def _pool(c: _OpCtx, ins, kw) -> _Out:
     stride = c.int(kw, "stride", Q(k))
     pad = c.int(kw, "padding", Q(0), minimum=0)
     ho, wo = _conv_out(c, h, k, stride, pad, c.kind), _conv_out(c, w, k, stride, pad, c.kind)
-    return _Out((nb, ch, ho, wo), "pool", vector_flops=nb * ch * ho * wo * k * k)
+    return _Out((nb, ch, ho, wo), "pool", vector_flops=nb * ch * ho * wo * k * k,
+                attrs={"kernel": k, "stride": stride, "padding": pad})
 
 
 def _global_avgpool(c: _OpCtx, ins, kw) -> _Out:
@@ -433,6 +434,11 @@ def _broadcast(c: _OpCtx, a: tuple, b: tuple) -> tuple:
 def _unary(c: _OpCtx, ins, kw) -> _Out:
     (x,) = ins
     attrs = {}
+    if c.kind == "scale":
+        by = kw.get("by")
+        if not (isinstance(by, Q) and by.dim.dimensionless):
+            c.fail(f"scale multiplies by a number: scale(x, by = 0.125), found {show(by) if by is not None else 'nothing'}")
+        attrs["by"] = by.value
     if c.kind == "dropout":
         rate = kw.get("rate", Q(0.1))
         if not (isinstance(rate, Q) and rate.dim.dimensionless and 0 <= rate.value < 1):
@@ -524,7 +530,7 @@ def _reduce(c: _OpCtx, ins, kw) -> _Out:
     if not (isinstance(axis, Q) and float(axis.value).is_integer() and -len(x.shape) <= axis.value < len(x.shape)):
         c.fail(f"axis {show(axis)} is out of range for a tensor of rank {len(x.shape)}")
     ax = int(axis.value) % len(x.shape)
-    return _Out(x.shape[:ax] + x.shape[ax + 1:], "reduction", vector_flops=x.elems)
+    return _Out(x.shape[:ax] + x.shape[ax + 1:], "reduction", vector_flops=x.elems, attrs={"axis": ax})
 
 
 def _reshape(c: _OpCtx, ins, kw):
@@ -563,7 +569,8 @@ OPS: dict[str, OpSpec] = {
     "cross_entropy": OpSpec(1, (), (), _cross_entropy),
     "reshape": OpSpec(1, ("shape",), ("shape",), _reshape),
     "flatten": OpSpec(1, (), (), _flatten),
-    **{k: OpSpec(1, (), ("rate",) if k == "dropout" else (), _unary) for k in UNARY_FLOPS},
+    **{k: OpSpec(1, ("by",) if k == "scale" else (), ("rate",) if k == "dropout" else ("by",) if k == "scale" else (),
+                 _unary) for k in UNARY_FLOPS},
     **{k: OpSpec(2, (), (), _binary) for k in BINARY_FLOPS},
     **{k: OpSpec(1, (), (), _norm) for k in NORM_FLOPS},
     **{k: OpSpec(1, (), ("axis",), _reduce) for k in ("reduce_sum", "reduce_mean", "reduce_max")},

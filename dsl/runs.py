@@ -299,7 +299,9 @@ def _precision(ck, p, env, machine, mode) -> Precision | None:
             ck.diag.error(acc_e.span, f"unknown accumulator format {show(acc_v)}")
             return None
     vec = {u.fmt for u in tile.vector}
-    vector = "fp32" if "fp32" in vec else fmt if fmt in vec else (sorted(vec)[0] if vec else fmt)
+    # element-wise work runs in the format itself where the tile has lanes for it (fp64, fp32),
+    # else in fp32 (bf16 and narrower formats feed fp32 vector units), else the first it has
+    vector = fmt if fmt in vec else "fp32" if "fp32" in vec else (sorted(vec)[0] if vec else fmt)
     fb = ck.formats[fmt].bytes
     # Training state per parameter besides the compute copy. Mixed precision (Megatron-LM)
     # keeps fp32 main gradients (4 B, also what data parallelism all-reduces), an fp32 master

@@ -33,7 +33,7 @@ op produced is the view of the most recent tensor (highest id below it) with as 
 (right for every std model; a model that reshapes an older tensor after making another of the
 same size would be misread).
 Forward pass only; dropout is the identity (evaluation), collectives are the identity (one
-replica's arithmetic), `scale` multiplies by 0.5 (the IR records no factor; a power of two adds
+replica's arithmetic), `scale` multiplies by its factor (a power of two adds
 no rounding), `sqrt` takes |x|, gelu is the tanh form, norms use eps 1e-5 and batchnorm uses the
 batch's statistics.
 
@@ -598,7 +598,6 @@ UNARY = {
     "tanh": np.tanh,
     "exp": np.exp,
     "dropout": lambda x: x,
-    "scale": lambda x: 0.5 * x,
     "square": lambda x: x * x,
     "sqrt": lambda x: np.sqrt(np.abs(x)),
     "identity": lambda x: x,
@@ -765,6 +764,8 @@ def _softmax_op(ar, op, ins, w):
 
 
 def _unary(ar, op, ins, w):
+    if op.kind == "scale":
+        return ar.vector(op.attr("by") * ar.input(ins[0]))
     return ar.vector(UNARY[op.kind](ar.input(ins[0])))
 
 
@@ -810,7 +811,7 @@ IMPL = {
     "layernorm": _norm, "rmsnorm": _norm, "batchnorm": _norm,
     "reduce_sum": _reduce, "reduce_mean": _reduce, "reduce_max": _reduce,
     "allreduce": _identity, "allgather": _identity, "reduce_scatter": _identity,
-    **{k: _unary for k in UNARY}, **{k: _binary for k in BINARY},
+    **{k: _unary for k in UNARY}, "scale": _unary, **{k: _binary for k in BINARY},
 }
 EXACT_KINDS = ("embedding", "gather", "allreduce", "allgather", "reduce_scatter")  # nothing rounds
 
@@ -1117,8 +1118,6 @@ def evaluate(inst: Instance, seed: int = 0, precision=None, fs=None, progress=No
     if graph.output is None:
         notes.append("the model returns nothing: its last op's output is the end-to-end result")
     notes.append("forward pass only; dropout is the identity and collectives act on one replica")
-    if any(op.kind == "scale" for op in graph.ops):
-        notes.append("'scale' multiplies by 0.5: the IR records no factor")
     if any(op.kind in ("maxpool", "avgpool") and op.attr("kernel") is None for op in graph.ops):
         notes.append("pooling windows are recovered from shapes and FLOPs (the IR records no pool attributes)")
     for op in graph.ops:

@@ -248,8 +248,12 @@ class FormatSet(dict):
 
     def dot(self, a, b, acc: str, rounding: str = "rne", exact: bool = False, random_bits=None,
             random_width: int | None = None) -> float:
-        """sum(a * b) for vectors already in their formats: exact products, accumulated in `acc`
-        (rounded after every add), or exactly (a quire) and rounded once when `exact`."""
+        """sum(a * b) for vectors already in their formats, accumulated in `acc` (rounded after
+        every add), or exactly (a quire) and rounded once when `exact`. The quire is exact for any
+        operands within 2^-200 .. 2^200; rounding after every add is exact (one rounding of
+        acc + a*b per step) when each product fits float64, i.e. operand significands total at
+        most 53 bits (fp32 x fp32 and narrower); wider products (fp64, posit32 x posit32) are
+        first rounded to float64."""
         fa, shape = _as_f64(a)
         fb, _ = _as_f64(b)
         if fa.size != fb.size:
