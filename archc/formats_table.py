@@ -2,7 +2,6 @@
 the cost model's MAC energy and area, and throughput at equal silicon relative to fp64."""
 from __future__ import annotations
 
-import math
 
 from archc.dsl import costs
 from archc.dsl.ir import Format

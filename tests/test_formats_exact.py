@@ -266,8 +266,9 @@ def exact_sum_rounded(a, b, fmt: str) -> float:
     dl, dh = s - Fraction(lo), Fraction(hi) - s
     if dl != dh:
         return lo if dl < dh else hi
-    cl, ch = int(q.encode([lo])[0]), int(q.encode([hi])[0])
-    return lo if cl % 2 == 0 else hi
+    # the even one of two neighbouring codes (sign-magnitude floats and two's complement posits:
+    # the low bit of the code is the parity of the last significand bit either way)
+    return lo if int(q.encode([lo])[0]) % 2 == 0 else hi
 
 
 @pytest.mark.parametrize("fmt", ["posit16", "posit32", "posit8", "fp32", "bf16"])
