@@ -15,7 +15,9 @@ from gfloat import formats as G  # noqa: E402
 
 import archc.formats as F  # noqa: E402
 
-pytestmark = pytest.mark.build
+# Values beyond a format's range are part of the test: numpy's and gfloat's overflow warnings
+# on them are expected.
+pytestmark = [pytest.mark.build, pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
 
 # archc's standard names -> gfloat's own definitions (independent of archc's parameters), and
 # the overflow behaviour the format declares (OCP formats saturate).
