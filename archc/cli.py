@@ -64,8 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--run", help="the run to execute (default: every run)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run parameter; repeatable")
-    r.add_argument("--level", choices=["analytic"], default="analytic",
-                   help="simulation fidelity: analytic roofline per op")
+    r.add_argument("--level", choices=["analytic", "event"], default="analytic",
+                   help="simulation fidelity: analytic roofline per op, or event (the task graph "
+                        "simulated: pipelines, collectives as flows over shared links)")
+    r.add_argument("--trace", metavar="FILE",
+                   help="with --level event: write the timeline as a Chrome trace (chrome://tracing, Perfetto)")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object")
     r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt and ops.csv here")
     f = sub.add_parser("formats", help="list number formats with their range, precision and MAC cost")
@@ -206,8 +209,16 @@ def _run(args, api) -> int:
     runs = [r for _, r in design.runs]
     if args.json and len(runs) != 1:
         raise ArchcError(f"--json prints one run; choose one with --run ({', '.join(r.name for r in runs)})")
+    if args.trace and args.level != "event":
+        raise ArchcError("--trace needs --level event: the analytic level computes no timeline")
+    if args.trace and len(runs) != 1:
+        raise ArchcError(f"--trace writes one run; choose one with --run ({', '.join(r.name for r in runs)})")
     progress = _progress_printer()
-    reports = [run_analytic(r, __version__, progress) for r in runs]
+    if args.level == "event":
+        from archc.runtime.execute import run_event
+        reports = [run_event(r, __version__, progress, trace=args.trace) for r in runs]
+    else:
+        reports = [run_analytic(r, __version__, progress) for r in runs]
     if args.out:
         if len(reports) != 1:
             raise ArchcError("--out writes one run; choose one with --run")

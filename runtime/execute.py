@@ -5,7 +5,7 @@ import numpy as np
 
 from archc.codegen.lower import CLASSES, COL, PHASES, Plan, lower
 from archc.codegen.render import BOUNDS, RESULTS, module_stem, render_analytic
-from archc.dsl.diagnostics import BuildError
+from archc.dsl.diagnostics import BuildError, RunError
 from archc.dsl.ir import Run
 
 from . import cache
@@ -35,6 +35,27 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     mod.analyze(plan.tasks, R, spatial_chips)
     step = mod.compose(plan.tasks, R, plan.scalars)
     return make_report(plan, R, step, "analytic")
+
+
+def run_event(run: Run, version: str, progress=None, trace=None) -> Report:
+    """The event level (runtime/event_level.py): the run's task graph simulated; `trace`: a
+    path to write the Chrome trace to (atomically)."""
+    import dataclasses
+
+    from . import event_level as el
+
+    try:
+        plan, R, b, result = el.simulate_run(run, version, progress)
+    except el.EventLevelError as e:
+        raise RunError(str(e)) from None
+    step = el.step_figures(plan, b, result)
+    rep = make_report(plan, el.event_R(plan, R, b, result), step, "event")
+    if trace is not None:
+        try:
+            el.write_trace(trace, b, result)
+        except OSError as e:
+            raise RunError(f"cannot write the trace {trace}: {e.strerror or e}") from None
+    return dataclasses.replace(rep, notes=tuple(rep.notes) + tuple(el.summary_notes(b, result)))
 
 
 def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:

@@ -1,0 +1,515 @@
+"""The event level: a run lowered into an event task graph (runtime/events.py) and simulated.
+
+How a run becomes a task graph
+------------------------------
+- Per-op durations come from the analytic kernel: lower() the run, analyze() its task table,
+  and take each task's local time R[time] - R[link] (compute / memory / SRAM / NoC roofline plus
+  the fixed launch cost), times the task's count (a task stands for `count` repeats of an op:
+  one compute task of count x the time). Collectives become flows; for weight streaming the
+  off-chip part is a flow too (below).
+- Resources: one per pipeline stage (the stage's chip; tensor- and data-parallel replicas of a
+  stage are identical, so one compute resource stands for all of them). Spatial mappings: one
+  resource per op region (ops that run in place share the region of the op before them).
+- Links: one per member of a level per direction (out and in), of the level's per-member
+  bandwidth as the analytic kernel uses it (render.py: link bandwidth x the ring factor of a
+  mesh / torus / ring). A member at level l is a unit of prod(fanout[:l]) chips; every flow of
+  every chip of that unit leaving (entering) it shares its out (in) link, max-min fairly. So
+  contention is not assumed, it happens: the analytic kernel gives each chip LEVEL_BW / (chips
+  per member), and the event level gets the same share when (and only when) all those chips
+  communicate at once. To make that so, a collective is emitted for the representative
+  replica's group *and* every concurrent group of the same collective (the other tensor-
+  parallel ranks' gradient all-reduces, the other replicas' pipeline sends) that shares a link
+  with it; groups that share no link with it are left out (they cannot change its timing).
+- Collectives: chips numbered t + tp*d + tp*dp*s (tensor rank, data replica, stage). A group of
+  p chips `stride` apart is reduced level by level as the analytic comm_time() does: at each
+  level where the group grows from g_prev to g_l chips, rings of pl = g_l / g_prev members
+  (one per inner position) pass chunks of (nbytes / g_prev) / pl bytes: 2(pl-1) steps for an
+  all-reduce, pl-1 for all-gather / reduce-scatter, one flow for point to point. Every flow
+  pays the level's latency before its bytes move; a step ends when all its flows have (a
+  barrier). Uncontended, a ring all-reduce of S bytes over p chips takes
+  2(p-1)/p * S/B + 2(p-1) * latency, exactly the analytic figure. A task repeated `count`
+  times does its collective once with count x the bytes and count x the latency.
+- Schedules (non-spatial): each stage runs 1F1B (warm-up forwards, one forward / one backward,
+  cool-down backwards; inference: forwards only) in that order (consecutive items chained);
+  a forward waits for the previous stage's forward of that micro-batch and its point-to-point
+  transfer, a backward for the next stage's backward and its transfer. The bubble emerges from
+  the graph. Full recomputation runs just before its micro-batch's backward. Then the stage's
+  gradient all-reduce, then its optimizer step. Interleaved schedules (interleave > 1) are
+  simulated as plain 1F1B. overlap_dp: the all-reduce starts once the last micro-batch's
+  forward ends (overlapping its backward), not bucket by bucket.
+- Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
+  link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
+  op i computes (double buffering: the flow of op i waits for the compute of op i-2).
+- Spatial: each sample passes every region in turn (the op's full analytic time there),
+  consecutive samples pipeline through the regions; the chip-to-chip transfer of a sample is a
+  flow on a link of the level's per-chip bandwidth.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from archc.codegen.lower import COL, Plan, lower
+from archc.codegen.render import _LINK_FACTOR, RESULTS
+
+from . import events as ev
+
+RC = {name: i for i, name in enumerate(RESULTS)}
+MAX_TASKS = 3_000_000
+
+
+class EventLevelError(Exception):
+    pass
+
+
+class _Net:
+    """The machine's links: (level, member, direction) -> link id, made on first use."""
+
+    def __init__(self, g: ev.TaskGraph, machine):
+        self.g = g
+        self.levels = machine.levels
+        self.fanout = [lv.fanout for lv in machine.levels]
+        self.bw = [lv.network.link_bandwidth * _LINK_FACTOR.get(lv.network.topology, 1.0) for lv in machine.levels]
+        self.lat = [lv.network.latency_s for lv in machine.levels]
+        self.inner = [math.prod(self.fanout[:l]) for l in range(len(self.fanout))]  # chips per member
+        self.ids: dict[tuple, int] = {}
+        self.names: list[str] = []
+
+    def link(self, l: int, member: int, direction: str) -> int:
+        key = (l, member, direction)
+        i = self.ids.get(key)
+        if i is None:
+            i = self.ids[key] = self.g.add_link(self.bw[l])
+            self.names.append(f"{self.levels[l].name} member {member} {direction}")
+        return i
+
+    def extra_link(self, bw: float, name: str) -> int:
+        self.names.append(name)
+        return self.g.add_link(bw)
+
+    def member(self, l: int, chip: int) -> int:
+        return chip // self.inner[l]
+
+    def plan(self, kind: int, p: int, stride: int):
+        """The analytic comm_time()'s levels for a group of p chips `stride` apart: a list of
+        (level, g_prev, pl, factor), where factor = bytes of one flow per byte of the collective."""
+        out = []
+        g_prev, c_prev = 1.0, 1.0
+        for l, f in enumerate(self.fanout):
+            c_l = c_prev * f
+            g_l = min(max(c_l / stride, 1.0), float(p))
+            if g_l > g_prev:
+                pl = g_l / g_prev
+                if kind == 4:
+                    out.append((l, g_prev, pl, 1.0))
+                    return out
+                out.append((l, g_prev, pl, 1.0 / (g_prev * pl)))
+                g_prev = g_l
+            c_prev = c_l
+        return out
+
+    def steps(self, kind: int, p: int, stride: int, groups: list[int]):
+        """Per step of the collective: (bytes factor, latency, route_ptr, route_links) for the
+        flows of all the groups (given by their first chip)."""
+        out = []
+        for l, g_prev, pl, factor in self.plan(kind, p, stride):
+            gp, npl = max(1, round(g_prev)), max(1, round(pl))
+            if kind == 4:
+                n_steps, pairs = 1, [[(b, b + stride) for b in groups]]
+            else:
+                n_steps = (2 if kind == 1 else 1) * (npl - 1)
+                ring = []
+                for b in groups:
+                    for outer in range(max(1, p // (gp * npl))):
+                        for inner in range(gp):
+                            members = [b + stride * (inner + gp * k + gp * npl * outer) for k in range(npl)]
+                            ring.extend((members[k], members[(k + 1) % npl]) for k in range(npl))
+                pairs = [ring] * n_steps
+            for step_pairs in pairs:
+                links = []
+                for a, c in step_pairs:
+                    links += [self.link(l, self.member(l, a), "out"), self.link(l, self.member(l, c), "in")]
+                ptr = np.arange(0, 2 * len(step_pairs) + 1, 2, dtype=np.int64)
+                out.append((factor, self.lat[l], ptr, np.asarray(links, np.int32)))
+        return out
+
+    def links_of(self, kind: int, p: int, stride: int, base: int) -> set:
+        s = set()
+        for l, g_prev, pl, _ in self.plan(kind, p, stride):
+            for j in range(p if kind != 4 else 2):
+                s.add((l, self.member(l, base + j * stride)))
+        return s
+
+
+class _Builder:
+    def __init__(self, plan: Plan, R: np.ndarray):
+        self.plan, self.R, self.T = plan, R, plan.tasks
+        run = plan.run
+        self.run, self.mp, self.m = run, run.mapping, run.machine
+        self.g = ev.TaskGraph()
+        self.net = _Net(self.g, self.m)
+        self.names: list[str] = []       # per event task
+        self.res_names: list[str] = []
+        self.row_time = np.zeros(self.T.shape[0])  # summed event time of each table row
+        self.row_stages: list[set] = [set() for _ in range(self.T.shape[0])]
+        self._coll_cache: dict = {}
+        self.streaming = self.mp.strategy == "weight_streaming"
+        self.mem_links: dict[int, int] = {}
+        self.instances: list[tuple] = []  # (row, stage, first compute, last task, flow or -1)
+
+    # -- tasks
+    def _name(self, tid: int, name: str) -> int:
+        assert tid == len(self.names)
+        self.names.append(name)
+        if len(self.names) > MAX_TASKS:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {MAX_TASKS} tasks; "
+                                  f"simulate a smaller instance (--set)")
+        return tid
+
+    def compute(self, dur, res, after, name):
+        return self._name(self.g.add_compute(max(dur, 0.0), res, after=[a for a in after if a is not None]), name)
+
+    def barrier(self, after, name):
+        return self._name(self.g.add_delay(0.0, after=[a for a in after if a is not None]), name)
+
+    def resource(self, name):
+        self.res_names.append(name)
+        return self.g.add_resource()
+
+    # -- collectives
+    def collective(self, kind, nbytes, p, stride, stage, count, after, name):
+        """Flows of one collective (and its concurrent sibling groups); returns the last barrier."""
+        p, stride = int(round(p)), max(1, int(round(stride)))
+        if kind == 0 or p <= 1 or nbytes <= 0 or not self.net.fanout:
+            return after
+        key = (kind, p, stride, stage)
+        steps = self._coll_cache.get(key)
+        if steps is None:
+            steps = self._coll_cache[key] = self.net.steps(kind, p, stride, self._groups(kind, p, stride, stage))
+        last = after
+        for k, (factor, lat, ptr, links) in enumerate(steps):
+            ids = self.g.add_flows(nbytes * factor * count, ptr, links, latency=lat * count)
+            for t in ids:
+                self._name(int(t), f"{name} step {k + 1}")
+            if last is not None:
+                self.g.add_deps(np.full(ids.size, last, np.int32), ids)
+            last = self._name(self.g.add_delay(0.0), f"{name} step {k + 1} done")
+            self.g.add_deps(ids, np.full(ids.size, last, np.int32))
+        return last
+
+    def _groups(self, kind, p, stride, stage):
+        """First chips of the groups emitted: the representative's (stage `stage`, tensor rank 0,
+        replica 0) and every concurrent group of the stage sharing a link with it."""
+        per_stage = self.mp.tp * self.mp.dp
+        if kind == 4:  # stage `stage` sends to stage + 1: every chip of the stage
+            lo = stage * per_stage
+            bases = list(range(lo, lo + per_stage))
+            rep = lo
+        else:
+            span = p * stride
+            lo, hi = (stage * per_stage, (stage + 1) * per_stage) if span <= per_stage else (0, max(self.mp.chips, span))
+            rep = lo
+            bases = [b for b in range(lo, hi) if (b - lo) % span < stride and b + (p - 1) * stride < hi]
+        mine = self.net.links_of(kind, p, stride, rep)
+        return [b for b in bases if b == rep or self.net.links_of(kind, p, stride, b) & mine]
+
+    # -- ops
+    def local(self, i):
+        R, T = self.R, self.T
+        if self.streaming:
+            t = max(R[i, RC["compute"]], R[i, RC["sram"]], R[i, RC["noc"]]) + self.m.chip.launch_s * T[i, COL["launches"]]
+        else:
+            t = R[i, RC["time"]] - R[i, RC["link"]]
+        return t * T[i, COL["count"]]
+
+    def op(self, i, s, res, after, tag, prev2=None, scale=1.0):
+        """One task-table row on stage s: (memory flow,) compute, (collective). Returns (first compute, last)."""
+        T = self.T
+        label = self.plan.labels[i]
+        deps = list(after)
+        flow = -1
+        if self.streaming and T[i, COL["mem_bytes"]] > 0:
+            link = self.mem_links.get(s)
+            if link is None:
+                mem = self.m.chip.memory or self.m.memory
+                link = self.mem_links[s] = self.net.extra_link(mem.bandwidth * mem.efficiency, f"{mem.name} -> stage {s}")
+            fdeps = [x for x in (self._mem_prev.get(s), prev2) if x is not None]
+            flow = self._name(self.g.add_flow(T[i, COL["mem_bytes"]] * T[i, COL["count"]] * scale, [link], after=fdeps),
+                              f"{label} {tag} weights")
+            self._mem_prev[s] = flow
+            deps.append(flow)
+        c = self.compute(self.local(i) * scale, res, deps, f"{label} {tag}")
+        last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
+                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, c, f"{label} {tag} collective")
+        self.instances.append((i, s, c, last, flow))
+        return c, last
+
+    def seq(self, rows, s, res, after, tag):
+        """The rows in order on stage s, the first after the tasks `after`; returns the last task.
+        Weight streaming: a row of `count` repeats is cut into up to 64 pieces so that the
+        weights of one repeat stream in while the one before computes."""
+        deps, last = list(after), None
+        computes = [None, None]
+        if not rows:
+            return self.barrier(deps, f"{tag} (nothing to do)")
+        for i in rows:
+            cnt = self.T[i, COL["count"]]
+            pieces = max(1, min(64, int(round(cnt)))) if self.streaming else 1
+            for _ in range(pieces):
+                c, last = self.op(i, s, res, deps, tag, prev2=computes[0], scale=1.0 / pieces)
+                deps = [last]
+                computes = [computes[1], c]
+        return last
+
+    # -- schedules
+    def build_stages(self):
+        T, mp = self.T, self.mp
+        pp, m = mp.pp, int(self.plan.scalars["micro_batches"])
+        train = self.run.mode == "train"
+        self._mem_prev: dict[int, int] = {}
+        phase, stage = T[:, COL["phase"]], T[:, COL["stage"]]
+        n = T.shape[0]
+
+        def on(i, s):
+            st = stage[i]
+            return st == 0 or (st == 1 and s == 0) or (st == 2 and s == pp - 1)
+        xfer = next((i for i in range(n) if phase[i] == 5), None)
+        ar = next((i for i in range(n) if phase[i] == 4), None)
+        opt = next((i for i in range(n) if phase[i] == 3), None)
+        f_in = [[self.barrier([], f"forward {i} arrives at stage {s}") if s else None for s in range(pp)]
+                for i in range(m)]
+        b_in = [[self.barrier([], f"backward {i} arrives at stage {s}") if s < pp - 1 else None
+                 for s in range(pp)] for i in range(m)] if train else None
+        self.stage_res, self.stage_end, self.last_f, self.last_b, self.ar_span = [], [], [], [], []
+        for s in range(pp):
+            res = self.resource(f"stage {s} (chip {s * mp.tp * mp.dp})")
+            self.stage_res.append(res)
+            fwd = [i for i in range(n) if phase[i] == 0 and on(i, s)]
+            bwd = [i for i in range(n) if phase[i] == 2 and on(i, s)] + \
+                  [i for i in reversed(range(n)) if phase[i] == 1 and on(i, s)]
+            if train:
+                warm = min(pp - s - 1, m)
+                order = [("F", i) for i in range(warm)]
+                for k in range(m - warm):
+                    order += [("F", warm + k), ("B", k)]
+                order += [("B", k) for k in range(m - warm, m)]
+            else:
+                order = [("F", i) for i in range(m)]
+            prev, last_f, last_b = None, None, None
+            for what, i in order:
+                if what == "F":
+                    prev = self.seq(fwd, s, res, [prev, f_in[i][s]] if s else [prev], f"forward mb {i}")
+                    if s < pp - 1:
+                        x = self.collective(4, T[xfer, COL["comm_bytes"]], 2, T[xfer, COL["comm_stride"]], s, 1.0,
+                                            prev, f"send forward mb {i} stage {s}->{s + 1}")
+                        self.g.add_dep(x, f_in[i][s + 1])
+                    last_f = prev
+                else:
+                    prev = self.seq(bwd, s, res, [prev, b_in[i][s]] if s < pp - 1 else [prev], f"backward mb {i}")
+                    if s > 0:
+                        # the backward send goes from stage s to s-1: the groups of stage s-1
+                        x = self.collective(4, T[xfer, COL["comm_bytes"]], 2, T[xfer, COL["comm_stride"]], s - 1,
+                                            1.0, prev, f"send backward mb {i} stage {s}->{s - 1}")
+                        self.g.add_dep(x, b_in[i][s - 1])
+                    last_b = prev
+            end = prev
+            span = None
+            if train and ar is not None:
+                start = last_f if mp.overlap_dp else prev
+                # its fixed cost (a launch), then the flows
+                go = self._name(self.g.add_delay(self.local(ar), after=[start]), f"gradient all-reduce stage {s} launch")
+                a = self.collective(1, T[ar, COL["comm_bytes"]], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]],
+                                    s, 1.0, go, f"gradient all-reduce stage {s}")
+                self.instances.append((ar, s, None, a, -1))
+                span = (prev, a)
+                end = self.barrier([prev, a], f"gradients ready stage {s}")
+            if train and opt is not None:
+                end = self.compute(self.local(opt), res, [end], f"optimizer step stage {s}")
+                self.instances.append((opt, s, end, end, -1))
+            self.stage_end.append(end)
+            self.last_f.append(last_f)
+            self.last_b.append(last_b if train else last_f)
+            self.ar_span.append(span)
+
+    def build_spatial(self):
+        T, n = self.T, self.T.shape[0]
+        m = int(self.plan.scalars["micro_batches"])
+        phase = T[:, COL["phase"]]
+        # a row of `count` repeats is `count` regions in a row (the analytic kernel sizes a
+        # region per op instance); an op that runs in place uses the regions of the op before it
+        region: dict[int, list] = {}
+        row_res: dict[int, list] = {}
+        last = None
+        for i in range(n):
+            if phase[i] >= 3 or phase[i] == 5:
+                continue
+            op_i = int(T[i, COL["op"]])
+            k = max(1, int(round(T[i, COL["count"]])))
+            if phase[i] == 0:
+                if not T[i, COL["colocate"]] or last is None:
+                    last = [self.resource(f"region of {self.plan.labels[i]}" + (f" [{j}]" if k > 1 else ""))
+                            for j in range(k)]
+                region[op_i] = last
+            regs = region.get(op_i, last)
+            row_res[i] = [regs[j % len(regs)] for j in range(k)]
+        rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5 and i in row_res]
+        bwd = [i for i in rows if phase[i] != 0]
+        fwd = [i for i in rows if phase[i] == 0]
+        xfer = next((i for i in range(n) if phase[i] == 5), None)
+        xlink = None
+        if xfer is not None and self.net.fanout:
+            tk = self.R[xfer, RC["link"]]
+            lat = self.net.plan(4, 2, 1)[0] if self.net.plan(4, 2, 1) else None
+            lat_s = self.net.lat[lat[0]] if lat else 0.0
+            bw = T[xfer, COL["comm_bytes"]] / max(tk - lat_s, 1e-30)
+            xlink = self.net.extra_link(bw, "chip-to-chip (spatial pipeline)")
+        ends = []
+        feed = None  # a sample enters once the one before has left the first region
+        for j in range(m):
+            prev, first = feed, None
+            for i in fwd + bwd[::-1]:
+                regs = row_res[i]
+                for res in (regs if phase[i] == 0 else regs[::-1]):
+                    prev = self.compute(self.R[i, RC["time"]] * T[i, COL["count"]] / len(regs), res, [prev],
+                                        f"{self.plan.labels[i]} sample {j}")
+                    first = prev if first is None else first
+                    self.instances.append((i, 0, prev, prev, -1))
+            feed = first
+            if xlink is not None:
+                cnt = T[xfer, COL["count"]]
+                f = self._name(self.g.add_flow(T[xfer, COL["comm_bytes"]] * cnt, [xlink], latency=lat_s * cnt,
+                                               after=[prev]), f"chip-to-chip sample {j}")
+                self.instances.append((xfer, 0, None, f, f))
+                prev = f
+            ends.append(prev)
+        opt = next((i for i in range(n) if phase[i] == 3), None)
+        if opt is not None and self.run.mode == "train":
+            res = self.resource("optimizer")
+            o = self.compute(self.R[opt, RC["time"]], res, ends, "optimizer step")
+            self.instances.append((opt, 0, o, o, -1))
+
+
+def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
+    """Event time of each task-table row summed over its instances, per chip that runs it."""
+    tot = np.zeros(b.T.shape[0])
+    stages: list[set] = [set() for _ in range(b.T.shape[0])]
+    prev_end_on_chain: dict = {}
+    for i, s, c, last, flow in b.instances:
+        if c is None:  # a collective alone: from its first flow's readiness to its end
+            t = r.end[last] - r.ready[last] if last is not None else 0.0
+            if b.T[i, COL["phase"]] == 4 and b.ar_span and b.ar_span[s]:
+                t = max(0.0, r.end[last] - r.end[b.ar_span[s][0]]) if b.ar_span[s][0] is not None else t
+            if flow >= 0:
+                t = r.end[flow] - r.start[flow]
+        else:
+            t = r.end[last] - r.start[c]
+            if flow >= 0:  # weight streaming: the wait for the weights beyond the previous op
+                t += max(0.0, r.start[c] - prev_end_on_chain.get(s, r.start[c]))
+            prev_end_on_chain[s] = r.end[last]
+        tot[i] += t
+        stages[i].add(s)
+    return np.array([tot[i] / max(1, len(stages[i])) for i in range(len(tot))])
+
+
+def simulate_run(run, version: str, progress=None):
+    """(plan, R, builder, EventResult) of a run at the event level."""
+    from .execute import build_kernel
+
+    plan = lower(run)
+    mod = build_kernel(run.machine, version, progress)
+    R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
+    spatial_chips = run.mapping.pp if run.mapping.strategy == "spatial" else 0
+    mod.analyze(plan.tasks, R, spatial_chips)
+    b = _Builder(plan, R)
+    if run.mapping.strategy == "spatial":
+        b.build_spatial()
+    else:
+        b.build_stages()
+    result = ev.simulate(b.g, progress=progress)
+    return plan, R, b, result
+
+
+def step_figures(plan: Plan, b: _Builder, r: ev.EventResult) -> dict:
+    m = plan.scalars["micro_batches"]
+    bubble = exchange = once = 0.0
+    if hasattr(b, "stage_res"):
+        ends = [r.end[x] for x in b.last_b if x is not None]
+        window = max(ends) if ends else 0.0
+        if b.mp.pp > 1:
+            # idle time of a stage before its last backward (inference: forward): the window less
+            # its op instances (compute and the collectives inside ops), averaged over the stages
+            busy = np.zeros(b.mp.pp)
+            for i, s, c, last, flow in b.instances:
+                if c is not None and plan.tasks[i, COL["phase"]] < 3:
+                    busy[s] += r.end[last] - r.start[c]
+            bubble = max(0.0, window - float(busy.mean()))
+        for span in b.ar_span:
+            if span and span[0] is not None:
+                exchange = max(exchange, r.end[span[1]] - r.end[span[0]])
+        for i, s, c, last, flow in b.instances:
+            if plan.tasks[i, COL["phase"]] == 3 and c is not None:
+                once = max(once, r.end[c] - r.start[c])
+    else:
+        for i, s, c, last, flow in b.instances:
+            if plan.tasks[i, COL["phase"]] == 3 and c is not None:
+                once = max(once, r.end[c] - r.start[c])
+    return {"latency_s": r.makespan, "bubble_s": bubble, "dp_exchange_s": exchange, "step_once_s": once,
+            "micro_batches": m}
+
+
+def event_R(plan: Plan, R: np.ndarray, b: _Builder, r: ev.EventResult) -> np.ndarray:
+    """R with each row's time replaced by its event time per repetition (make_report multiplies
+    by the repetitions: micro-batches x count, or count for step-level rows)."""
+    T = plan.tasks
+    m = plan.scalars["micro_batches"]
+    per_op = _per_op_times(b, r)
+    reps = np.where(T[:, COL["stage"]] == 3, 1.0, m) * T[:, COL["count"]]
+    if b.mp.strategy == "spatial":
+        reps = np.where(T[:, COL["phase"]] >= 3, 1.0, m) * T[:, COL["count"]]
+    R2 = R.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        R2[:, RC["time"]] = np.where(reps > 0, per_op / np.where(reps > 0, reps, 1.0), 0.0)
+    return R2
+
+
+def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int = 3) -> list[str]:
+    notes = []
+    path = []
+    for t in r.critical_path:
+        nm = b.names[int(t)]
+        if r.kind[int(t)] == 2 and r.end[int(t)] == r.start[int(t)]:
+            continue  # barriers
+        op = nm.split(" forward mb")[0].split(" backward mb")[0].split(" sample")[0]
+        if not path or path[-1] != op:
+            path.append(op)
+    shown = path if len(path) <= n_path else path[:n_path // 2] + ["…"] + path[-n_path // 2:]
+    notes.append(f"event level: critical path ({len(r.critical_path)} tasks): {' -> '.join(shown)}")
+    if r.link_busy.size:
+        top = np.argsort(-r.link_busy, kind="stable")[:n_links]
+        loaded = [f"{b.net.names[l]} {r.link_busy[l] / r.makespan:.0%} busy" for l in top
+                  if r.link_busy[l] > 0 and r.makespan > 0]
+        if loaded:
+            notes.append("event level: most loaded links: " + ", ".join(loaded))
+    if b.mp.interleave > 1:
+        notes.append("event level: interleaved pipeline simulated as plain 1F1B")
+    return notes
+
+
+def write_trace(path, b: _Builder, r: ev.EventResult) -> None:
+    """The Chrome trace, written atomically (a temporary file in the same directory, renamed)."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".archc-trace-", suffix=".json", dir=d)
+    os.close(fd)
+    try:
+        ev.write_chrome_trace(tmp, r, b.names, resource_names=b.res_names, link_names=b.net.names)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,186 @@
+"""The event level (runtime/event_level.py, `archc run --level event`) against the analytic
+level and hand calculations. Machine: tests/test_analytic.py's (10 tiles, 20 TFLOP/s per chip,
+HBM 1 TB/s, 1 us per op), 4 chips on a switch at 100 GB/s per chip and direction, 1 us per step."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from archc import __version__
+from archc.api import check
+from archc.runtime import event_level as el
+from archc.runtime.events import TaskGraph, simulate
+from archc.runtime.execute import run_analytic, run_event
+
+from conftest import SAMPLES, run_cli
+
+pytestmark = pytest.mark.build
+
+MACHINE = """
+import std.formats
+import std.blocks
+tile t {
+  clock 1 GHz
+  sram 1 MiB, bandwidth = 100 B/cycle
+  matrix fp16 x fp16 -> fp32 : 1000 mac/cycle
+  vector fp32 : 100 lanes
+}
+chip c {
+  tiles 10 of t
+  noc crossbar, bandwidth = 100 TB/s
+  memory hbm, 100 GB, bandwidth = 1 TB/s
+  launch 1 us
+  wave 100 x 100
+}
+system node { chips 4 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
+system fastnode { chips 4 of c; network switch, bandwidth = 1000000 TB/s, latency = 1 ps }
+system pair { chips 2 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
+system pods { nodes 2 of pair; network switch, bandwidth = 10 GB/s, latency = 2 us }
+model mm(M, N, K) {
+  input a : [M, K]
+  input b : [K, N]
+  return matmul(a, b)
+}
+model stack(batch, d, layers) {
+  input x : [batch, d]
+  repeat layers {
+    x = linear(x, d, bias = false)
+  }
+  return x
+}
+"""
+
+
+def _both(tmp_path, body: str, name: str = "r"):
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + body)
+    run = check(f).run(name)
+    return run_analytic(run, __version__), run_event(run, __version__), run
+
+
+def test_single_chip_gemm_agrees_with_analytic(tmp_path):
+    a, e, _ = _both(tmp_path, "run r { model mm(1000, 1000, 1000); on c; precision fp16 }")
+    assert e.level == "event"
+    assert e.latency_s == pytest.approx(a.latency_s, rel=1e-12)  # 0.1 ms + 1 us
+    assert e.ops[0].time_s == pytest.approx(a.ops[0].time_s, rel=1e-12)
+    assert any(n.startswith("event level: critical path") and "matmul" in n for n in e.notes)
+
+
+def test_data_parallel_training_step_agrees_with_analytic(tmp_path):
+    # 2 micro-batches of forward + backward, then the ring all-reduce of the fp32 gradients
+    # (2(p-1)/p * S / B + 2(p-1) * latency, S = 4 B x 1024^2 x 2 layers), then Adam
+    a, e, _ = _both(tmp_path, """run r { model stack(8, 1024, 2); on node; mode train
+      strategy data, chips = 4, micro_batch = 8, global_batch = 64; precision fp16 }""")
+    assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
+    S = 4 * 1024 * 1024 * 2
+    ring = 2 * 3 / 4 * S / 100e9 + 2 * 3 * 1e-6
+    assert e.breakdown["gradient exchange"] == pytest.approx(ring + 1e-6, rel=1e-9)  # + the launch
+    assert a.breakdown["gradient exchange"] == pytest.approx(ring + 1e-6, rel=1e-9)
+    assert any("most loaded links" in n for n in e.notes)
+
+
+@pytest.mark.parametrize("pp,m", [(2, 4), (4, 4), (4, 16)])
+def test_pipeline_bubble_emerges(tmp_path, pp, m):
+    # p equal stages, m micro-batches, transfers ~free: the step is (m + p - 1) stage times,
+    # (p - 1) of them idle on every stage: the bubble is (p-1)/(m+p-1) of the step
+    a, e, _ = _both(tmp_path, f"""run r {{ model stack(4, 512, 8); on fastnode
+      strategy parallel, pp = {pp}, micro_batch = 4, global_batch = {4 * m}; precision fp16 }}""")
+    want = (pp - 1) / (m + pp - 1)
+    assert e.breakdown["pipeline bubble"] / e.latency_s == pytest.approx(want, rel=1e-3)
+    assert e.latency_s == pytest.approx(a.latency_s, rel=1e-3)
+
+
+def test_pipeline_1f1b_training_bubble(tmp_path):
+    # training, 1F1B: (m + p - 1) x (t_forward + t_backward) with free transfers
+    pp, m = 4, 8
+    a, e, _ = _both(tmp_path, f"""run r {{ model stack(4, 512, 8); on fastnode; mode train
+      strategy parallel, pp = {pp}, micro_batch = 4, global_batch = {4 * m}; precision fp16 }}""")
+    opt = e.breakdown["optimizer"]
+    assert (e.latency_s - opt) == pytest.approx(a.latency_s - a.breakdown["optimizer"], rel=1e-3)
+    assert e.breakdown["pipeline bubble"] / (e.latency_s - opt) == pytest.approx((pp - 1) / (m + pp - 1), rel=1e-3)
+
+
+def _allreduce_time(tmp_path, system: str, S: float, p: int, stride: int, groups: list[int]) -> float:
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + f"run r {{ model mm(8, 8, 8); on {system}; precision fp16 }}")
+    machine = check(f).run("r").machine
+    g = TaskGraph()
+    net = el._Net(g, machine)
+    prev = None
+    for factor, lat, ptr, links in net.steps(1, p, stride, groups):
+        ids = g.add_flows(S * factor, ptr, links, latency=lat)
+        if prev is not None:
+            for t in ids:
+                g.add_dep(prev, int(t))
+        prev = g.add_delay(0.0, after=[int(t) for t in ids])
+    return simulate(g).makespan
+
+
+def test_ring_allreduce_by_hand(tmp_path):
+    # 4 chips on a switch, 100 GB/s, 1 us: 2(p-1)/p * S/B + 2(p-1) * latency
+    S = 1e9
+    t = _allreduce_time(tmp_path, "node", S, 4, 1, [0])
+    assert t == pytest.approx(2 * 3 / 4 * S / 100e9 + 6e-6, rel=1e-12)
+
+
+def test_two_groups_through_one_link_take_twice_as_long(tmp_path):
+    # 2 nodes of 2 chips; all-reduce between the nodes (p = 2, stride 2): group {0, 2} alone
+    # has node 0's 10 GB/s uplink to itself: S / B + 2 x 2 us. Groups {0, 2} and {1, 3} share
+    # both uplinks: the bytes take twice as long. The analytic model always assumes the
+    # sharing (each chip gets B / 2 chips per node), so it equals the contended case.
+    S, B, lat = 1e8, 10e9, 2e-6
+    one = _allreduce_time(tmp_path, "pods", S, 2, 2, [0])
+    two = _allreduce_time(tmp_path, "pods", S, 2, 2, [0, 1])
+    assert one == pytest.approx(S / B + 2 * lat, rel=1e-12)
+    assert two - 2 * lat == pytest.approx(2 * (one - 2 * lat), rel=1e-12)
+    analytic = S / (B / 2) + 2 * lat
+    assert two == pytest.approx(analytic, rel=1e-12)
+
+
+def test_data_parallel_across_nodes_shares_the_uplink_like_analytic(tmp_path):
+    # tp = 2 inside each node, dp = 2 across: both tensor ranks' gradient all-reduces go
+    # through the node's uplink at once (simulated, not assumed): event = analytic
+    a, e, _ = _both(tmp_path, """run r { model stack(8, 1024, 2); on pods; mode train
+      strategy parallel, tp = 2, dp = 2, micro_batch = 8, global_batch = 16; precision fp16 }""")
+    assert e.breakdown["gradient exchange"] == pytest.approx(a.breakdown["gradient exchange"], rel=1e-9)
+    assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
+
+
+def _samples():
+    return sorted(p.stem for p in SAMPLES.glob("*.arch"))
+
+
+def _check_trace(path):
+    data = json.loads(path.read_text())
+    assert isinstance(data["traceEvents"], list) and data["traceEvents"]
+
+
+@pytest.mark.parametrize("sample", _samples())
+def test_cli_event_level_gemm_with_trace(tmp_path, sample):
+    trace = tmp_path / "T.json"
+    r = run_cli("run", SAMPLES / f"{sample}.arch", "--run", "gemm", "--level", "event", "--trace", trace)
+    assert r.code == 0, r
+    assert "event level" in r.stdout and "critical path" in r.stdout
+    _check_trace(trace)
+
+
+@pytest.mark.parametrize("sample", ["h100", "a100"])
+def test_cli_event_level_multi_chip_gpt(tmp_path, sample):
+    trace = tmp_path / "T.json"
+    r = run_cli("run", SAMPLES / f"{sample}.arch", "--run", "gpt_train", "--level", "event", "--json",
+                "--trace", trace, "--set", "layers=4", "--set", "hidden=256", "--set", "heads=4",
+                "--set", "seq=128", "--set", "vocab=1024", "--set", "tp=2", "--set", "pp=2", "--set", "dp=2",
+                "--set", "micro_batch=2", "--set", "global_batch=16")
+    assert r.code == 0, r
+    rep = json.loads(r.stdout)
+    assert rep["level"] == "event" and rep["latency_s"] > 0 and rep["chips"] == 8
+    _check_trace(trace)
+
+
+def test_trace_needs_event_level(tmp_path):
+    trace = tmp_path / "T.json"
+    r = run_cli("run", SAMPLES / "h100.arch", "--run", "gemm", "--trace", trace)
+    assert r.code != 0
+    assert "--trace needs --level event" in r.stderr
+    assert not trace.exists()
