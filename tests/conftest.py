@@ -47,6 +47,46 @@ def small_machine(*imports: str, memory: str = "16 GB") -> str:
     return "".join(f"import {m}\n" for m in imports) + _SMALL_MACHINE.format(memory=memory)
 
 
+# ---- a machine whose figures make hand calculations easy ----------------------------------
+# 10 tiles of 1000 MAC/cycle at 1 GHz = 20 TFLOP/s per chip; 100 FMA lanes per tile = 2 TFLOP/s
+# vector; HBM 1 TB/s; 1 us per op; 100 x 100 output blocks; 4 chips on a 100 GB/s switch.
+EASY_MACHINE = """
+import std.formats
+import std.blocks
+tile t {
+  clock 1 GHz
+  sram 1 MiB, bandwidth = 100 B/cycle
+  matrix fp16 x fp16 -> fp32 : 1000 mac/cycle
+  vector fp32 : 100 lanes
+}
+chip c {
+  tiles 10 of t
+  noc crossbar, bandwidth = 100 TB/s
+  memory hbm, 100 GB, bandwidth = 1 TB/s
+  launch 1 us
+  wave 100 x 100
+}
+system node { chips 4 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
+model mm(M, N, K) {
+  input a : [M, K]
+  input b : [K, N]
+  return matmul(a, b)
+}
+model vadd(n) {
+  input a : [n]
+  input b : [n]
+  return a + b
+}
+model stack(batch, d, layers) {
+  input x : [batch, d]
+  repeat layers {
+    x = linear(x, d, bias = false)
+  }
+  return x
+}
+"""
+
+
 # ---- the compile cache -------------------------------------------------------------------
 
 @pytest.fixture(scope="session", autouse=True)

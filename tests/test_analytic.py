@@ -13,44 +13,11 @@ from archc import __version__
 from archc.api import check
 from archc.dsl.diagnostics import ArchcError
 from archc.runtime.execute import run_analytic
+from conftest import EASY_MACHINE
 
 pytestmark = pytest.mark.build
 
-MACHINE = """
-import std.formats
-import std.blocks
-tile t {
-  clock 1 GHz
-  sram 1 MiB, bandwidth = 100 B/cycle
-  matrix fp16 x fp16 -> fp32 : 1000 mac/cycle
-  vector fp32 : 100 lanes
-}
-chip c {
-  tiles 10 of t
-  noc crossbar, bandwidth = 100 TB/s
-  memory hbm, 100 GB, bandwidth = 1 TB/s
-  launch 1 us
-  wave 100 x 100
-}
-system node { chips 4 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
-model mm(M, N, K) {
-  input a : [M, K]
-  input b : [K, N]
-  return matmul(a, b)
-}
-model vadd(n) {
-  input a : [n]
-  input b : [n]
-  return a + b
-}
-model stack(batch, d, layers) {
-  input x : [batch, d]
-  repeat layers {
-    x = linear(x, d, bias = false)
-  }
-  return x
-}
-"""
+MACHINE = EASY_MACHINE
 PEAK = 10 * 2000 * 1e9  # FLOP/s per chip
 MEM = 1e12
 LAUNCH = 1e-6

@@ -13,42 +13,15 @@ from archc.runtime import event_level as el
 from archc.runtime.events import TaskGraph, simulate
 from archc.runtime.execute import run_analytic, run_event
 
-from conftest import SAMPLES, run_cli
+from conftest import EASY_MACHINE, SAMPLES, run_cli
 
 pytestmark = pytest.mark.build
 
-MACHINE = """
-import std.formats
-import std.blocks
-tile t {
-  clock 1 GHz
-  sram 1 MiB, bandwidth = 100 B/cycle
-  matrix fp16 x fp16 -> fp32 : 1000 mac/cycle
-  vector fp32 : 100 lanes
-}
-chip c {
-  tiles 10 of t
-  noc crossbar, bandwidth = 100 TB/s
-  memory hbm, 100 GB, bandwidth = 1 TB/s
-  launch 1 us
-  wave 100 x 100
-}
-system node { chips 4 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
+# the easy machine of the analytic tests, and systems whose links are free, or shared
+MACHINE = EASY_MACHINE + """
 system fastnode { chips 4 of c; network switch, bandwidth = 1000000 TB/s, latency = 1 ps }
 system pair { chips 2 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
 system pods { nodes 2 of pair; network switch, bandwidth = 10 GB/s, latency = 2 us }
-model mm(M, N, K) {
-  input a : [M, K]
-  input b : [K, N]
-  return matmul(a, b)
-}
-model stack(batch, d, layers) {
-  input x : [batch, d]
-  repeat layers {
-    x = linear(x, d, bias = false)
-  }
-  return x
-}
 """
 
 
