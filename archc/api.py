@@ -99,13 +99,22 @@ def check(path: str | Path, overrides=None, run: str | None = None) -> ir.Design
     return compile_stages(path, overrides, run).ir
 
 
+def formats_title(design: ir.Design) -> str:
+    return Path(design.source).name
+
+
 def kernel_sources(design: ir.Design) -> dict[str, str]:
-    """Generated .pyx text per module name, for every machine a run uses (sorted, stable)."""
+    """Generated .pyx text per module name: the analytic kernel of every machine a run uses and
+    the design's number-format kernels (sorted, stable)."""
     from archc import __version__
+    from archc.codegen.mangle import identifier
+    from archc.codegen.numerics import render_formats
     from archc.codegen.render import module_stem, render_analytic
     out = {}
     for _, r in design.runs:
         out.setdefault(module_stem(r.machine), render_analytic(r.machine, __version__))
+    title = formats_title(design)
+    out[identifier(title, "formats")] = render_formats(dict(design.formats), title, __version__)[0]
     return dict(sorted(out.items()))
 
 
@@ -133,7 +142,7 @@ class Design:
         dot products); built on first use and cached on disk."""
         from archc import __version__ as version
         from archc.runtime.numerics import FormatSet
-        return FormatSet(dict(self.ir.formats), version, f"formats of {Path(self.path).name}", self._progress)
+        return FormatSet(dict(self.ir.formats), version, formats_title(self.ir), self._progress)
 
     def run(self, name: str | None = None, level: str = "analytic", **params):
         """Run one of the design's runs (re-checked with `params` as overrides)."""

@@ -168,6 +168,9 @@ def _compile(args, api) -> int:
     from archc.codegen.render import module_stem
     from archc.runtime import cache
     machines = {module_stem(r.machine): r.machine for _, r in stages.ir.runs}
+
+    def what(stem: str) -> str:
+        return f"analytic kernel of {machines[stem].name}" if stem in machines else "number formats"
     progress = _progress_printer()
     if args.output:
         out = Path(args.output)
@@ -175,11 +178,11 @@ def _compile(args, api) -> int:
                                                       progress=progress) for s in sources])
         for s in sources:
             print(f"{out / (cache.module_name(s, cache.cache_key(sources[s], archc_version=__version__)))}"
-                  f" ({machines[s].name})")
+                  f" ({what(s)})")
         return 0
     for s in sources:
         mod = cache.build(sources[s], s, archc_version=__version__, progress=progress)
-        print(f"{mod.__name__} ({machines[s].name}): built")
+        print(f"{mod.__name__} ({what(s)}): built")
     return 0
 
 
@@ -214,20 +217,27 @@ def _run(args, api) -> int:
     if args.trace and len(runs) != 1:
         raise ArchcError(f"--trace writes one run; choose one with --run ({', '.join(r.name for r in runs)})")
     progress = _progress_printer()
+    if args.out and len(runs) != 1:
+        raise ArchcError("--out writes one run; choose one with --run")
+    captured: dict = {}  # the event level's (builder, result) for the plots, when run_event offers them
     if args.level == "event":
+        import inspect
+
         from archc.runtime.execute import run_event
-        reports = [run_event(r, __version__, progress, trace=args.trace) for r in runs]
+        kw = {"capture": captured} if args.out and "capture" in inspect.signature(run_event).parameters else {}
+        reports = [run_event(r, __version__, progress, trace=args.trace, **kw) for r in runs]
     else:
         reports = [run_analytic(r, __version__, progress) for r in runs]
     if args.out:
-        if len(reports) != 1:
-            raise ArchcError("--out writes one run; choose one with --run")
         rep = reports[0]
 
         def fill(tmp: Path):
+            from archc.runtime.plots import write_plots
             (tmp / "report.json").write_text(rep.to_json())
             (tmp / "report.txt").write_text(rep.to_text(max_ops=10**9))
             (tmp / "ops.csv").write_text(rep.to_csv())
+            ev = (captured["builder"], captured["result"]) if "result" in captured else None
+            write_plots(tmp, rep, runs[0], ev)
         _atomic_dir(Path(args.out), fill)
     if args.json:
         sys.stdout.write(reports[0].to_json())

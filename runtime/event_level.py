@@ -43,6 +43,20 @@ How a run becomes a task graph
 - Spatial: each sample passes every region in turn (the op's full analytic time there),
   consecutive samples pipeline through the regions; the chip-to-chip transfer of a sample is a
   flow on a link of the level's per-chip bandwidth.
+- Mesh chips (a wafer) are lowered at tile granularity instead (ARCHC_EVENT_TILES=0: the
+  per-region model above): one resource per tile (or per s x s block when the graph would
+  exceed TILE_TASKS tasks; links then s x the bandwidth, s x the hop latency). Spatial: each op
+  instance gets a rectangle of the grid (the analytic region size, in op order, packed left to
+  right in bands; regions that do not fit wrap to the top and share tiles); every tile of it
+  computes the op's local time (compute / SRAM roofline + launch) in parallel, starting when
+  the input wavefront (one flow per tile over its west link, the row's input entering over the
+  region's west boundary) reaches it; partial results reduce back west along each row (a
+  chain of one-hop flows); the next op starts when the rows have reduced. The analytic level
+  overlaps the wavefront and reduction hops with the compute (a max), the event level adds
+  them: on the full wafer a region of side ~200-700 tiles adds ~0.4-1.2 us to each op.
+  Weight streaming: each matmul row runs on every block of the wafer, after its block row's
+  weights have streamed in (one flow per block row: the memory link, then that row's west
+  edge link); other ops are one task as above.
 """
 from __future__ import annotations
 
@@ -59,6 +73,45 @@ from . import events as ev
 
 RC = {name: i for i, name in enumerate(RESULTS)}
 MAX_TASKS = 3_000_000
+TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
+
+
+class _Labels:
+    """A list of names that also holds ranges named by a function (millions of tile tasks
+    without millions of strings): append(name), add_range(n, fn(k) -> name), [i], len()."""
+
+    def __init__(self):
+        self._items: list = []   # str, or (first, n, fn)
+        self._starts: list[int] = []
+        self._n = 0
+
+    def append(self, name: str) -> None:
+        self._items.append(name)
+        self._starts.append(self._n)
+        self._n += 1
+
+    def add_range(self, n: int, fn) -> None:
+        if n > 0:
+            self._items.append((self._n, n, fn))
+            self._starts.append(self._n)
+            self._n += n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> str:
+        import bisect
+
+        i = int(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        it = self._items[bisect.bisect_right(self._starts, i) - 1]
+        return it if isinstance(it, str) else it[2](i - it[0])
+
+    def __iter__(self):
+        return (self[i] for i in range(self._n))
 
 
 class EventLevelError(Exception):
@@ -76,7 +129,7 @@ class _Net:
         self.lat = [lv.network.latency_s for lv in machine.levels]
         self.inner = [math.prod(self.fanout[:l]) for l in range(len(self.fanout))]  # chips per member
         self.ids: dict[tuple, int] = {}
-        self.names: list[str] = []
+        self.names = _Labels()
 
     def link(self, l: int, member: int, direction: str) -> int:
         key = (l, member, direction)
@@ -144,6 +197,80 @@ class _Net:
         return s
 
 
+class _Wafer:
+    """The chip's tile grid for the tile-granular lowerings, in blocks of s x s tiles (s = 1:
+    tile granularity). A block is one resource; between horizontally adjacent blocks an east
+    and a west link of s x the tile link bandwidth (the s parallel tile links), s x the hop
+    latency; one injection link per block row on the wafer's west edge (the same bandwidth).
+    Only the links the lowerings use (east-west) are made."""
+
+    def __init__(self, b: "_Builder", s: int):
+        chip = b.m.chip
+        self.s = s
+        self.rows, self.cols = -(-chip.rows // s), -(-chip.cols // s)
+        self.bw = chip.noc.link_bandwidth * s
+        self.hop = chip.noc.latency_s * s
+        nr, nc = self.rows, self.cols
+        self.res0 = int(b.g.add_resources(nr * nc)[0])
+        b.res_names.add_range(nr * nc, lambda k, nc=nc, s=s: (
+            f"tile ({k // nc}, {k % nc})" if s == 1 else f"tiles ({k // nc * s}.., {k % nc * s}..) [{s}x{s} block]"))
+        ne = nr * max(0, nc - 1)
+        ids = b.g.add_links(np.full(2 * ne + nr, self.bw))
+        self.e0 = int(ids[0])
+        self.w0 = self.e0 + ne
+        self.x0 = self.e0 + 2 * ne
+        names = b.net.names
+        names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1)}) east")
+        names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1) + 1}) west")
+        names.add_range(nr, lambda k: f"wafer west edge row {k}")
+        # shelf packing of regions: cursor (y, x), height of the current band
+        self.y = self.x = self.band = 0
+        self.wrapped = False
+
+    def east(self, a, b):   # link (a, b) -> (a, b + 1)
+        return self.e0 + a * (self.cols - 1) + b
+
+    def west(self, a, b):   # link (a, b + 1) -> (a, b)
+        return self.w0 + a * (self.cols - 1) + b
+
+    def edge(self, a):
+        return self.x0 + a
+
+    def shape(self, tiles: float) -> tuple[int, int]:
+        nb = max(1, math.ceil(tiles / (self.s * self.s) - 1e-9))
+        h = min(self.rows, max(1, round(math.sqrt(nb))))
+        w = min(self.cols, -(-nb // h))
+        return h, w
+
+    def place(self, tiles: float) -> tuple[int, int, int, int]:
+        """(y, x, h, w) of a region of `tiles` tiles: regions in op order, left to right in
+        bands; a region that no longer fits below wraps to the top (it shares tiles)."""
+        h, w = self.shape(tiles)
+        if self.x + w > self.cols:
+            self.y, self.x, self.band = self.y + self.band, 0, 0
+        if self.y + h > self.rows:
+            self.y, self.x, self.band = 0, 0, 0
+            self.wrapped = True
+        r = (self.y, self.x, h, w)
+        self.x += w
+        self.band = max(self.band, h)
+        return r
+
+
+def _wafer_ok(m) -> bool:
+    chip = m.chip
+    return chip.noc is not None and chip.noc.topology in ("mesh", "torus") and chip.rows * chip.cols > 1 \
+        and os.environ.get("ARCHC_EVENT_TILES", "1") != "0"
+
+
+def _block_size(tiles_fn, budget: int, max_s: int) -> int:
+    """The smallest s (1, 2, 4, ...) whose estimated task count tiles_fn(s) is within budget."""
+    s = 1
+    while s < max_s and tiles_fn(s) > budget:
+        s *= 2
+    return s
+
+
 class _Builder:
     def __init__(self, plan: Plan, R: np.ndarray):
         self.plan, self.R, self.T = plan, R, plan.tasks
@@ -151,21 +278,24 @@ class _Builder:
         self.run, self.mp, self.m = run, run.mapping, run.machine
         self.g = ev.TaskGraph()
         self.net = _Net(self.g, self.m)
-        self.names: list[str] = []       # per event task
-        self.res_names: list[str] = []
+        self.names = _Labels()       # per event task
+        self.res_names = _Labels()
+        self.wafer = None              # the tile grid (_Wafer), made by the tile-granular lowerings
         self.row_time = np.zeros(self.T.shape[0])  # summed event time of each table row
         self.row_stages: list[set] = [set() for _ in range(self.T.shape[0])]
         self._coll_cache: dict = {}
         self.streaming = self.mp.strategy == "weight_streaming"
         self.mem_links: dict[int, int] = {}
         self.instances: list[tuple] = []  # (row, stage, first compute, last task, flow or -1)
+        self.max_tasks = MAX_TASKS
+        self.tile_notes: list[str] = []
 
     # -- tasks
     def _name(self, tid: int, name: str) -> int:
         assert tid == len(self.names)
         self.names.append(name)
-        if len(self.names) > MAX_TASKS:
-            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {MAX_TASKS} tasks; "
+        if len(self.names) > self.max_tasks:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
                                   f"simulate a smaller instance (--set)")
         return tid
 
@@ -228,14 +358,13 @@ class _Builder:
     def op(self, i, s, res, after, tag, prev2=None, scale=1.0):
         """One task-table row on stage s: (memory flow,) compute, (collective). Returns (first compute, last)."""
         T = self.T
+        if self.streaming and self.wafer is not None and T[i, COL["mflops"]] > 0:
+            return self._stream_tiles(i, s, after, tag, prev2, scale)
         label = self.plan.labels[i]
         deps = list(after)
         flow = -1
         if self.streaming and T[i, COL["mem_bytes"]] > 0:
-            link = self.mem_links.get(s)
-            if link is None:
-                mem = self.m.chip.memory or self.m.memory
-                link = self.mem_links[s] = self.net.extra_link(mem.bandwidth * mem.efficiency, f"{mem.name} -> stage {s}")
+            link = self._mem_link(s)
             fdeps = [x for x in (self._mem_prev.get(s), prev2) if x is not None]
             flow = self._name(self.g.add_flow(T[i, COL["mem_bytes"]] * T[i, COL["count"]] * scale, [link], after=fdeps),
                               f"{label} {tag} weights")
@@ -391,6 +520,224 @@ class _Builder:
             o = self.compute(self.R[opt, RC["time"]], res, ends, "optimizer step")
             self.instances.append((opt, 0, o, o, -1))
 
+    # -- tile-granular lowerings (a mesh chip)
+    def _range(self, ids, fn):
+        """Names for the consecutive task ids `ids` (fn(k): the name of the k-th)."""
+        if ids.size == 0:
+            return
+        assert int(ids[0]) == len(self.names)
+        self.names.add_range(int(ids.size), fn)
+        if len(self.names) > self.max_tasks:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
+                                  f"simulate a smaller instance (--set)")
+
+    def _tile_local(self, i):
+        """An op's time on each tile of its region without the NoC part (which is flows here)."""
+        R, T = self.R, self.T
+        return max(R[i, RC["compute"]], R[i, RC["memory"]], R[i, RC["sram"]]) + \
+            self.m.chip.launch_s * T[i, COL["launches"]]
+
+    def _region_op(self, i, rect, coloc, after, label):
+        """One op instance on its region rect = (y, x, h, w) of blocks; returns (start, end).
+        Every block of the region computes the op's local time (all in parallel); a
+        non-colocated op's input enters the region over its west boundary, row by row, and
+        spreads east as a wavefront (the flow into block k of a row carries the shares of
+        blocks k..w-1, its bytes moving once the header arrives: (k + 1) hops), and a block
+        starts computing when the wavefront reaches it. The partial results reduce back west
+        along each row (a chain of one-hop flows of one block's share). A colocated norm /
+        softmax / reduction only reduces and broadcasts back (a chain of flows of 2 hops'
+        latency); other colocated ops just compute in place."""
+        W, T, R, g = self.wafer, self.T, self.R, self.g
+        y, x, h, w = rect
+        n = h * w
+        S = self._name(g.add_delay(0.0, after=[a for a in after if a is not None]), f"{label} start")
+        a = np.repeat(np.arange(y, y + h, dtype=np.int64), w)
+        k = np.tile(np.arange(w, dtype=np.int64), h)
+        res = (W.res0 + a * W.cols + x + k).astype(np.int32)
+        local = self._tile_local(i)
+        nbytes = T[i, COL["noc_bytes"]]
+        comp = g.add_computes(local + (0.0 if coloc else W.hop * (k + 1)), res)
+        self._range(comp, lambda j, label=label, y=y, x=x, w=w: f"{label} tile ({y + j // w}, {x + j % w})")
+        g.add_deps(np.full(n, S, np.int32), comp)
+        inflow = None
+        if not coloc and nbytes > 0:
+            brow = nbytes / h
+            links = np.where(k == 0, (W.east(a, x - 1) if x > 0 else W.edge(a)), W.east(a, x + k - 1))
+            inflow = g.add_flows(brow * (w - k) / w, np.arange(n + 1, dtype=np.int64), links.astype(np.int32),
+                                 latency=W.hop * (k + 1))
+            self._range(inflow, lambda j, label=label, y=y, x=x, w=w: f"{label} input to ({y + j // w}, {x + j % w})")
+            g.add_deps(np.full(n, S, np.int32), inflow)
+        chain = None
+        if w > 1 and (not coloc or R[i, RC["noc"]] > 0):
+            m_ = k >= 1
+            ca, ck = a[m_], k[m_]
+            red = (nbytes / n) if not coloc else 0.0
+            chain = g.add_flows(red, np.arange(ca.size + 1, dtype=np.int64),
+                                W.west(ca, x + ck - 1).astype(np.int32),
+                                latency=W.hop * (1.0 if not coloc else 2.0))
+            self._range(chain, lambda j, label=label, y=y, x=x, w=w: f"{label} reduce ({y + j // (w - 1)}, "
+                                                                      f"{x + j % (w - 1) + 1})")
+            g.add_deps(comp[m_], chain)
+            if inflow is not None:
+                g.add_deps(inflow[m_], chain)
+            nxt = np.flatnonzero(ck <= w - 2)  # chain (a, k + 1) before chain (a, k)
+            g.add_deps(chain[nxt + 1], chain[nxt])
+        E = self._name(g.add_delay(0.0), f"{label} done")
+        if chain is not None:  # the row heads: block 0's compute and input, the chain's last flow
+            first = k == 0
+            g.add_deps(comp[first], E)
+            if inflow is not None:
+                g.add_deps(inflow[first], E)
+            g.add_deps(chain[np.arange(h) * (w - 1)], E)
+        else:
+            g.add_deps(comp, E)
+            if inflow is not None:
+                g.add_deps(inflow, E)
+        return S, E
+
+    def build_spatial_tiles(self):
+        """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
+        would exceed TILE_TASKS): each op instance gets a rectangle of the grid (the analytic
+        region size, in op order, packed left to right in bands), see _region_op."""
+        T, R, n = self.T, self.R, self.T.shape[0]
+        m = int(self.plan.scalars["micro_batches"])
+        phase = T[:, COL["phase"]]
+        chip = self.m.chip
+        rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5]
+        fwd = [i for i in rows if phase[i] == 0]
+        bwd = [i for i in rows if phase[i] != 0]
+
+        def estimate(s):
+            tot = 0
+            for i in rows:
+                k = max(1, int(round(T[i, COL["count"]])))
+                nb = math.ceil(R[i, RC["region"]] / (s * s))
+                per = 3 if not T[i, COL["colocate"]] else (2 if R[i, RC["noc"]] > 0 else 1)
+                tot += k * (per * nb + 2)
+            return tot * m
+        s = _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
+        self.max_tasks = max(MAX_TASKS, int(estimate(s) * 1.05) + 100_000)
+        self.wafer = W = _Wafer(self, s)
+        # regions: a forward row of `count` repeats is `count` regions; colocated ops use the
+        # regions of the op before; backward rows use their op's
+        region: dict[int, list] = {}
+        row_rects: dict[int, list] = {}
+        last = None
+        for i in fwd:
+            op_i = int(T[i, COL["op"]])
+            k = max(1, int(round(T[i, COL["count"]])))
+            if not T[i, COL["colocate"]] or last is None:
+                last = [W.place(R[i, RC["region"]]) for _ in range(k)]
+            region[op_i] = last
+            row_rects[i] = [last[j % len(last)] for j in range(k)]
+        for i in bwd:
+            regs = region.get(int(T[i, COL["op"]]), last) or [W.place(R[i, RC["region"]])]
+            k = max(1, int(round(T[i, COL["count"]])))
+            row_rects[i] = [regs[j % len(regs)] for j in range(k)][::-1]
+        self.tile_notes = [
+            f"event level: spatial at tile granularity on the {chip.rows} x {chip.cols} grid" if s == 1 else
+            f"event level: spatial on the {chip.rows} x {chip.cols} grid in blocks of {s} x {s} tiles "
+            f"(tile granularity would exceed {TILE_TASKS:,} tasks)"]
+        if W.wrapped:
+            self.tile_notes.append("event level: the regions need more tiles than the chip has; "
+                                   "later regions wrap to the top and share tiles")
+        xfer = next((i for i in range(n) if phase[i] == 5), None)
+        xlink, lat_s = None, 0.0
+        if xfer is not None and self.net.fanout:
+            tk = R[xfer, RC["link"]]
+            pl = self.net.plan(4, 2, 1)
+            lat_s = self.net.lat[pl[0][0]] if pl else 0.0
+            xlink = self.net.extra_link(T[xfer, COL["comm_bytes"]] / max(tk - lat_s, 1e-30),
+                                        "chip-to-chip (spatial pipeline)")
+        ends = []
+        feed = None  # a sample enters once the one before has left the first region
+        for j in range(m):
+            prev, first = feed, None
+            for i in fwd + bwd[::-1]:
+                for rect in row_rects[i]:
+                    coloc = bool(T[i, COL["colocate"]]) and phase[i] == 0
+                    st, prev = self._region_op(i, rect, coloc, [prev], f"{self.plan.labels[i]} sample {j}")
+                    first = prev if first is None else first
+                    self.instances.append((i, 0, st, prev, -1))
+            feed = first
+            if xlink is not None:
+                cnt = T[xfer, COL["count"]]
+                f = self._name(self.g.add_flow(T[xfer, COL["comm_bytes"]] * cnt, [xlink], latency=lat_s * cnt,
+                                               after=[prev]), f"chip-to-chip sample {j}")
+                self.instances.append((xfer, 0, None, f, f))
+                prev = f
+            ends.append(prev)
+        opt = next((i for i in range(n) if phase[i] == 3), None)
+        if opt is not None and self.run.mode == "train":
+            res = self.resource("optimizer")
+            o = self.compute(R[opt, RC["time"]], res, ends, "optimizer step")
+            self.instances.append((opt, 0, o, o, -1))
+
+    def _stream_tiles(self, i, s, after, tag, prev2, scale):
+        """A weight-streaming matmul row on the whole wafer, per block: the weights stream in
+        from the memory over the wafer's west edge (one flow per block row: memory link, then
+        that row's edge link), every block computes the op's local time once its row's weights
+        are in. Returns (end barrier, last task)."""
+        W, T, g = self.wafer, self.T, self.g
+        label = f"{self.plan.labels[i]} {tag}"
+        S = self._name(g.add_delay(0.0, after=[a for a in after if a is not None]), f"{label} start")
+        nr, nc = W.rows, W.cols
+        nb = nr * nc
+        comp = g.add_computes(self.local(i) * scale, W.res0 + np.arange(nb, dtype=np.int32))
+        self._range(comp, lambda j, label=label, nc=nc: f"{label} block ({j // nc}, {j % nc})")
+        g.add_deps(np.full(nb, S, np.int32), comp)
+        mem = T[i, COL["mem_bytes"]] * T[i, COL["count"]] * scale
+        if mem > 0:
+            link = self._mem_link(s)
+            route = np.stack([np.full(nr, link, np.int64), W.edge(np.arange(nr, dtype=np.int64))], axis=1)
+            fl = g.add_flows(mem / nr, np.arange(nr + 1, dtype=np.int64) * 2, route.reshape(-1).astype(np.int32))
+            self._range(fl, lambda j, label=label: f"{label} weights row {j}")
+            for d in (self._mem_prev.get(s), prev2):
+                if d is not None:
+                    g.add_deps(np.full(nr, d, np.int32), fl)
+            self._mem_prev[s] = self.barrier([int(x) for x in fl[[0, -1]]] if nr > 1 else [int(fl[0])],
+                                             f"{label} weights in")
+            if nr > 2:
+                g.add_deps(fl[1:-1], np.full(nr - 2, self._mem_prev[s], np.int32))
+            g.add_deps(np.repeat(fl, nc), comp)
+        E = self._name(g.add_delay(0.0), f"{label} done")
+        g.add_deps(comp, np.full(nb, E, np.int32))
+        last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
+                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, E, f"{label} collective")
+        self.instances.append((i, s, S, last, -1))
+        return E, last
+
+    def _mem_link(self, s):
+        link = self.mem_links.get(s)
+        if link is None:
+            mem = self.m.chip.memory or self.m.memory
+            link = self.mem_links[s] = self.net.extra_link(mem.bandwidth * mem.efficiency, f"{mem.name} -> stage {s}")
+        return link
+
+    def setup_stream_tiles(self):
+        """Weight streaming on a mesh chip: matmul rows per block of the whole wafer (blocks of
+        s x s tiles, s the smallest power of two keeping the graph within TILE_TASKS)."""
+        T = self.T
+        chip = self.m.chip
+        n = T.shape[0]
+        m = int(self.plan.scalars["micro_batches"])
+        pp = self.mp.pp
+        mm = [i for i in range(n) if T[i, COL["phase"]] < 3 and T[i, COL["mflops"]] > 0]
+        other = sum(1 for i in range(n) if T[i, COL["phase"]] < 3 and T[i, COL["mflops"]] <= 0)
+
+        def estimate(s):
+            nr, nc = -(-chip.rows // s), -(-chip.cols // s)
+            per = sum(max(1, min(64, int(round(T[i, COL["count"]])))) for i in mm)
+            return m * pp * (per * (nr * nc + nr + 3) + other * 64)
+        s = _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
+        self.max_tasks = max(MAX_TASKS, int(estimate(s) * 1.05) + 100_000)
+        self.wafer = _Wafer(self, s)
+        self.tile_notes = [
+            f"event level: weight streaming at tile granularity ({chip.rows} x {chip.cols} tiles)" if s == 1 else
+            f"event level: weight streaming on the {chip.rows} x {chip.cols} grid in blocks of {s} x {s} tiles "
+            f"(tile granularity would exceed {TILE_TASKS:,} tasks); matmuls per block, other ops on the whole "
+            f"wafer as one task"]
+
 
 def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     """Event time of each task-table row summed over its instances, per chip that runs it."""
@@ -425,8 +772,13 @@ def simulate_run(run, version: str, progress=None):
     mod.analyze(plan.tasks, R, spatial_chips)
     b = _Builder(plan, R)
     if run.mapping.strategy == "spatial":
-        b.build_spatial()
+        if _wafer_ok(run.machine):
+            b.build_spatial_tiles()
+        else:
+            b.build_spatial()
     else:
+        if b.streaming and _wafer_ok(run.machine):
+            b.setup_stream_tiles()
         b.build_stages()
     result = ev.simulate(b.g, progress=progress)
     return plan, R, b, result
@@ -476,7 +828,7 @@ def event_R(plan: Plan, R: np.ndarray, b: _Builder, r: ev.EventResult) -> np.nda
 
 
 def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int = 3) -> list[str]:
-    notes = []
+    notes = list(b.tile_notes)
     path = []
     for t in r.critical_path:
         nm = b.names[int(t)]

@@ -37,9 +37,10 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     return make_report(plan, R, step, "analytic")
 
 
-def run_event(run: Run, version: str, progress=None, trace=None) -> Report:
+def run_event(run: Run, version: str, progress=None, trace=None, capture: dict | None = None) -> Report:
     """The event level (runtime/event_level.py): the run's task graph simulated; `trace`: a
-    path to write the Chrome trace to (atomically)."""
+    path to write the Chrome trace to (atomically); `capture`: a dict that receives the task
+    graph builder and the simulation result (for plots)."""
     import dataclasses
 
     from . import event_level as el
@@ -48,6 +49,8 @@ def run_event(run: Run, version: str, progress=None, trace=None) -> Report:
         plan, R, b, result = el.simulate_run(run, version, progress)
     except el.EventLevelError as e:
         raise RunError(str(e)) from None
+    if capture is not None:
+        capture.update(builder=b, result=result)
     step = el.step_figures(plan, b, result)
     rep = make_report(plan, el.event_R(plan, R, b, result), step, "event")
     if trace is not None:

@@ -139,11 +139,12 @@ def test_set_fp8_is_faster_than_bf16():
 
 
 @pytest.mark.build
-def test_run_out_writes_three_files(tmp_path):
+def test_run_out_writes_the_report_and_the_roofline(tmp_path):
     out = tmp_path / "report"
     r = run_cli(*GEMM, *SQUARE, "--out", out)
     assert r.code == 0, r
-    assert sorted(p.name for p in out.iterdir()) == ["ops.csv", "report.json", "report.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["ops.csv", "report.json", "report.txt", "roofline.png",
+                                                     "roofline.svg"]
     rep = json.loads((out / "report.json").read_text())
     assert_report(rep)
     assert rep == run_json(*GEMM, *SQUARE)
@@ -220,18 +221,21 @@ def test_compile_output_is_importable_by_name(tmp_path):
     assert r.code == 0, r
     machines = sorted({run.machine.name for _, run in check(H100).runs})
     names = _module_names(out)
-    kernels = [n for n in names if not n.startswith("_archc_cyshared")]
-    assert len(kernels) == len(machines), (names, machines)
-    for n in kernels:
+    kernels = [n for n in names if n.startswith("analytic_")]
+    formats = [n for n in names if n.startswith("formats_")]
+    assert len(kernels) == len(machines) and len(formats) == 1, (names, machines)
+    for n in kernels + formats:
         assert (out / f"{n}.pyx").is_file(), "the generated source sits next to its module"
-        assert re.search(rf"{re.escape(str(out / n))} \((\w+)\)", r.stdout), r
+        assert re.search(rf"{re.escape(str(out / n))} \(", r.stdout), r
     # each module, imported by name in a fresh interpreter with only the directory on the path
     script = ("import importlib, sys\nsys.path.insert(0, sys.argv[1])\n"
               "for name in sys.argv[2:]:\n"
               "    m = importlib.import_module(name)\n"
               "    assert m.__file__.startswith(sys.argv[1]), m.__file__\n"
-              "    if not name.startswith('_archc_cyshared'):\n"
+              "    if name.startswith('analytic_'):\n"
               "        assert callable(m.analyze) and callable(m.compose), name\n"
+              "    if name.startswith('formats_'):\n"
+              "        assert callable(m.quantize_0) and callable(m.matmul), name\n"
               "    print('ok', name)\n")
     p = subprocess.run([sys.executable, "-I", "-c", script, str(out), *names], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
@@ -278,11 +282,13 @@ def test_emit_pyx():
     r = run_cli("compile", H100, "--emit", "pyx")
     assert r.code == 0, r
     headers = re.findall(r"^# ==== (\w+)\.pyx$", r.stdout, flags=re.M)
-    assert len(headers) == len({run.machine.name for _, run in check(H100).runs})
-    # every module defines the two entry points (def, cpdef or cdef, with a return type or not)
+    analytic = [h for h in headers if h.startswith("analytic_")]
+    assert len(analytic) == len({run.machine.name for _, run in check(H100).runs})
+    assert len([h for h in headers if h.startswith("formats_")]) == 1 and len(headers) == len(analytic) + 1
+    # every analytic module defines the two entry points (def, cpdef or cdef, with a return type or not)
     for fn in ("analyze", "compose"):
         found = re.findall(rf"^c?p?def (?:\w+ )*{fn}\(", r.stdout, flags=re.M)
-        assert len(found) == len(headers), (fn, found)
+        assert len(found) == len(analytic), (fn, found)
     assert str(H100.parent) not in r.stdout, "no absolute paths in generated code"
 
 

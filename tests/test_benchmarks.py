@@ -1,0 +1,57 @@
+"""The benchmark scripts run and print what they promise: benchmarks/calibration.py at the
+event level on one fast entry (--only), and benchmarks/simulator.py --quick."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+NUM = r"[-+]?\d[\d.,]*(?:e[-+]?\d+)?"
+
+
+def _run(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    return subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=str(ROOT))
+
+
+@pytest.mark.build
+def test_calibration_event_one_entry():
+    p = _run("calibration.py", "--level", "event", "--only", "0")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert re.match(r"\s*#\s+machine\s+workload\s+measured\s+event\s+error\s+wall s\s+tasks\s+events", lines[0]), p.stdout
+    # one row: index, machine, workload, measured, estimated, signed error %, wall s, tasks, events
+    rows = [ln for ln in lines[1:] if re.match(r"\s*\d+ (?!entries)\S", ln)]
+    assert len(rows) == 1, p.stdout
+    m = re.match(rf"\s*0 (\S+)\s+(.+?)\s+({NUM})\s+({NUM})\s+([-+]\d+\.\d)%\s+({NUM})\s+({NUM})\s+({NUM})\s+\S",
+                 rows[0])
+    assert m, rows[0]
+    measured, estimated, err = float(m[3]), float(m[4]), float(m[5])
+    assert measured > 0 and estimated > 0
+    assert abs((estimated - measured) / measured * 100 - err) < 0.2  # the error is (est - meas) / meas
+    assert float(m[6]) >= 0  # wall time
+    assert re.search(rf"^1 entries \(event level\): mean absolute error {NUM}%, max {NUM}%", p.stdout, re.M), p.stdout
+    assert re.search(r"^event level wall time: total", p.stdout, re.M), p.stdout
+
+
+@pytest.mark.build
+def test_calibration_only_rejects_bad_index():
+    p = _run("calibration.py", "--level", "event", "--only", "999")
+    assert p.returncode != 0
+    assert "--only 999" in (p.stderr + p.stdout)
+
+
+@pytest.mark.build
+def test_simulator_quick():
+    p = _run("simulator.py", "--quick")
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert re.search(r"^h100 gpt_train layers=1 dp=8\s+[\d,]+\s+[\d,]+\s+\d", p.stdout, re.M), p.stdout
+    assert "ZigZag comparison skipped" in p.stdout

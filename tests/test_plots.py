@@ -1,0 +1,117 @@
+"""Report plots (runtime/plots.py): `archc run --out` writes them, byte-stable, with content."""
+from __future__ import annotations
+
+import inspect
+import xml.etree.ElementTree as ET
+
+import matplotlib
+import pytest
+
+from conftest import H100, run_cli
+
+pytestmark = pytest.mark.build
+
+SMALL_GPT = ["layers=2", "hidden=256", "heads=4", "seq=128", "vocab=1024", "global_batch=8",
+             "micro_batch=1", "dp=8"]
+
+
+def _sets(values):
+    return [a for v in values for a in ("--set", v)]
+
+
+def _svg_text(path) -> str:
+    root = ET.fromstring(path.read_bytes())  # parses as XML
+    assert root.tag.endswith("svg")
+    return "".join(root.itertext())
+
+
+def test_run_out_writes_roofline_byte_stable(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        r = run_cli("run", H100, "--run", "gemm", "--out", tmp_path / name)
+        assert r.code == 0, r
+        outs.append(tmp_path / name)
+    a, b = outs
+    for f in ("roofline.png", "roofline.svg"):
+        assert (a / f).stat().st_size > 1000
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f"{f} differs between two runs"
+    assert (a / "roofline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"Software" not in (a / "roofline.png").read_bytes()
+    svg = (a / "roofline.svg").read_text()
+    assert "<dc:date>" not in svg
+    text = _svg_text(a / "roofline.svg")
+    assert "gemm" in text
+    assert "arithmetic intensity (FLOP/byte)" in text
+    assert "achieved FLOP/s per chip" in text
+    assert "compute-bound" in text or "memory-bound" in text
+    assert "peak" in text
+    # the output directory holds no leftover temporary directory
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".archc-")]
+    # the analytic level draws no event-level plots
+    assert not (a / "utilisation.png").exists() and not (a / "links.png").exists()
+
+
+def test_event_level_plots_in_process(tmp_path):
+    """The heatmaps from the event level's builder and result, twice: byte-identical."""
+    from archc import __version__, api
+    from archc.runtime import event_level as el
+    from archc.runtime.execute import make_report
+    from archc.runtime.plots import write_plots
+
+    run = api.check(str(H100), SMALL_GPT, "gpt_train").runs[0][1]
+    plan, R, b, result = el.simulate_run(run, __version__)
+    rep = make_report(plan, el.event_R(plan, R, b, result), el.step_figures(plan, b, result), "event")
+    salt = matplotlib.rcParams["svg.hashsalt"]
+    files = {}
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        written = write_plots(d, rep, run, (b, result))
+        assert sorted(p.name for p in written) == sorted(
+            f"{s}.{e}" for s in ("roofline", "utilisation", "links") for e in ("png", "svg"))
+        files[name] = {p.name: p.read_bytes() for p in written}
+    assert files["a"] == files["b"]
+    assert matplotlib.rcParams["svg.hashsalt"] == salt  # no rcParams leak out of the plots
+    u = _svg_text(tmp_path / "a" / "utilisation.svg")
+    assert "gpt_train" in u and "busy fraction" in u and "8 of" in u  # 8 chips on the system grid
+    links = _svg_text(tmp_path / "a" / "links.svg")
+    assert "gpt_train" in links and "busy fraction of the makespan" in links
+    assert "member" in links  # link names label the bars
+
+
+def test_event_level_cli_out(tmp_path):
+    from archc.runtime.execute import run_event
+    d = tmp_path / "ev"
+    r = run_cli("run", H100, "--run", "gpt_train", "--level", "event", *_sets(SMALL_GPT), "--out", d)
+    assert r.code == 0, r
+    assert (d / "report.json").exists() and (d / "roofline.svg").exists() and (d / "roofline.png").exists()
+    assert "event level" in _svg_text(d / "roofline.svg")
+    if "capture" in inspect.signature(run_event).parameters:
+        for f in ("utilisation.png", "utilisation.svg", "links.png", "links.svg"):
+            assert (d / f).exists(), f
+        _svg_text(d / "utilisation.svg")
+    else:  # run_event does not hand out its EventResult yet: only the roofline
+        assert not (d / "utilisation.png").exists()
+
+
+def test_cli_draws_heatmaps_given_captured_result(tmp_path, monkeypatch):
+    """The cli's path when run_event offers `capture` (filled with the builder and result)."""
+    from archc import cli
+    from archc.runtime import event_level as el
+    from archc.runtime import execute
+
+    real = execute.run_event
+
+    def run_event(run, version, progress=None, trace=None, capture=None):
+        rep = real(run, version, progress, trace=trace)
+        if capture is not None:
+            _, _, b, result = el.simulate_run(run, version, progress)
+            capture.update(builder=b, result=result)
+        return rep
+    monkeypatch.setattr(execute, "run_event", run_event)
+    d = tmp_path / "ev"
+    assert cli.main(["run", str(H100), "--run", "gpt_train", "--level", "event", *_sets(SMALL_GPT),
+                     "--out", str(d)]) == 0
+    names = sorted(p.name for p in d.iterdir())
+    assert names == sorted(["report.json", "report.txt", "ops.csv"] + [
+        f"{s}.{e}" for s in ("roofline", "utilisation", "links") for e in ("png", "svg")])
