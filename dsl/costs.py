@@ -83,7 +83,7 @@ K_FADD_SHIFT_A = math.sqrt(1360 / _S16 * 4184 / _S32)  # 36.86 um^2 per bit-stag
 #   leading-zero/one counter or rounding logic, n lg(n) mux-bits. Calibrated, not fitted to the
 #   table (the table has no posit entries): IEEE operators are reported 30-60% smaller and faster
 #   than posit operators of equal width (Forget, Uguen, de Dinechin, "Comparing posit and
-#   IEEE-754 hardware cost", 2021; /work/shared/reference/machines.md). A posit unit pays two
+#   IEEE-754 hardware cost", 2021; shared/reference/machines.md). A posit unit pays two
 #   decodes and one encode, 3 K n lg(n); K is the value that keeps posit16 and posit32 multipliers
 #   and adders furthest from both edges of +30..+60% (maximin over the four ratios):
 #     energy K = 7.4e-4 pJ per mux-bit (about 1/4 of an integer adder bit, 2.9e-3: a 2:1 mux vs
