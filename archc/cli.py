@@ -70,7 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", metavar="FILE",
                    help="with --level event: write the timeline as a Chrome trace (chrome://tracing, Perfetto)")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt and ops.csv here")
+    r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt, ops.csv and plots (roofline; at the event "
+                        "level utilisation and link load, PNG and SVG) here")
+    r.add_argument("--search", action="store_true",
+                   help="search the run's mapping (tp, pp, dp, micro_batch, interleave, recompute) at the "
+                        "analytic level, chips and global_batch fixed; report the best and the "
+                        "latency-energy Pareto front")
+    r.add_argument("--trials", type=int, default=None, metavar="N", help="with --search: trials (default 200)")
+    r.add_argument("--seed", type=int, default=None, metavar="N", help="with --search: sampler seed (default 0)")
+    r.add_argument("--write-run", metavar="NAME",
+                   help="with --search: append run NAME, the run with the best mapping, to the file")
     f = sub.add_parser("formats", help="list number formats with their range, precision and MAC cost")
     f.add_argument("file", nargs="?", help="a design (default: the standard formats)")
     f.add_argument("--node", default="7", metavar="NM", help="process node in nm for the cost model (default 7)")
@@ -200,6 +209,8 @@ def _atomic_dir(out: Path, fill) -> None:
 
 
 def _run(args, api) -> int:
+    if args.search or args.trials is not None or args.seed is not None or args.write_run:
+        return _search(args, api)
     from archc import __version__
     from archc.runtime.execute import run_analytic
     if args.set and not args.run:
@@ -243,6 +254,35 @@ def _run(args, api) -> int:
         sys.stdout.write(reports[0].to_json())
     else:
         sys.stdout.write("\n".join(r.to_text() for r in reports))
+    return 0
+
+
+def _search(args, api) -> int:
+    from archc.runtime import search
+    if not args.search:
+        raise ArchcError("--trials, --seed and --write-run need --search")
+    if args.level != "analytic" or args.trace or args.out:
+        raise ArchcError("--search evaluates at the analytic level; it takes no --level event, --trace or --out")
+    if args.run is None:
+        design = api.check(args.file)
+        if len(design.runs) != 1:
+            raise ArchcError(f"--search needs --run NAME; this design has the runs "
+                             f"{', '.join(n for n, _ in design.runs) or '(none)'}")
+        args.run = design.runs[0][0]
+    elif args.run not in [n for n, _ in api.check(args.file).runs]:
+        raise ArchcError(f"no run named '{args.run}' in {args.file}")
+    if args.write_run:  # refuse an existing name before spending the search
+        search.check_new_name(args.file, args.write_run)
+    result = search.search(args.file, args.run, args.set, trials=200 if args.trials is None else args.trials,
+                           seed=0 if args.seed is None else args.seed, progress=_progress_printer())
+    if args.write_run:
+        if result.best is None:
+            raise ArchcError(f"--write-run {args.write_run}: no feasible mapping found; nothing written")
+        values = {**dict(api._split_set(x) for x in args.set), **result.best.params}
+        search.write_run(args.file, args.run, args.write_run, values)
+    sys.stdout.write(result.to_json() if args.json else result.to_text())
+    if args.write_run and not args.json:
+        print(f"wrote run {args.write_run} to {args.file}")
     return 0
 
 
