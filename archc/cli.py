@@ -12,7 +12,6 @@ from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError
 
-EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
 

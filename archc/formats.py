@@ -24,7 +24,6 @@ def names() -> list[str]:
 def get(name: str) -> NumberFormat:
     fs = standard()
     if name not in fs:
-        import difflib
-        close = difflib.get_close_matches(name, list(fs), n=1)
-        raise KeyError(f"no standard format '{name}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+        from archc.dsl.diagnostics import did_you_mean
+        raise KeyError(f"no standard format '{name}'{did_you_mean(name, fs)}")
     return fs[name]

@@ -18,7 +18,6 @@ COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", 
            "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 PHASES = ("forward", "backward", "recompute", "optimizer", "gradient exchange", "pipeline transfer")
-STAGES = ("every stage", "first stage", "last stage", "once per step")
 CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
            "reduction", "pool", "loss", "collective", "optimizer")
 COLLECTIVES = ("none", "allreduce", "allgather", "reduce_scatter", "p2p")
@@ -191,7 +190,7 @@ def lower(run: Run) -> Plan:
     params_chip = g.params_elems / (tp * pp)
     scalars = dict(strategy=STRATEGIES.index(mp.strategy), train=int(train), tp=tp, pp=pp, dp=mp.dp,
                    interleave=mp.interleave, micro_batches=mp.micro_batches, overlap_dp=int(mp.overlap_dp),
-                   chips=mp.chips, has_mem=int(has_mem))
+                   chips=mp.chips)
     # every micro-batch of the step, over all data-parallel replicas
     batches = mp.global_batch / mp.micro_batch
     scalars.update({f"flops_{k}": v * batches for k, v in flops.items()})

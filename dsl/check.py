@@ -2,13 +2,14 @@
 and collects every problem before stopping."""
 from __future__ import annotations
 
-import difflib
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 
 from . import ast
 from . import units as U
 from .diagnostics import CheckError, Collector
+from .diagnostics import did_you_mean as _hint
 from .ir import (Analog, Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
                  Param, Run, System, Tile, VectorUnit)
 from .parser import parse
@@ -35,11 +36,6 @@ def _stdlib(name: str) -> ast.File:
 def _is_mx(kw: ast.Kwarg) -> bool:
     v = kw.value
     return isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "mx"
-
-
-def _hint(name: str, options) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class Checker:
@@ -313,7 +309,7 @@ class Checker:
         """MACs or FLOPs per cycle (or per second), as FLOP/s."""
         return self.quantity(e, [U.FLOP_RATE], what, clock)
 
-    def _energy_per_flop(self, kw, per_mac=True):
+    def _energy_per_flop(self, kw):
         if "energy" not in kw:
             return None
         e = kw["energy"].value
@@ -535,11 +531,11 @@ class Checker:
                 else:
                     self.diag.error(e.span, "a wave block is written `wave M x N` (the output block one tile computes)")
             if tile and noc and m and launch is not None:
-                tile = self.costed(tile, proc, d)
+                tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
                                         tuple(sorted(eff)), wave, span=d.span)
 
-    def costed(self, tile: Tile, node_nm: float | None, chip_decl) -> Tile | None:
+    def costed(self, tile: Tile, node_nm: float | None) -> Tile | None:
         """The tile with every figure it leaves open derived from the cost model at the chip's
         process node: MACs per cycle of units declared by area, energy per operation of units
         declared without one. Declared figures always win; derived ones are listed."""
@@ -582,14 +578,12 @@ class Checker:
                 energy = fma / 2
                 notes.append(f"vector {v.fmt}: {fma * 1e12:.3g} pJ/FMA (cost model, {at})")
             vector.append(VectorUnit(v.fmt, v.flops_per_cycle, energy, span=v.span))
-        resolved = Tile(tile.name, tile.clock_hz, tile.sram_bytes, tile.sram_bandwidth, tile.sram_latency_s,
-                        tile.sram_energy_per_byte, tuple(matrix), tuple(vector), tuple(notes), span=tile.span)
+        resolved = replace(tile, matrix=tuple(matrix), vector=tuple(vector), derived=tuple(notes))
         if resolved == tile:
             return tile
         # a tile used by chips at different nodes resolves once per node
         key = tile.name if self.costed_nodes.setdefault(tile.name, node) == node else f"{tile.name}@{node:g}nm"
-        resolved = Tile(key, *[getattr(resolved, f) for f in ("clock_hz", "sram_bytes", "sram_bandwidth",
-                        "sram_latency_s", "sram_energy_per_byte", "matrix", "vector", "derived")], span=tile.span)
+        resolved = replace(resolved, name=key)
         self.tiles[key] = resolved
         return resolved
 

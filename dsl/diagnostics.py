@@ -1,10 +1,19 @@
 """Diagnostics and the one error family: every user mistake becomes `file:line:col: error: ...`."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Iterable
 
 from .source import Span
+
+
+def did_you_mean(name: str, options, n: int = 1, cutoff: float = 0.6) -> str:
+    """"; did you mean 'x'?" for the closest option(s), or "" when none is close."""
+    close = difflib.get_close_matches(name, list(options), n=n, cutoff=cutoff)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
 
 
 @dataclass(frozen=True)

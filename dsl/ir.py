@@ -304,7 +304,6 @@ class Design:
     models: tuple[tuple[str, Callable_], ...]
     blocks: tuple[tuple[str, Callable_], ...]
     runs: tuple[tuple[str, Run], ...]
-    run_decls: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
 
     def run(self, name: str) -> Run:
         return dict(self.runs)[name]
@@ -319,7 +318,7 @@ def dump(node, indent: int = 0) -> str:
         parts = [f"{type(node).__name__.rstrip('_')}"]
         body = []
         for f in fields(node):
-            if f.name in ("span", "run_decls", "body"):
+            if f.name in ("span", "body"):
                 continue
             v = getattr(node, f.name)
             text = dump(v, indent + 1)

@@ -2,12 +2,12 @@
 inferring shapes and counting each op's forward FLOPs, weights and data movement."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
 from . import ast
 from .diagnostics import Collector
+from .diagnostics import did_you_mean as _hint
 from .ir import Callable_, Gemm, Graph, Op, Tensor
 from .values import MAX_INT, EvalError, Evaluator, Lst, Q, show
 
@@ -297,11 +297,6 @@ class Builder:
         return int(v.value)
 
 
-def _hint(name: str, options) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 class _OpCtx:
     def __init__(self, builder: Builder, span, kind: str):
         self.b, self.span, self.kind = builder, span, kind
@@ -577,6 +572,3 @@ OPS: dict[str, OpSpec] = {
     **{k: OpSpec(1, (), (), _collective) for k in ("allreduce", "allgather", "reduce_scatter")},
 }
 
-
-def view_ops() -> set[str]:
-    return {"reshape", "flatten"}

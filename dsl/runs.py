@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import ast
+from .diagnostics import did_you_mean as _hint
 from .footprint import footprint
 from .ir import Mapping, Precision, Run
 from .models import Builder
@@ -162,11 +163,6 @@ def _shown(v):
     if isinstance(v, Str):
         return v.value
     return v if isinstance(v, bool) else show(v)
-
-
-def _hint(name, options):
-    from .check import _hint as h
-    return h(name, options)
 
 
 def _instantiate(ck, call: ast.Call, env):

@@ -47,9 +47,6 @@ class Span:
     def __str__(self) -> str:
         return f"{self.source.name}:{self.line}:{self.col}"
 
-    def to(self, other: "Span") -> "Span":
-        return Span(self.source, self.line, self.col, other.end_line, other.end_col)
-
 
 def read_source(path: str | Path) -> Source:
     """Read a design file as text; the caller turns OSError/UnicodeError into diagnostics."""

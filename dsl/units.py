@@ -1,8 +1,9 @@
 """Units and dimensions: every quantity is normalised to SI-like base units and checked."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+
+from .diagnostics import did_you_mean
 
 # Base dimensions: bytes, seconds, joules, cycles, flops (1 MAC = 2 flop), metres.
 BASES = ("B", "s", "J", "cycle", "flop", "m")
@@ -134,9 +135,7 @@ def parse_unit(text: str) -> tuple[float, Dim]:
     factor, dim = 1.0, NONE
     for i, part in enumerate(parts):
         if part not in UNITS:
-            close = difflib.get_close_matches(part, UNITS.keys(), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise UnitError(f"unknown unit '{part}'{hint}")
+            raise UnitError(f"unknown unit '{part}'{did_you_mean(part, UNITS)}")
         f, d = UNITS[part]
         if i == 0:
             factor, dim = f, d

@@ -61,10 +61,6 @@ def fmt_q(q: Q) -> str:
     return f"{v:.6g} ({U.describe(q.dim)} in base units)"
 
 
-def is_int(v) -> bool:
-    return isinstance(v, Q) and v.dim.dimensionless and float(v.value).is_integer()
-
-
 def show(v) -> str:
     if isinstance(v, Q):
         return fmt_q(v)

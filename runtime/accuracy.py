@@ -72,7 +72,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 import numpy as np
 
 from archc.dsl import ast
-from archc.dsl.diagnostics import ArchcError, CheckError, Diagnostic, RunError
+from archc.dsl.diagnostics import ArchcError, CheckError, Diagnostic, RunError, did_you_mean
 from archc.dsl.ir import Graph, Op, Run
 from archc.dsl.source import Source
 
@@ -325,9 +325,8 @@ def parse_precision(items, formats, ops: tuple[Op, ...]) -> list[PrecisionOverri
         if not f:
             fail(len(glob), 1, "--precision needs a format after '='")
         if f not in formats:
-            close = difflib.get_close_matches(f, list(formats), n=1, cutoff=0.6)
-            fail(at_f, len(f), f"unknown format '{f}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                 + " (the formats of this design are the ones it declares or imports)")
+            fail(at_f, len(f), f"unknown format '{f}'{did_you_mean(f, formats)}"
+                 " (the formats of this design are the ones it declares or imports)")
         fobj = formats[f]
         if fobj.kind != "mx" and fobj.param("signed", True) is False:
             fail(at_f, len(f), f"format '{f}' is unsigned; it cannot hold a model's values")

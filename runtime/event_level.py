@@ -463,6 +463,18 @@ class _Builder:
             self.last_b.append(last_b if train else last_f)
             self.ar_span.append(span)
 
+    def _spatial_link(self, phase) -> tuple:
+        """The pipeline-transfer task of a spatial run, the link between its chips (bandwidth
+        chosen so the analytic transfer time holds) and that link's latency."""
+        T, R = self.plan.tasks, self.R
+        xfer = next((i for i in range(len(phase)) if phase[i] == 5), None)
+        if xfer is None or not self.net.fanout:
+            return xfer, None, 0.0
+        pl = self.net.plan(4, 2, 1)
+        lat_s = self.net.lat[pl[0][0]] if pl else 0.0
+        bw = T[xfer, COL["comm_bytes"]] / max(R[xfer, RC["link"]] - lat_s, 1e-30)
+        return xfer, self.net.extra_link(bw, "chip-to-chip (spatial pipeline)"), lat_s
+
     def build_spatial(self):
         T, n = self.T, self.T.shape[0]
         m = int(self.plan.scalars["micro_batches"])
@@ -487,14 +499,7 @@ class _Builder:
         rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5 and i in row_res]
         bwd = [i for i in rows if phase[i] != 0]
         fwd = [i for i in rows if phase[i] == 0]
-        xfer = next((i for i in range(n) if phase[i] == 5), None)
-        xlink = None
-        if xfer is not None and self.net.fanout:
-            tk = self.R[xfer, RC["link"]]
-            lat = self.net.plan(4, 2, 1)[0] if self.net.plan(4, 2, 1) else None
-            lat_s = self.net.lat[lat[0]] if lat else 0.0
-            bw = T[xfer, COL["comm_bytes"]] / max(tk - lat_s, 1e-30)
-            xlink = self.net.extra_link(bw, "chip-to-chip (spatial pipeline)")
+        xfer, xlink, lat_s = self._spatial_link(phase)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(m):
@@ -641,14 +646,7 @@ class _Builder:
         if W.wrapped:
             self.tile_notes.append("event level: the regions need more tiles than the chip has; "
                                    "later regions wrap to the top and share tiles")
-        xfer = next((i for i in range(n) if phase[i] == 5), None)
-        xlink, lat_s = None, 0.0
-        if xfer is not None and self.net.fanout:
-            tk = R[xfer, RC["link"]]
-            pl = self.net.plan(4, 2, 1)
-            lat_s = self.net.lat[pl[0][0]] if pl else 0.0
-            xlink = self.net.extra_link(T[xfer, COL["comm_bytes"]] / max(tk - lat_s, 1e-30),
-                                        "chip-to-chip (spatial pipeline)")
+        xfer, xlink, lat_s = self._spatial_link(phase)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(m):
