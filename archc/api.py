@@ -144,18 +144,26 @@ class Design:
         from archc.runtime.numerics import FormatSet
         return FormatSet(dict(self.ir.formats), version, formats_title(self.ir), self._progress)
 
-    def run(self, name: str | None = None, level: str = "analytic", **params):
-        """Run one of the design's runs (re-checked with `params` as overrides)."""
+    def run(self, name: str | None = None, level: str = "analytic", trace=None, **params):
+        """Run one of the design's runs (re-checked with `params` as overrides) at the `level`
+        "analytic" (roofline per op) or "event" (the simulated task graph; `trace`: a path to
+        write its Chrome trace to)."""
         from archc import __version__
-        from archc.runtime.execute import run_analytic
-        if level != "analytic":
-            raise ValueError(f"unknown level '{level}'; archc has: analytic")
+        from archc.runtime.execute import run_analytic, run_event
+        if level not in ("analytic", "event"):
+            raise ValueError(f"unknown level '{level}'; archc has: analytic, event")
+        if trace is not None and level != "event":
+            raise ValueError("a trace needs level='event': the analytic level computes no timeline")
         if name is None:
             if len(self.runs) != 1:
                 raise ValueError(f"this design has {len(self.runs)} runs; name one: {', '.join(self.runs)}")
             name = next(iter(self.runs))
+        if name not in self.runs:
+            raise ValueError(f"no run '{name}'; this design has: {', '.join(self.runs)}")
         r = self.runs[name] if not params else check(self.path, params, name).run(name)
-        return run_analytic(r, __version__)
+        if level == "event":
+            return run_event(r, __version__, self._progress, trace=trace)
+        return run_analytic(r, __version__, self._progress)
 
 
 def load(path: str | Path, overrides=None, progress=None) -> Design:

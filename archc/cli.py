@@ -229,13 +229,11 @@ def _run(args, api) -> int:
     progress = _progress_printer()
     if args.out and len(runs) != 1:
         raise ArchcError("--out writes one run; choose one with --run")
-    captured: dict = {}  # the event level's (builder, result) for the plots, when run_event offers them
+    captured: dict = {}  # the event level's (builder, result) for the plots
     if args.level == "event":
-        import inspect
-
         from archc.runtime.execute import run_event
-        kw = {"capture": captured} if args.out and "capture" in inspect.signature(run_event).parameters else {}
-        reports = [run_event(r, __version__, progress, trace=args.trace, **kw) for r in runs]
+        reports = [run_event(r, __version__, progress, trace=args.trace, capture=captured if args.out else None)
+                   for r in runs]
     else:
         reports = [run_analytic(r, __version__, progress) for r in runs]
     if args.out:

@@ -150,8 +150,9 @@ def lower(run: Run) -> Plan:
         sram_f = max(sram_f, op.matrix_flops / split * operand_traffic)
         noc_f = _noc_bytes(m, op, gm, split, ab, mem_f, spatial)
         # On a spatial fabric an op without matrix work (elementwise, norms, softmax)
-        # runs in place on the tiles of the op that produced its input: no region of its own.
-        colocate = spatial and not op.matrix_flops and op.cls != "embedding" and i > 0
+        # runs in place on the tiles of the op that produced its input: no region of its own
+        # (an embedding keeps its table in a region of its own; a gather of activations does not).
+        colocate = spatial and not op.matrix_flops and i > 0 and (op.cls != "embedding" or not w_bytes)
         common = dict(op=i, stage=stage, count=count, colocate=float(colocate),
                       cls=CLASSES.index(op.cls) if op.cls in CLASSES else 3,
                       gb=gm.batch if gm else 0, gm=gm.m if gm else 0, gn=(gm.n / split) if gm else 0,
@@ -213,8 +214,9 @@ def lower(run: Run) -> Plan:
             comm_stride=tp * mp.dp, launches=0)
     tasks = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
     if spatial:
-        notes.append("spatial: each op runs on its own region of tiles, sized by its share of the work "
-                     "and of the weights it keeps in SRAM")
+        notes.append("spatial: each op runs on its own region of tiles: what its weights need in SRAM, and "
+                     "a share of the rest sized for the fastest pipeline of the step's samples (balanced "
+                     "regions for many samples, larger shares for larger ops for one)")
     if not has_mem and not spatial:
         notes.append("no off-chip memory: tensors live in on-chip SRAM")
     return Plan(run, tasks, tuple(labels), scalars, tuple(notes))

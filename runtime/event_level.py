@@ -202,12 +202,15 @@ class _Wafer:
     tile granularity). A block is one resource; between horizontally adjacent blocks an east
     and a west link of s x the tile link bandwidth (the s parallel tile links), s x the hop
     latency; one injection link per block row on the wafer's west edge (the same bandwidth).
-    Only the links the lowerings use (east-west) are made."""
+    Only the links the lowerings use (east-west) are made. `chips` grids are stacked (rows of
+    chip c: c x the chip's block rows onwards); no link joins them (chip-to-chip transfers
+    are flows of their own)."""
 
-    def __init__(self, b: "_Builder", s: int):
+    def __init__(self, b: "_Builder", s: int, chips: int = 1):
         chip = b.m.chip
         self.s = s
-        self.rows, self.cols = -(-chip.rows // s), -(-chip.cols // s)
+        self.chip_rows = -(-chip.rows // s)
+        self.rows, self.cols = self.chip_rows * chips, -(-chip.cols // s)
         self.bw = chip.noc.link_bandwidth * s
         self.hop = chip.noc.latency_s * s
         nr, nc = self.rows, self.cols
@@ -223,9 +226,6 @@ class _Wafer:
         names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1)}) east")
         names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1) + 1}) west")
         names.add_range(nr, lambda k: f"wafer west edge row {k}")
-        # shelf packing of regions: cursor (y, x), height of the current band
-        self.y = self.x = self.band = 0
-        self.wrapped = False
 
     def east(self, a, b):   # link (a, b) -> (a, b + 1)
         return self.e0 + a * (self.cols - 1) + b
@@ -236,25 +236,85 @@ class _Wafer:
     def edge(self, a):
         return self.x0 + a
 
-    def shape(self, tiles: float) -> tuple[int, int]:
-        nb = max(1, math.ceil(tiles / (self.s * self.s) - 1e-9))
-        h = min(self.rows, max(1, round(math.sqrt(nb))))
-        w = min(self.cols, -(-nb // h))
-        return h, w
+def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
+            samples: int = 1) -> tuple[list, bool]:
+    """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
+    the grid is cut into bands of H block rows, regions are placed left to right in a
+    band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
+    what is left of a band starts the next; the columns a band has left over are shared out
+    among its regions. For each H the largest a that fits (the smallest share of its demand
+    any region gets); then the H whose pipeline of `samples` samples is estimated fastest
+    (sum of the region times + (samples - 1) x the slowest): a region's time is estimated as
+    work[r] x demand / tiles given (its compute and SRAM time at the analytic size) plus
+    entry[r] x (analytic side) / (its rows) (its NoC input time at the analytic side,
+    entering over the block rows of its west edge).
+    With more regions than blocks, regions share blocks: (rectangles, True)."""
+    d = [max(t, 1e-9) / (s * s) for t in tiles]
+    n = len(d)
+    if not n:
+        return [], False
+    work = work if work is not None else [1.0] * n
+    entry = entry if entry is not None else [0.0] * n
+    if n > nr * nc:
+        return [((k // nc) % nr, k % nc, 1, 1) for k in range(n)], True
 
-    def place(self, tiles: float) -> tuple[int, int, int, int]:
-        """(y, x, h, w) of a region of `tiles` tiles: regions in op order, left to right in
-        bands; a region that no longer fits below wraps to the top (it shares tiles)."""
-        h, w = self.shape(tiles)
-        if self.x + w > self.cols:
-            self.y, self.x, self.band = self.y + self.band, 0, 0
-        if self.y + h > self.rows:
-            self.y, self.x, self.band = 0, 0, 0
-            self.wrapped = True
-        r = (self.y, self.x, h, w)
-        self.x += w
-        self.band = max(self.band, h)
-        return r
+    def widths(H, a):
+        return [max(1, math.ceil(a * x / H - 1e-9)) for x in d]
+
+    def fits(H, a):
+        bands, x = 1, 0
+        for w in widths(H, a):
+            if w > nc:
+                return False
+            if x + w > nc:
+                bands, x = bands + 1, 0
+            x += w
+        return bands <= nr // H
+
+    def place(H, a):
+        """The rectangles; the columns a band has left over go to its regions in proportion
+        to their demand (largest remainder first)."""
+        bands: list[list[int]] = [[]]
+        x = 0
+        ws = widths(H, a)
+        for r, w in enumerate(ws):
+            if x + w > nc:
+                bands.append([])
+                x = 0
+            bands[-1].append(r)
+            x += w
+        out = [None] * n
+        for b, regs in enumerate(bands):
+            spare = nc - sum(ws[r] for r in regs)
+            tot = sum(d[r] for r in regs)
+            extra = {r: int(spare * d[r] / tot) for r in regs}
+            left = spare - sum(extra.values())
+            for r in sorted(regs, key=lambda r: (-(spare * d[r] / tot - extra[r]), r))[:left]:
+                extra[r] += 1
+            x = 0
+            for r in regs:
+                out[r] = (b * H, x, H, ws[r] + extra[r])
+                x += ws[r] + extra[r]
+        return out
+
+    every = n * nr <= 20_000
+    cands = sorted(set(range(1, nr + 1)) if every else
+                   {h for h in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if h <= nr}
+                   | {nr, max(1, round(math.sqrt(sum(d) / n)))})
+    found = []  # (slowest region's time, H, a)
+    for H in cands:
+        if not fits(H, 0.0):
+            continue
+        lo, hi = 0.0, nr * nc / min(d)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
+        rects = place(H, lo)
+        t = [work[r] * d[r] / (h * w) + entry[r] * math.sqrt(tiles[r]) / (h * s) for r, (_, _, h, w) in enumerate(rects)]
+        found.append((sum(t) + (samples - 1) * max(t), H, rects))
+    if not found:  # not even one block per region in a band of one row: share blocks
+        return [((k // nc) % nr, k % nc, 1, 1) for k in range(n)], True
+    return min(found, key=lambda f: (f[0], f[1]))[2], False
 
 
 def _wafer_ok(m) -> bool:
@@ -289,6 +349,7 @@ class _Builder:
         self.instances: list[tuple] = []  # (row, stage, first compute, last task, flow or -1)
         self.max_tasks = MAX_TASKS
         self.tile_notes: list[str] = []
+        self.adjust: list[tuple[int, float]] = []  # (row, seconds) added to a row's event time
 
     # -- tasks
     def _name(self, tid: int, name: str) -> int:
@@ -500,17 +561,17 @@ class _Builder:
         bwd = [i for i in rows if phase[i] != 0]
         fwd = [i for i in rows if phase[i] == 0]
         xfer, xlink, lat_s = self._spatial_link(phase)
+        visits = self._visits(fwd, False) + self._visits(bwd, True)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(m):
             prev, first = feed, None
-            for i in fwd + bwd[::-1]:
+            for i, k in visits:
                 regs = row_res[i]
-                for res in (regs if phase[i] == 0 else regs[::-1]):
-                    prev = self.compute(self.R[i, RC["time"]] * T[i, COL["count"]] / len(regs), res, [prev],
-                                        f"{self.plan.labels[i]} sample {j}")
-                    first = prev if first is None else first
-                    self.instances.append((i, 0, prev, prev, -1))
+                prev = self.compute(self.R[i, RC["time"]] * T[i, COL["count"]] / len(regs), regs[k], [prev],
+                                    f"{self.plan.labels[i]} sample {j}")
+                first = prev if first is None else first
+                self.instances.append((i, 0, prev, prev, -1))
             feed = first
             if xlink is not None:
                 cnt = T[xfer, COL["count"]]
@@ -525,6 +586,30 @@ class _Builder:
             o = self.compute(self.R[opt, RC["time"]], res, ends, "optimizer step")
             self.instances.append((opt, 0, o, o, -1))
 
+    def _visits(self, rows, backward: bool) -> list[tuple[int, int]]:
+        """The order a sample passes the op instances of `rows` (forward order), as (row, k):
+        the rows of one repeated layer (consecutive rows of the same repeat body) run
+        instance by instance, all of instance 0 before instance 1; a backward pass visits the
+        reverse order."""
+        ops = self.run.graph.ops
+        out: list[tuple[int, int]] = []
+        g: list[int] = []
+
+        def flush():
+            if g:
+                k = max(1, int(round(self.T[g[0], COL["count"]])))
+                out.extend((i, j) for j in range(k) for i in g)
+                g.clear()
+        for i in rows:
+            layer = ops[int(self.T[i, COL["op"]])].layer
+            if g and (not layer or ops[int(self.T[g[0], COL["op"]])].layer != layer):
+                flush()
+            g.append(i)
+            if not layer:
+                flush()
+        flush()
+        return out[::-1] if backward else out
+
     # -- tile-granular lowerings (a mesh chip)
     def _range(self, ids, fn):
         """Names for the consecutive task ids `ids` (fn(k): the name of the k-th)."""
@@ -536,22 +621,26 @@ class _Builder:
             raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
                                   f"simulate a smaller instance (--set)")
 
-    def _tile_local(self, i):
-        """An op's time on each tile of its region without the NoC part (which is flows here)."""
+    def _tile_local(self, i, scale=1.0):
+        """An op's time on each tile of its region without the NoC part (which is flows here);
+        `scale`: the analytic region size over the tiles the op got."""
         R, T = self.R, self.T
-        return max(R[i, RC["compute"]], R[i, RC["memory"]], R[i, RC["sram"]]) + \
+        return max(R[i, RC["compute"]] * scale, R[i, RC["memory"]], R[i, RC["sram"]] * scale) + \
             self.m.chip.launch_s * T[i, COL["launches"]]
 
-    def _region_op(self, i, rect, coloc, after, label):
-        """One op instance on its region rect = (y, x, h, w) of blocks; returns (start, end).
-        Every block of the region computes the op's local time (all in parallel); a
-        non-colocated op's input enters the region over its west boundary, row by row, and
-        spreads east as a wavefront (the flow into block k of a row carries the shares of
-        blocks k..w-1, its bytes moving once the header arrives: (k + 1) hops), and a block
-        starts computing when the wavefront reaches it. The partial results reduce back west
-        along each row (a chain of one-hop flows of one block's share). A colocated norm /
-        softmax / reduction only reduces and broadcasts back (a chain of flows of 2 hops'
-        latency); other colocated ops just compute in place."""
+    def _region_op(self, i, rect, after, label, scale=1.0, followers=()):
+        """One visit of a sample to a region rect = (y, x, h, w) of blocks: the op of row i and
+        the ops `followers` [(row, scale)] that run in place after it (elementwise ops, norms,
+        softmax), folded into one compute task per block (they run back to back on the same
+        tiles). Returns (start, end). Every block computes the ops' local times; the op's input
+        enters the region over its west boundary, row by row, and spreads east as a wavefront
+        (the flow into block k of a row carries the shares of blocks k..w-1, its bytes moving
+        once the header arrives: (k + 1) hops), and a block starts computing when the
+        wavefront reaches it. The partial results reduce back west along each row (a chain of
+        one-hop flows of one block's share). A follower that reduces across the region (norm,
+        softmax, reduction, loss) adds a reduce-and-broadcast back along the row: 2 hops per
+        block of the row's width, after the chain. The per-op times (self.adjust) split the
+        visit between the ops: a follower gets its local time and its reduce time."""
         W, T, R, g = self.wafer, self.T, self.R, self.g
         y, x, h, w = rect
         n = h * w
@@ -559,13 +648,21 @@ class _Builder:
         a = np.repeat(np.arange(y, y + h, dtype=np.int64), w)
         k = np.tile(np.arange(w, dtype=np.int64), h)
         res = (W.res0 + a * W.cols + x + k).astype(np.int32)
-        local = self._tile_local(i)
+        local = self._tile_local(i, scale)
+        tail = 0.0  # the followers' reduce-and-broadcast
+        for f, fs in followers:
+            lf = self._tile_local(f, fs)
+            rf = 2.0 * W.hop * (w - 1) if R[f, RC["noc"]] > 0 else 0.0
+            local += lf
+            tail += rf
+            self.adjust.append((f, lf + rf))
+            self.adjust.append((i, -(lf + rf)))
         nbytes = T[i, COL["noc_bytes"]]
-        comp = g.add_computes(local + (0.0 if coloc else W.hop * (k + 1)), res)
+        comp = g.add_computes(local + W.hop * (k + 1), res)
         self._range(comp, lambda j, label=label, y=y, x=x, w=w: f"{label} tile ({y + j // w}, {x + j % w})")
         g.add_deps(np.full(n, S, np.int32), comp)
         inflow = None
-        if not coloc and nbytes > 0:
+        if nbytes > 0:
             brow = nbytes / h
             links = np.where(k == 0, (W.east(a, x - 1) if x > 0 else W.edge(a)), W.east(a, x + k - 1))
             inflow = g.add_flows(brow * (w - k) / w, np.arange(n + 1, dtype=np.int64), links.astype(np.int32),
@@ -573,13 +670,11 @@ class _Builder:
             self._range(inflow, lambda j, label=label, y=y, x=x, w=w: f"{label} input to ({y + j // w}, {x + j % w})")
             g.add_deps(np.full(n, S, np.int32), inflow)
         chain = None
-        if w > 1 and (not coloc or R[i, RC["noc"]] > 0):
+        if w > 1:
             m_ = k >= 1
             ca, ck = a[m_], k[m_]
-            red = (nbytes / n) if not coloc else 0.0
-            chain = g.add_flows(red, np.arange(ca.size + 1, dtype=np.int64),
-                                W.west(ca, x + ck - 1).astype(np.int32),
-                                latency=W.hop * (1.0 if not coloc else 2.0))
+            chain = g.add_flows(nbytes / n, np.arange(ca.size + 1, dtype=np.int64),
+                                W.west(ca, x + ck - 1).astype(np.int32), latency=W.hop)
             self._range(chain, lambda j, label=label, y=y, x=x, w=w: f"{label} reduce ({y + j // (w - 1)}, "
                                                                       f"{x + j % (w - 1) + 1})")
             g.add_deps(comp[m_], chain)
@@ -587,7 +682,7 @@ class _Builder:
                 g.add_deps(inflow[m_], chain)
             nxt = np.flatnonzero(ck <= w - 2)  # chain (a, k + 1) before chain (a, k)
             g.add_deps(chain[nxt + 1], chain[nxt])
-        E = self._name(g.add_delay(0.0), f"{label} done")
+        E = self._name(g.add_delay(tail), f"{label} done")
         if chain is not None:  # the row heads: block 0's compute and input, the chain's last flow
             first = k == 0
             g.add_deps(comp[first], E)
@@ -612,51 +707,105 @@ class _Builder:
         fwd = [i for i in rows if phase[i] == 0]
         bwd = [i for i in rows if phase[i] != 0]
 
-        def estimate(s):
-            tot = 0
-            for i in rows:
-                k = max(1, int(round(T[i, COL["count"]])))
-                nb = math.ceil(R[i, RC["region"]] / (s * s))
-                per = 3 if not T[i, COL["colocate"]] else (2 if R[i, RC["noc"]] > 0 else 1)
-                tot += k * (per * nb + 2)
-            return tot * m
-        s = _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
-        self.max_tasks = max(MAX_TASKS, int(estimate(s) * 1.05) + 100_000)
-        self.wafer = W = _Wafer(self, s)
         # regions: a forward row of `count` repeats is `count` regions; colocated ops use the
-        # regions of the op before; backward rows use their op's
+        # regions of the op before; backward rows use their op's. First the demands (the
+        # analytic region sizes), then one layout of them all.
+        want: list[float] = []
         region: dict[int, list] = {}
-        row_rects: dict[int, list] = {}
+        row_regs: dict[int, list] = {}
         last = None
         for i in fwd:
             op_i = int(T[i, COL["op"]])
             k = max(1, int(round(T[i, COL["count"]])))
             if not T[i, COL["colocate"]] or last is None:
-                last = [W.place(R[i, RC["region"]]) for _ in range(k)]
+                last = list(range(len(want), len(want) + k))
+                want += [R[i, RC["region"]]] * k
             region[op_i] = last
-            row_rects[i] = [last[j % len(last)] for j in range(k)]
+            row_regs[i] = [last[j % len(last)] for j in range(k)]
         for i in bwd:
-            regs = region.get(int(T[i, COL["op"]]), last) or [W.place(R[i, RC["region"]])]
+            regs = region.get(int(T[i, COL["op"]]), last)
+            if not regs:
+                regs = [len(want)]
+                want.append(R[i, RC["region"]])
             k = max(1, int(round(T[i, COL["count"]])))
-            row_rects[i] = [regs[j % len(regs)] for j in range(k)][::-1]
+            row_regs[i] = [regs[j % len(regs)] for j in range(k)]
+        # per region: compute / SRAM time at the analytic size (its ops, colocated ones
+        # included) and NoC input time at the analytic side (for the layout's choice)
+        work, entry = [0.0] * len(want), [0.0] * len(want)
+        for i in fwd:
+            loc = self._tile_local(i) - chip.launch_s * T[i, COL["launches"]]
+            for r in set(row_regs[i]):
+                work[r] += loc
+                if not T[i, COL["colocate"]]:
+                    entry[r] += max(0.0, R[i, RC["noc"]] - 2.0 * math.sqrt(want[r]) * chip.noc.latency_s)
+        visits = self._visits(fwd, False) + self._visits(bwd, True)
+        # a forward visit of a colocated op joins the visit before it (same region)
+        groups: list[tuple[int, list]] = []
+        for v, (i, k) in enumerate(visits):
+            if groups and phase[i] == 0 and T[i, COL["colocate"]] and \
+                    row_regs[i][k] == row_regs[visits[groups[-1][0]][0]][visits[groups[-1][0]][1]]:
+                groups[-1][1].append(i)
+            else:
+                groups.append((v, []))
+        # the chips: consecutive regions, split where the running demand crosses a chip's tiles
+        chips = max(1, self.mp.pp)
+        total = sum(want) or 1.0
+        cum, on_chip = 0.0, []
+        for t in want:
+            on_chip.append(min(chips - 1, int((cum + t / 2) / total * chips)))
+            cum += t
+
+        def lay_out(s):
+            nr = -(-chip.rows // s)
+            rects, wrapped = [None] * len(want), False
+            for c in range(chips):
+                ids = [r for r in range(len(want)) if on_chip[r] == c]
+                sub, wr = _layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
+                                  [entry[r] for r in ids], m)
+                wrapped |= wr
+                for r, (y, x, h, w) in zip(ids, sub):
+                    rects[r] = (y + c * nr, x, h, w)
+            return rects, wrapped
+        # the block size: the smallest s (1, 2, 4, ...) whose graph (laid out) fits TILE_TASKS
+        s, top = 1, max(chip.rows, chip.cols)
+        while True:
+            rects, wrapped = lay_out(s)
+            per = [3 * h * w + 2 for (_, _, h, w) in rects]
+            tasks = m * sum(per[row_regs[visits[v][0]][visits[v][1]]] for v, _ in groups)
+            if tasks <= TILE_TASKS or s >= top:
+                break
+            s *= 2
+        self.max_tasks = max(MAX_TASKS, int(tasks * 1.05) + 100_000)
+        self.wafer = _Wafer(self, s, chips)
+        # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
+        # region size over the tiles it got
+        given = [min(h * w * s * s, chip.rows * chip.cols) for (_, _, h, w) in rects]
+        where = f" x {chips} chips" if chips > 1 else ""
+        share = [given[r] / want[r] for r in range(len(want))]
         self.tile_notes = [
-            f"event level: spatial at tile granularity on the {chip.rows} x {chip.cols} grid" if s == 1 else
-            f"event level: spatial on the {chip.rows} x {chip.cols} grid in blocks of {s} x {s} tiles "
+            f"event level: spatial at tile granularity on the {chip.rows} x {chip.cols} grid{where}" if s == 1 else
+            f"event level: spatial on the {chip.rows} x {chip.cols} grid{where} in blocks of {s} x {s} tiles "
             f"(tile granularity would exceed {TILE_TASKS:,} tasks)"]
-        if W.wrapped:
-            self.tile_notes.append("event level: the regions need more tiles than the chip has; "
-                                   "later regions wrap to the top and share tiles")
+        if wrapped:
+            self.tile_notes.append("event level: the chip has fewer blocks than the run has regions; "
+                                   "regions share blocks")
+        elif min(share) < 0.995 or max(share) > 1.005:
+            self.tile_notes.append(f"event level: the regions, laid out as rectangles of whole blocks, get "
+                                   f"{min(share):.0%} to {max(share):.0%} of the tiles the analytic level sizes "
+                                   f"them to (their compute scales accordingly)")
         xfer, xlink, lat_s = self._spatial_link(phase)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(m):
             prev, first = feed, None
-            for i in fwd + bwd[::-1]:
-                for rect in row_rects[i]:
-                    coloc = bool(T[i, COL["colocate"]]) and phase[i] == 0
-                    st, prev = self._region_op(i, rect, coloc, [prev], f"{self.plan.labels[i]} sample {j}")
-                    first = prev if first is None else first
-                    self.instances.append((i, 0, st, prev, -1))
+            for v, fol in groups:
+                i, k = visits[v]
+                r = row_regs[i][k]
+                st, prev = self._region_op(i, rects[r], [prev], f"{self.plan.labels[i]} sample {j}",
+                                           R[i, RC["region"]] / given[r],
+                                           [(f, R[f, RC["region"]] / given[r]) for f in fol])
+                first = prev if first is None else first
+                self.instances.append((i, 0, st, prev, -1))
             feed = first
             if xlink is not None:
                 cnt = T[xfer, COL["count"]]
@@ -756,6 +905,9 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
             prev_end_on_chain[s] = r.end[last]
         tot[i] += t
         stages[i].add(s)
+    for i, t in b.adjust:
+        tot[i] += t
+        stages[i].add(0)
     return np.array([tot[i] / max(1, len(stages[i])) for i in range(len(tot))])
 
 
@@ -767,7 +919,7 @@ def simulate_run(run, version: str, progress=None):
     mod = build_kernel(run.machine, version, progress)
     R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
     spatial_chips = run.mapping.pp if run.mapping.strategy == "spatial" else 0
-    mod.analyze(plan.tasks, R, spatial_chips)
+    mod.analyze(plan.tasks, R, spatial_chips, plan.scalars["micro_batches"])
     b = _Builder(plan, R)
     if run.mapping.strategy == "spatial":
         if _wafer_ok(run.machine):

@@ -32,7 +32,7 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     mod = build_kernel(run.machine, version, progress)
     R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
     spatial_chips = run.mapping.pp if run.mapping.strategy == "spatial" else 0
-    mod.analyze(plan.tasks, R, spatial_chips)
+    mod.analyze(plan.tasks, R, spatial_chips, plan.scalars["micro_batches"])
     step = mod.compose(plan.tasks, R, plan.scalars)
     return make_report(plan, R, step, "analytic")
 

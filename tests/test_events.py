@@ -144,15 +144,30 @@ def test_two_independent_tasks_on_one_resource_serialize():
     assert r.critical() == [(a, "source"), (b, "resource")]
 
 
-def test_resource_serves_in_order_of_readiness():
+def test_resource_serves_in_program_order():
     g = TaskGraph(n_resources=1)
     d = g.add_delay(0.5)
     a = g.add_compute(1.0, 0, after=[d])  # ready at 0.5
-    b = g.add_compute(1.0, 0)             # ready at 0: runs first despite its higher id
-    c = g.add_compute(1.0, 0)             # ready at 0 too: after b (id order)
+    b = g.add_compute(1.0, 0)             # ready at 0, the resource idle: runs at once
+    c = g.add_compute(1.0, 0)             # ready at 0 too, but a (lower id) waits too by t = 1
     r = simulate(g)
-    assert (r.start[b], r.start[c], r.start[a]) == (0.0, 1.0, 2.0)
+    assert (r.start[b], r.start[a], r.start[c]) == (0.0, 1.0, 2.0)
     assert r.ready[a] == 0.5
+
+
+def test_stream_keeps_its_order_through_a_slow_stage():
+    """Samples through two ops on one tile (a slow one, then a fast one, like a conv and the
+    norm colocated with it): the norm of sample j runs before the conv of sample j + 1 even
+    though all the convs were ready earlier, so samples leave one per conv time plus norm
+    time, in order (ready-time order would run every conv first)."""
+    g = TaskGraph(n_resources=1)
+    m, conv, norm = 5, 2.0, 0.5
+    norms = []
+    for j in range(m):
+        c = g.add_compute(conv, 0)
+        norms.append(g.add_compute(norm, 0, after=[c]))
+    r = simulate(g)
+    assert [r.end[n] for n in norms] == [(j + 1) * (conv + norm) for j in range(m)]
 
 
 # ---- collectives and pipelines -------------------------------------------------------------------
