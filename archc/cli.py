@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulation fidelity: analytic roofline per op, or event (the task graph "
                         "simulated: pipelines, collectives as flows over shared links)")
     r.add_argument("--trace", metavar="FILE",
-                   help="with --level event: write the timeline as a Chrome trace (chrome://tracing, Perfetto)")
+                   help="with --level event: write the timeline as a Chrome trace (chrome://tracing, Perfetto); "
+                        "at most 250,000 tasks: the first by start time and the critical path")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object")
     r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt, ops.csv and plots (roofline; at the event "
                         "level utilisation and link load, PNG and SVG) here")

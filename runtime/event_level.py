@@ -74,6 +74,7 @@ from . import events as ev
 RC = {name: i for i, name in enumerate(RESULTS)}
 MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
+TRACE_TASKS = 250_000  # tasks a trace holds at most (Perfetto / chrome://tracing stay responsive)
 
 
 class _Labels:
@@ -165,8 +166,8 @@ class _Net:
         return out
 
     def steps(self, kind: int, p: int, stride: int, groups: list[int]):
-        """Per step of the collective: (bytes factor, latency, route_ptr, route_links) for the
-        flows of all the groups (given by their first chip)."""
+        """Per step of the collective: (bytes factor, latency, route_ptr, route_links, link
+        bandwidth) for the flows of all the groups (given by their first chip)."""
         out = []
         for l, g_prev, pl, factor in self.plan(kind, p, stride):
             gp, npl = max(1, round(g_prev)), max(1, round(pl))
@@ -186,7 +187,7 @@ class _Net:
                 for a, c in step_pairs:
                     links += [self.link(l, self.member(l, a), "out"), self.link(l, self.member(l, c), "in")]
                 ptr = np.arange(0, 2 * len(step_pairs) + 1, 2, dtype=np.int64)
-                out.append((factor, self.lat[l], ptr, np.asarray(links, np.int32)))
+                out.append((factor, self.lat[l], ptr, np.asarray(links, np.int32), self.bw[l]))
         return out
 
     def links_of(self, kind: int, p: int, stride: int, base: int) -> set:
@@ -344,6 +345,8 @@ class _Builder:
         self.row_time = np.zeros(self.T.shape[0])  # summed event time of each table row
         self.row_stages: list[set] = [set() for _ in range(self.T.shape[0])]
         self._coll_cache: dict = {}
+        self._private: set = set()  # collectives no other shares a link with (find_private)
+        self.collapsed = 0  # op collectives simulated as one delay
         self.streaming = self.mp.strategy == "weight_streaming"
         self.mem_links: dict[int, int] = {}
         self.instances: list[tuple] = []  # (row, stage, first compute, last task, flow or -1)
@@ -371,8 +374,34 @@ class _Builder:
         return self.g.add_resource()
 
     # -- collectives
-    def collective(self, kind, nbytes, p, stride, stage, count, after, name):
-        """Flows of one collective (and its concurrent sibling groups); returns the last barrier."""
+    def _key(self, kind, p, stride, stage):
+        return kind, int(round(p)), max(1, int(round(stride))), stage
+
+    def _links(self, key) -> set:
+        """(level, member) of every link the collective `key` and its concurrent groups use."""
+        kind, p, stride, stage = key
+        out = set()
+        for b in self._groups(kind, p, stride, stage):
+            out |= self.net.links_of(kind, p, stride, b)
+        return out
+
+    def find_private(self, keys) -> None:
+        """Of the collectives `keys` (every one the run emits), those whose links no other
+        uses: an op's collective there (one at a time on its stage: the stage's ops are a
+        chain) can never be contended, and is simulated as one delay of its uncontended time
+        (collective(), private) instead of its flows; the flows of the rest are simulated."""
+        links = {k: self._links(k) for k in set(keys)}
+        used: dict = {}
+        for k, ls in links.items():
+            for x in ls:
+                used[x] = used.get(x, 0) + 1
+        self._private = {k for k, ls in links.items() if all(used[x] == 1 for x in ls)}
+
+    def collective(self, kind, nbytes, p, stride, stage, count, after, name, chained=False):
+        """Flows of one collective (and its concurrent sibling groups); returns the last barrier.
+        `chained`: one at a time on its stage (an op's own collective): if no other collective
+        shares its links (find_private) it is one delay of the time its flows would take
+        alone: per step, the latency and the bytes of the most loaded link's flows."""
         p, stride = int(round(p)), max(1, int(round(stride)))
         if kind == 0 or p <= 1 or nbytes <= 0 or not self.net.fanout:
             return after
@@ -380,8 +409,16 @@ class _Builder:
         steps = self._coll_cache.get(key)
         if steps is None:
             steps = self._coll_cache[key] = self.net.steps(kind, p, stride, self._groups(kind, p, stride, stage))
+        if chained and key in self._private:
+            t = 0.0
+            for factor, lat, ptr, links, bw in steps:
+                load = int(np.bincount(links).max()) if links.size else 0
+                t += lat * count + load * nbytes * factor * count / bw
+            d = self._name(self.g.add_delay(t, after=[after] if after is not None else []), f"{name} (uncontended)")
+            self.collapsed += 1
+            return d
         last = after
-        for k, (factor, lat, ptr, links) in enumerate(steps):
+        for k, (factor, lat, ptr, links, _) in enumerate(steps):
             ids = self.g.add_flows(nbytes * factor * count, ptr, links, latency=lat * count)
             for t in ids:
                 self._name(int(t), f"{name} step {k + 1}")
@@ -433,7 +470,8 @@ class _Builder:
             deps.append(flow)
         c = self.compute(self.local(i) * scale, res, deps, f"{label} {tag}")
         last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
-                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, c, f"{label} {tag} collective")
+                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, c, f"{label} {tag} collective",
+                               chained=True)
         self.instances.append((i, s, c, last, flow))
         return c, last
 
@@ -469,6 +507,17 @@ class _Builder:
         xfer = next((i for i in range(n) if phase[i] == 5), None)
         ar = next((i for i in range(n) if phase[i] == 4), None)
         opt = next((i for i in range(n) if phase[i] == 3), None)
+        keys = []
+        for s in range(pp):
+            keys += [self._key(int(T[i, COL["comm_kind"]]), T[i, COL["comm_p"]], T[i, COL["comm_stride"]], s)
+                     for i in range(n) if phase[i] < 3 and on(i, s) and T[i, COL["comm_kind"]] > 0
+                     and T[i, COL["comm_p"]] > 1.5 and T[i, COL["comm_bytes"]] > 0]
+            if xfer is not None and s < pp - 1:
+                keys.append(self._key(4, 2, T[xfer, COL["comm_stride"]], s))
+            if train and ar is not None and T[ar, COL["comm_p"]] > 1.5:
+                keys.append(self._key(1, T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s))
+        if self.net.fanout:
+            self.find_private(keys)
         f_in = [[self.barrier([], f"forward {i} arrives at stage {s}") if s else None for s in range(pp)]
                 for i in range(m)]
         b_in = [[self.barrier([], f"backward {i} arrives at stage {s}") if s < pp - 1 else None
@@ -930,7 +979,8 @@ def simulate_run(run, version: str, progress=None):
         if b.streaming and _wafer_ok(run.machine):
             b.setup_stream_tiles()
         b.build_stages()
-    result = ev.simulate(b.g, progress=progress)
+    b.final = b.g.finalize()
+    result = ev.simulate(b.final, progress=progress)
     return plan, R, b, result
 
 
@@ -989,26 +1039,64 @@ def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int
             path.append(op)
     shown = path if len(path) <= n_path else path[:n_path // 2] + ["…"] + path[-n_path // 2:]
     notes.append(f"event level: critical path ({len(r.critical_path)} tasks): {' -> '.join(shown)}")
+    notes.append(critical_split(b, r))
     if r.link_busy.size:
         top = np.argsort(-r.link_busy, kind="stable")[:n_links]
         loaded = [f"{b.net.names[l]} {r.link_busy[l] / r.makespan:.0%} busy" for l in top
                   if r.link_busy[l] > 0 and r.makespan > 0]
         if loaded:
             notes.append("event level: most loaded links: " + ", ".join(loaded))
+    if b.collapsed:
+        notes.append(f"event level: {b.collapsed:,} collectives inside ops use links no other traffic shares; "
+                     f"each is one task of its uncontended time (what its flows would take)")
     if b.mp.interleave > 1:
         notes.append("event level: interleaved pipeline simulated as plain 1F1B")
     return notes
 
 
-def write_trace(path, b: _Builder, r: ev.EventResult) -> None:
-    """The Chrome trace, written atomically (a temporary file in the same directory, renamed)."""
+def critical_split(b: _Builder, r: ev.EventResult) -> str:
+    """What the critical path's time went to: compute, transfers (their uncontended time:
+    latency + bytes at the slowest link of the route), link contention (a transfer's time
+    beyond that: other flows shared its links) and fixed delays; and the busiest resource's
+    share of the step (a pipeline runs at the pace of its busiest stage or region)."""
+    g = getattr(b, "final", None)
+    if g is None or r.makespan <= 0 or r.critical_path.size == 0:
+        return "event level: critical path empty"
+    cp = r.critical_path.astype(np.int64)
+    dur = r.end[cp] - r.start[cp]
+    kind = r.kind[cp]
+    flows = cp[kind == 1]
+    ideal = np.zeros(flows.size)
+    for j, f in enumerate(flows):
+        links = g.route_links[g.route_ptr[f]:g.route_ptr[f + 1]]
+        bw = float(g.link_bw[links].min()) if links.size else math.inf
+        ideal[j] = g.latency[f] + (g.bytes[f] / bw if bw > 0 else 0.0)
+    fdur = dur[kind == 1]
+    parts = {"compute": float(dur[kind == 0].sum()),
+             "transfers": float(np.minimum(fdur, ideal).sum()),
+             "link contention": float(np.maximum(fdur - ideal, 0.0).sum()),
+             "fixed delays": float(dur[kind == 2].sum())}
+    total = r.makespan
+    shown = ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items() if v / total >= 0.005)
+    top = int(np.argmax(r.busy)) if r.busy.size else -1
+    busiest = f"; busiest: {b.res_names[top]}, busy {r.busy[top] / total:.0%} of the step" \
+        if top >= 0 and r.busy[top] > 0 else ""
+    return f"event level: critical path time: {shown or 'compute 0%'}{busiest}"
+
+
+def write_trace(path, b: _Builder, r: ev.EventResult) -> int:
+    """The Chrome trace, written atomically (a temporary file in the same directory, renamed);
+    at most TRACE_TASKS tasks (the first by start time, and the critical path). Returns the
+    tasks written."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".archc-trace-", suffix=".json", dir=d)
     os.close(fd)
     try:
-        ev.write_chrome_trace(tmp, r, b.names, resource_names=b.res_names, link_names=b.net.names)
+        n = ev.write_chrome_trace(tmp, r, b.names, resource_names=b.res_names, link_names=b.net.names,
+                                  max_tasks=TRACE_TASKS)
         os.replace(tmp, path)
+        return n
     except BaseException:
         try:
             os.unlink(tmp)

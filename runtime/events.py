@@ -500,24 +500,30 @@ def simulate(graph, *, local: bool = True, progress=None) -> EventResult:
 
 # ---- timelines ----------------------------------------------------------------------------------
 
-def to_chrome_trace(result: EventResult, names=None, *, resource_names=None, link_names=None,
-                    limit: int | None = None) -> dict:
-    """A Chrome trace (chrome://tracing, Perfetto): one "X" event per task, microseconds.
-    Compute tasks on process "resources" (one thread per resource), flows on "links" (thread:
-    the first link of the route), delays on "delays". `names`: per task (list or callable)."""
+def trace_selection(result: EventResult, max_tasks: int | None = None) -> np.ndarray:
+    """Task ids a trace holds, in id order: all of them, or (more than `max_tasks`) the first
+    `max_tasks` by start time and every task of the critical path."""
+    T = result.start.shape[0]
+    if max_tasks is None or T <= max_tasks:
+        return np.arange(T)
+    first = np.argsort(result.start, kind="stable")[:max_tasks]
+    return np.union1d(first, result.critical_path.astype(np.int64))
+
+
+def _trace_events(result: EventResult, names, sel, resource_names, link_names):
+    """The trace's events one at a time (a list of millions of dicts does not fit memory)."""
     pids = {0: 0, 1: 1, 2: 2}
-    events = [{"name": "process_name", "ph": "M", "pid": p, "tid": 0, "args": {"name": n}}
-              for n, p in (("resources", 0), ("links", 1), ("delays", 2))]
-    T = result.start.shape[0] if limit is None else min(limit, result.start.shape[0])
-    used_r = sorted(set(int(r) for r in result.resource[:T][result.kind[:T] == 0]))
-    used_l = sorted(set(int(l) for l in result.first_link[:T][result.kind[:T] == 1]))
-    for r in used_r:
-        label = resource_names[r] if resource_names is not None else f"resource {r}"
-        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": r, "args": {"name": label}})
-    for l in used_l:
-        label = link_names[l] if link_names is not None else f"link {l}"
-        events.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": l, "args": {"name": label}})
-    for i in range(T):
+    for n, p in (("resources", 0), ("links", 1), ("delays", 2)):
+        yield {"name": "process_name", "ph": "M", "pid": p, "tid": 0, "args": {"name": n}}
+    kind = result.kind[sel]
+    for r in np.unique(result.resource[sel][kind == 0]):
+        label = resource_names[int(r)] if resource_names is not None else f"resource {int(r)}"
+        yield {"name": "thread_name", "ph": "M", "pid": 0, "tid": int(r), "args": {"name": label}}
+    for l in np.unique(result.first_link[sel][kind == 1]):
+        label = link_names[int(l)] if link_names is not None else f"link {int(l)}"
+        yield {"name": "thread_name", "ph": "M", "pid": 1, "tid": int(l), "args": {"name": label}}
+    for i in sel:
+        i = int(i)
         k = int(result.kind[i])
         if names is None:
             name = f"{KINDS[k]} {i}"
@@ -526,14 +532,38 @@ def to_chrome_trace(result: EventResult, names=None, *, resource_names=None, lin
         else:
             name = str(names[i])
         tid = int(result.resource[i]) if k == 0 else int(result.first_link[i]) if k == 1 else 0
-        events.append({"name": name, "cat": KINDS[k], "ph": "X", "pid": pids[k], "tid": tid,
-                       "ts": float(result.start[i]) * 1e6,
-                       "dur": float(result.end[i] - result.start[i]) * 1e6,
-                       "args": {"task": i, "ready_us": float(result.ready[i]) * 1e6}})
-    return {"traceEvents": events, "displayTimeUnit": "ns",
-            "otherData": {"makespan_s": result.makespan, "critical_path": [int(x) for x in result.critical_path]}}
+        yield {"name": name, "cat": KINDS[k], "ph": "X", "pid": pids[k], "tid": tid,
+               "ts": float(result.start[i]) * 1e6, "dur": float(result.end[i] - result.start[i]) * 1e6,
+               "args": {"task": i, "ready_us": float(result.ready[i]) * 1e6}}
 
 
-def write_chrome_trace(path, result: EventResult, names=None, **kw) -> None:
+def _trace_other(result: EventResult, sel) -> dict:
+    other = {"makespan_s": result.makespan, "critical_path": [int(x) for x in result.critical_path]}
+    if sel.shape[0] < result.start.shape[0]:
+        other["tasks"] = int(result.start.shape[0])
+        other["tasks_written"] = int(sel.shape[0])
+        other["written"] = "the first tasks by start time and every task of the critical path"
+    return other
+
+
+def to_chrome_trace(result: EventResult, names=None, *, resource_names=None, link_names=None,
+                    max_tasks: int | None = None) -> dict:
+    """A Chrome trace (chrome://tracing, Perfetto): one "X" event per task, microseconds.
+    Compute tasks on process "resources" (one thread per resource), flows on "links" (thread:
+    the first link of the route), delays on "delays". `names`: per task (list or callable).
+    `max_tasks`: see trace_selection."""
+    sel = trace_selection(result, max_tasks)
+    return {"traceEvents": list(_trace_events(result, names, sel, resource_names, link_names)),
+            "displayTimeUnit": "ns", "otherData": _trace_other(result, sel)}
+
+
+def write_chrome_trace(path, result: EventResult, names=None, *, resource_names=None, link_names=None,
+                       max_tasks: int | None = None) -> int:
+    """Write the trace of to_chrome_trace to `path`, streaming; returns the tasks written."""
+    sel = trace_selection(result, max_tasks)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(to_chrome_trace(result, names, **kw), f)
+        f.write('{"traceEvents": [')
+        for k, e in enumerate(_trace_events(result, names, sel, resource_names, link_names)):
+            f.write((",\n" if k else "\n") + json.dumps(e))
+        f.write('\n], "displayTimeUnit": "ns", "otherData": ' + json.dumps(_trace_other(result, sel)) + "}\n")
+    return int(sel.shape[0])

@@ -53,12 +53,16 @@ def run_event(run: Run, version: str, progress=None, trace=None, capture: dict |
         capture.update(builder=b, result=result)
     step = el.step_figures(plan, b, result)
     rep = make_report(plan, el.event_R(plan, R, b, result), step, "event")
+    notes = tuple(el.summary_notes(b, result))
     if trace is not None:
         try:
-            el.write_trace(trace, b, result)
+            n = el.write_trace(trace, b, result)
         except OSError as e:
             raise RunError(f"cannot write the trace {trace}: {e.strerror or e}") from None
-    return dataclasses.replace(rep, notes=tuple(rep.notes) + tuple(el.summary_notes(b, result)))
+        if n < result.start.shape[0]:
+            notes += (f"event level: the trace holds {n:,} of the {result.start.shape[0]:,} tasks (the first by "
+                      f"start time and the critical path)",)
+    return dataclasses.replace(rep, notes=tuple(rep.notes) + notes)
 
 
 def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:

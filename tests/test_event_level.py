@@ -81,7 +81,7 @@ def _allreduce_time(tmp_path, system: str, S: float, p: int, stride: int, groups
     g = TaskGraph()
     net = el._Net(g, machine)
     prev = None
-    for factor, lat, ptr, links in net.steps(1, p, stride, groups):
+    for factor, lat, ptr, links, _ in net.steps(1, p, stride, groups):
         ids = g.add_flows(S * factor, ptr, links, latency=lat)
         if prev is not None:
             for t in ids:
@@ -109,6 +109,26 @@ def test_two_groups_through_one_link_take_twice_as_long(tmp_path):
     assert two - 2 * lat == pytest.approx(2 * (one - 2 * lat), rel=1e-12)
     analytic = S / (B / 2) + 2 * lat
     assert two == pytest.approx(analytic, rel=1e-12)
+
+
+def test_private_collective_is_one_task_of_its_flows_time(tmp_path, monkeypatch):
+    """Tensor parallelism inside one node (pp = 2, one pair per stage): each op's all-reduce
+    runs on its pair's links, which nothing else uses; it becomes one task whose time is what
+    its flows take (simulated with the flows: the same step time, to rounding)."""
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + """run r { model stack(8, 1024, 4); on pods; mode train
+      strategy parallel, tp = 2, pp = 2, micro_batch = 8, global_batch = 32; precision fp16 }""")
+    run = check(f).run("r")
+    plan, R, b, r = el.simulate_run(run, __version__)
+    assert b.collapsed > 0
+    # private: both stages' tp all-reduces (and the stage-to-stage sends, the only traffic
+    # between the nodes; but they are not chained to one stage's ops, so stay flows)
+    assert {(1, 2, 1, 0), (1, 2, 1, 1)} <= b._private
+    assert any("use links no other traffic shares" in n for n in el.summary_notes(b, r))
+    monkeypatch.setattr(el._Builder, "find_private", lambda self, keys: None)
+    plan2, R2, b2, r2 = el.simulate_run(run, __version__)
+    assert b2.collapsed == 0 and b2.g.n_tasks > b.g.n_tasks
+    assert r.makespan == pytest.approx(r2.makespan, rel=1e-9)
 
 
 def test_data_parallel_across_nodes_shares_the_uplink_like_analytic(tmp_path):
