@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import jinja2
 
-from archc.dsl.ir import Machine
+from archc.dsl.ir import ALLREDUCE, Machine
 
 from .lower import CLASSES, COLUMNS
 from .mangle import comment, identifier, number
@@ -46,6 +46,8 @@ class _Level:
     bw: str
     lat: str
     energy: str
+    alg: int  # ALLREDUCE index: 0 ring, 1 tree, 2 mesh2d
+    cols: int  # members per row of the level's grid (mesh2d)
 
 
 # A ring embedded in a mesh or torus uses both directions of each link on its path.
@@ -72,9 +74,11 @@ def machine_view(m: Machine) -> dict:
         f = _LINK_FACTOR.get(lv.network.topology, 1.0)
         levels.append(_Level(comment(f"{lv.name}: {lv.fanout} members ({lv.rows} x {lv.cols}), "
                                      f"{lv.network.topology}, {lv.network.link_bandwidth / 1e9:g} GB/s per member"
-                                     f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"),
+                                     f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
+                                     f", all-reduce: {lv.network.allreduce}"),
                              lv.fanout, number(lv.network.link_bandwidth * f), number(lv.network.latency_s),
-                             number(lv.network.energy_per_byte or 0.0)))
+                             number(lv.network.energy_per_byte or 0.0), ALLREDUCE.index(lv.network.allreduce),
+                             lv.cols))
     mem_bw = mem.bandwidth * mem.efficiency if mem else 0.0
     summary = [("tiles", n), ("clock_hz", number(tile.clock_hz)), ("sram_bytes", number(n * tile.sram_bytes)),
                ("mem_bw", number(mem_bw)), ("chips", m.chips)]

@@ -10,7 +10,7 @@ from . import ast
 from . import units as U
 from .diagnostics import CheckError, Collector
 from .diagnostics import did_you_mean as _hint
-from .ir import (Analog, Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
+from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
                  Param, Run, System, Tile, VectorUnit)
 from .parser import parse
 from .source import Source, Span
@@ -411,7 +411,7 @@ class Checker:
 
     # ---- networks, memories, chips, systems --------------------------------------------
     def network(self, p: ast.Prop, clock=None) -> Network | None:
-        a = self.only(p, 1, ("link", "bandwidth", "hop", "latency", "energy"))
+        a = self.only(p, 1, ("link", "bandwidth", "hop", "latency", "energy", "allreduce"))
         if not a:
             return None
         (topo_e,), kw = a
@@ -425,9 +425,14 @@ class Checker:
         lat = self.quantity(lat_e.value, [U.TIME], "a latency", clock, allow_zero=True) if lat_e else 0.0
         en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a link energy", allow_zero=True) \
             if "energy" in kw else None
-        if None in (topo, bw, lat):
+        alg = self.symbol(kw["allreduce"].value, ALLREDUCE, "an all-reduce algorithm") if "allreduce" in kw else "ring"
+        if alg == "mesh2d" and topo not in ("mesh", "torus"):
+            self.diag.error(kw["allreduce"].value.span, f"`allreduce = mesh2d` needs a mesh or torus, "
+                                                        f"not a {topo}")
             return None
-        return Network(topo, bw, lat, en, span=p.span)
+        if None in (topo, bw, lat, alg):
+            return None
+        return Network(topo, bw, lat, en, alg, span=p.span)
 
     def memory(self, p: ast.Prop) -> Memory | None:
         a = self.only(p, 2, ("bandwidth", "efficiency", "latency", "energy"))

@@ -75,6 +75,9 @@ class Tile:
     span: Span | None = _span()
 
 
+ALLREDUCE = ("ring", "tree", "mesh2d")  # all-reduce algorithms a network may declare
+
+
 @dataclass(frozen=True)
 class Network:
     """A network joining the members of a chip (NoC) or of a system (links, switches)."""
@@ -83,6 +86,7 @@ class Network:
     link_bandwidth: float  # B/s per direction: per link (mesh/torus/ring) or per member port
     latency_s: float  # per hop (mesh/torus/ring) or end to end (switched)
     energy_per_byte: float | None
+    allreduce: str = "ring"  # ring | tree (double binary tree) | mesh2d (rows, then columns)
     span: Span | None = _span()
 
 

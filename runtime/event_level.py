@@ -128,6 +128,8 @@ class _Net:
         self.fanout = [lv.fanout for lv in machine.levels]
         self.bw = [lv.network.link_bandwidth * _LINK_FACTOR.get(lv.network.topology, 1.0) for lv in machine.levels]
         self.lat = [lv.network.latency_s for lv in machine.levels]
+        self.alg = [lv.network.allreduce for lv in machine.levels]
+        self.cols = [lv.cols for lv in machine.levels]
         self.inner = [math.prod(self.fanout[:l]) for l in range(len(self.fanout))]  # chips per member
         self.ids: dict[tuple, int] = {}
         self.names = _Labels()
@@ -167,27 +169,47 @@ class _Net:
 
     def steps(self, kind: int, p: int, stride: int, groups: list[int]):
         """Per step of the collective: (bytes factor, latency, route_ptr, route_links, link
-        bandwidth) for the flows of all the groups (given by their first chip)."""
+        bandwidth) for the flows of all the groups (given by their first chip). All-reduce at
+        a level declared `allreduce = tree`: the data up and down the tree, each as one
+        balanced exchange (every member sends and receives it once, over its own links) after
+        the tree's depth in latencies; `mesh2d`: ring reduce-scatter along the rows of the
+        level's grid, ring all-reduce of the pieces along the columns, ring all-gather along
+        the rows."""
         out = []
         for l, g_prev, pl, factor in self.plan(kind, p, stride):
             gp, npl = max(1, round(g_prev)), max(1, round(pl))
+            rings = []  # each ring's members, in order
             if kind == 4:
-                n_steps, pairs = 1, [[(b, b + stride) for b in groups]]
+                seq = [([(b, b + stride) for b in groups], factor, self.lat[l])]
             else:
-                n_steps = (2 if kind == 1 else 1) * (npl - 1)
-                ring = []
                 for b in groups:
                     for outer in range(max(1, p // (gp * npl))):
                         for inner in range(gp):
-                            members = [b + stride * (inner + gp * k + gp * npl * outer) for k in range(npl)]
-                            ring.extend((members[k], members[(k + 1) % npl]) for k in range(npl))
-                pairs = [ring] * n_steps
-            for step_pairs in pairs:
+                            rings.append([b + stride * (inner + gp * k + gp * npl * outer) for k in range(npl)])
+                alg, px = self.alg[l], self.cols[l]
+                py = npl // px if px else 0
+
+                def ring_pairs(cycles):
+                    return [(c[k], c[(k + 1) % len(c)]) for c in cycles for k in range(len(c))]
+                if kind == 1 and alg == "tree" and npl > 2:
+                    both = ring_pairs(rings)
+                    depth = math.ceil(math.log2(npl) - 1e-9)
+                    seq = [(both, 1.0 / g_prev, depth * self.lat[l])] * 2
+                elif kind == 1 and alg == "mesh2d" and npl == self.fanout[l] and px > 1 and py > 1:
+                    rows = ring_pairs([m[r * px:(r + 1) * px] for m in rings for r in range(py)])
+                    cols = ring_pairs([m[c::px] for m in rings for c in range(px)])
+                    d_row, d_col = 1.0 / (g_prev * px), 1.0 / (g_prev * px * py)
+                    seq = [(rows, d_row, self.lat[l])] * (px - 1) + [(cols, d_col, self.lat[l])] * (2 * (py - 1)) + \
+                          [(rows, d_row, self.lat[l])] * (px - 1)
+                else:
+                    n_steps = (2 if kind == 1 else 1) * (npl - 1)
+                    seq = [(ring_pairs(rings), factor, self.lat[l])] * n_steps
+            for step_pairs, f, lat in seq:
                 links = []
                 for a, c in step_pairs:
                     links += [self.link(l, self.member(l, a), "out"), self.link(l, self.member(l, c), "in")]
                 ptr = np.arange(0, 2 * len(step_pairs) + 1, 2, dtype=np.int64)
-                out.append((factor, self.lat[l], ptr, np.asarray(links, np.int32), self.bw[l]))
+                out.append((f, lat, ptr, np.asarray(links, np.int32), self.bw[l]))
         return out
 
     def links_of(self, kind: int, p: int, stride: int, base: int) -> set:

@@ -177,3 +177,63 @@ def test_trace_needs_event_level(tmp_path):
     assert r.code != 0
     assert "--trace needs --level event" in r.stderr
     assert not trace.exists()
+
+
+# ---- all-reduce algorithms: tree and 2D mesh, by hand; the event level's flows agree ----------
+
+ALGS = EASY_MACHINE + """
+system tree8 { chips 8 of c; network fat_tree, bandwidth = 100 GB/s, latency = 1 us, allreduce = tree }
+system ring8 { chips 8 of c; network fat_tree, bandwidth = 100 GB/s, latency = 1 us }
+system mesh4x2 { grid 4 x 2 of c; network mesh, link = 50 GB/s, latency = 1 us, allreduce = mesh2d }
+system meshring { grid 4 x 2 of c; network mesh, link = 50 GB/s, latency = 1 us }
+"""
+
+
+def _dp_step(tmp_path, system):
+    """A data-parallel training step over the 8 chips of `system`; (analytic, event) gradient
+    exchange times and the gradient bytes S (fp32: 4 B x 1024^2 x 2 layers)."""
+    f = tmp_path / "algs.arch"
+    f.write_text(ALGS + f"""run r {{ model stack(8, 1024, 2); on {system}; mode train
+      strategy data, chips = 8, micro_batch = 8, global_batch = 64; precision fp16 }}""")
+    run = check(f).run("r")
+    a, e = run_analytic(run, __version__), run_event(run, __version__)
+    assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
+    return a.breakdown["gradient exchange"], e.breakdown["gradient exchange"], 4 * 1024 * 1024 * 2
+
+
+def test_tree_allreduce_by_hand(tmp_path):
+    # double binary tree over 8: 2 S / B + 2 log2(8) latencies (+ the 1 us launch)
+    a, e, S = _dp_step(tmp_path, "tree8")
+    tree = 2 * S / 100e9 + 2 * 3 * 1e-6
+    assert a == pytest.approx(tree + 1e-6, rel=1e-9) and e == pytest.approx(tree + 1e-6, rel=1e-9)
+    a_ring, _, _ = _dp_step(tmp_path, "ring8")
+    assert a_ring == pytest.approx(2 * 7 / 8 * S / 100e9 + 14e-6 + 1e-6, rel=1e-9)
+    # 8 MiB is bandwidth-bound: the tree's 2 S/B loses to the ring's 2 (7/8) S/B despite its
+    # 6 latencies against 14 (the tree wins below S = 8 x 8 us x B / 2 = 3.2 MB)
+    assert a > a_ring
+
+
+def test_mesh2d_allreduce_by_hand(tmp_path):
+    # grid 4 rows x 2 columns, a mesh: a ring over a mesh uses both directions of its links,
+    # B = 2 x 50 GB/s. Rows (px = 2): reduce-scatter, then columns (py = 4) all-reduce the
+    # halves, then rows all-gather: 2(px-1)/px S/B + 2(py-1)/py (S/px)/B, 2(px-1) + 2(py-1)
+    # latencies
+    a, e, S = _dp_step(tmp_path, "mesh4x2")
+    B, px, py = 100e9, 2, 4
+    mesh = 2 * (px - 1) / px * S / B + 2 * (py - 1) / py * (S / px) / B + (2 * (px - 1) + 2 * (py - 1)) * 1e-6
+    assert a == pytest.approx(mesh + 1e-6, rel=1e-9) and e == pytest.approx(mesh + 1e-6, rel=1e-9)
+    a_ring, e_ring, _ = _dp_step(tmp_path, "meshring")
+    assert a_ring == pytest.approx(2 * 7 / 8 * S / B + 14e-6 + 1e-6, rel=1e-9)
+    assert e_ring == pytest.approx(a_ring, rel=1e-9)
+    assert a < a_ring
+
+
+def test_mesh2d_needs_a_mesh(tmp_path):
+    f = tmp_path / "bad.arch"
+    f.write_text(EASY_MACHINE + "system s { chips 4 of c; network switch, bandwidth = 1 GB/s, allreduce = mesh2d }\n")
+    r = run_cli("check", f)
+    assert r.code != 0
+    assert "`allreduce = mesh2d` needs a mesh or torus, not a switch" in r.stderr
+    f.write_text(EASY_MACHINE + "system s { chips 4 of c; network switch, bandwidth = 1 GB/s, allreduce = tre }\n")
+    r = run_cli("check", f)
+    assert r.code != 0 and "an all-reduce algorithm must be one of ring, tree, mesh2d; found 'tre'" in r.stderr
