@@ -497,7 +497,7 @@ class _Builder:
         self.instances.append((i, s, c, last, flow))
         return c, last
 
-    def seq(self, rows, s, res, after, tag):
+    def seq(self, rows, s, res, after, tag, scale=None):
         """The rows in order on stage s, the first after the tasks `after`; returns the last task.
         Weight streaming: a row of `count` repeats is cut into up to 64 pieces so that the
         weights of one repeat stream in while the one before computes."""
@@ -509,7 +509,8 @@ class _Builder:
             cnt = self.T[i, COL["count"]]
             pieces = max(1, min(64, int(round(cnt)))) if self.streaming else 1
             for _ in range(pieces):
-                c, last = self.op(i, s, res, deps, tag, prev2=computes[0], scale=1.0 / pieces)
+                c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
+                                  scale=(scale(i) if scale is not None else 1.0) / pieces)
                 deps = [last]
                 computes = [computes[1], c]
         return last
@@ -540,41 +541,89 @@ class _Builder:
                 keys.append(self._key(1, T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s))
         if self.net.fanout:
             self.find_private(keys)
-        f_in = [[self.barrier([], f"forward {i} arrives at stage {s}") if s else None for s in range(pp)]
-                for i in range(m)]
-        b_in = [[self.barrier([], f"backward {i} arrives at stage {s}") if s < pp - 1 else None
-                 for s in range(pp)] for i in range(m)] if train else None
+        stride = T[xfer, COL["comm_stride"]] if xfer is not None else 1.0
+        # interleaved 1F1B (Narayanan et al. 2021): each stage holds v chunks of its layers;
+        # a micro-batch passes virtual stages c * pp + s (chunk c on stage s) in order, the
+        # last stage handing chunk c to the first stage's chunk c + 1. Megatron's schedule
+        # needs m to be a multiple of pp; otherwise plain 1F1B (the report says so).
+        v = mp.interleave if pp > 1 and mp.interleave > 1 and m % pp == 0 else 1
+        self.chunks = v
+        if v > 1 and xfer is not None:
+            keys.append(self._key(4, 2, (pp - 1) * stride, 0))
+            if self.net.fanout:
+                self.find_private(keys)
+        last_v = v * pp - 1
+        f_in, b_in = {}, {}
+
+        def arrive(d, what, i, s_, c):
+            if (i, s_, c) not in d:
+                d[(i, s_, c)] = self.barrier([], f"{what} {i} chunk {c} arrives at stage {s_}")
+            return d[(i, s_, c)]
+
+        def mb(k):
+            return (k // (pp * v)) * pp + k % pp
+
+        def send(x_after, i, s_, c, forward):
+            """The hand-over of micro-batch i after chunk c on stage s_ to the next virtual stage
+            (forward) or the one before (backward); returns nothing, wires the arrival."""
+            nbytes = T[xfer, COL["comm_bytes"]]
+            if forward:
+                dst = (s_ + 1, c) if s_ < pp - 1 else (0, c + 1)
+            else:
+                dst = (s_ - 1, c) if s_ > 0 else (pp - 1, c - 1)
+            if (s_ == pp - 1 and forward) or (s_ == 0 and not forward):  # the wrap between the ends
+                x = self.collective(4, nbytes, 2, (pp - 1) * stride, 0, 1.0, x_after,
+                                    f"send {'forward' if forward else 'backward'} mb {i} chunk {c} "
+                                    f"stage {s_}->{dst[0]}")
+            else:
+                lo = s_ if forward else s_ - 1  # the groups of the lower stage of the pair
+                x = self.collective(4, nbytes, 2, stride, lo, 1.0, x_after,
+                                    f"send {'forward' if forward else 'backward'} mb {i} stage {s_}->{dst[0]}")
+            self.g.add_dep(x, arrive(f_in if forward else b_in, "forward" if forward else "backward", i, *dst))
         self.stage_res, self.stage_end, self.last_f, self.last_b, self.ar_span = [], [], [], [], []
         for s in range(pp):
             res = self.resource(f"stage {s} (chip {s * mp.tp * mp.dp})")
             self.stage_res.append(res)
-            fwd = [i for i in range(n) if phase[i] == 0 and on(i, s)]
-            bwd = [i for i in range(n) if phase[i] == 2 and on(i, s)] + \
-                  [i for i in reversed(range(n)) if phase[i] == 1 and on(i, s)]
+
+            def rows(c, backward):
+                """The rows chunk c of stage s runs: a 1/v share of the layers; the ops before
+                the layers on the first virtual stage, after them on the last."""
+                vs = c * pp + s
+
+                def mine(i):
+                    return stage[i] == 0 or (stage[i] == 1 and vs == 0) or (stage[i] == 2 and vs == last_v)
+                if not backward:
+                    return [i for i in range(n) if phase[i] == 0 and mine(i)]
+                return [i for i in range(n) if phase[i] == 2 and mine(i)] + \
+                       [i for i in reversed(range(n)) if phase[i] == 1 and mine(i)]
+
+            def scale(i):
+                return 1.0 / v if stage[i] == 0 else 1.0
+            F = [(mb(k), (k // pp) % v) for k in range(m * v)]
+            B = [(mb(k), v - 1 - (k // pp) % v) for k in range(m * v)]
             if train:
-                warm = min(pp - s - 1, m)
-                order = [("F", i) for i in range(warm)]
-                for k in range(m - warm):
-                    order += [("F", warm + k), ("B", k)]
-                order += [("B", k) for k in range(m - warm, m)]
+                warm = min((pp - s - 1) if v == 1 else (pp - s - 1) * 2 + (v - 1) * pp, m * v)
+                order = [("F",) + F[k] for k in range(warm)]
+                for k in range(m * v - warm):
+                    order += [("F",) + F[warm + k], ("B",) + B[k]]
+                order += [("B",) + B[k] for k in range(m * v - warm, m * v)]
             else:
-                order = [("F", i) for i in range(m)]
+                order = [("F",) + x for x in F]
             prev, last_f, last_b = None, None, None
-            for what, i in order:
+            for what, i, c in order:
+                vs = c * pp + s
+                tag = f"mb {i}" + (f" chunk {c}" if v > 1 else "")
                 if what == "F":
-                    prev = self.seq(fwd, s, res, [prev, f_in[i][s]] if s else [prev], f"forward mb {i}")
-                    if s < pp - 1:
-                        x = self.collective(4, T[xfer, COL["comm_bytes"]], 2, T[xfer, COL["comm_stride"]], s, 1.0,
-                                            prev, f"send forward mb {i} stage {s}->{s + 1}")
-                        self.g.add_dep(x, f_in[i][s + 1])
+                    dep = [prev, arrive(f_in, "forward", i, s, c)] if vs > 0 else [prev]
+                    prev = self.seq(rows(c, False), s, res, dep, f"forward {tag}", scale)
+                    if vs < last_v and xfer is not None:
+                        send(prev, i, s, c, True)
                     last_f = prev
                 else:
-                    prev = self.seq(bwd, s, res, [prev, b_in[i][s]] if s < pp - 1 else [prev], f"backward mb {i}")
-                    if s > 0:
-                        # the backward send goes from stage s to s-1: the groups of stage s-1
-                        x = self.collective(4, T[xfer, COL["comm_bytes"]], 2, T[xfer, COL["comm_stride"]], s - 1,
-                                            1.0, prev, f"send backward mb {i} stage {s}->{s - 1}")
-                        self.g.add_dep(x, b_in[i][s - 1])
+                    dep = [prev, arrive(b_in, "backward", i, s, c)] if vs < last_v else [prev]
+                    prev = self.seq(rows(c, True), s, res, dep, f"backward {tag}", scale)
+                    if vs > 0 and xfer is not None:
+                        send(prev, i, s, c, False)
                     last_b = prev
             end = prev
             span = None
@@ -1071,8 +1120,9 @@ def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int
     if b.collapsed:
         notes.append(f"event level: {b.collapsed:,} collectives inside ops use links no other traffic shares; "
                      f"each is one task of its uncontended time (what its flows would take)")
-    if b.mp.interleave > 1:
-        notes.append("event level: interleaved pipeline simulated as plain 1F1B")
+    if b.mp.interleave > 1 and getattr(b, "chunks", 1) == 1:
+        notes.append("event level: interleaved pipeline simulated as plain 1F1B (the micro-batches are not a "
+                     "multiple of the stages, or one stage)")
     return notes
 
 
