@@ -89,7 +89,7 @@ def machine_view(m: Machine) -> dict:
         tiles=n, rows=chip.rows, cols=chip.cols, tile_sram=number(tile.sram_bytes),
         sram_bw=number(tile.sram_bandwidth * n), mem_bw=number(mem_bw), noc_bw=number(noc_bw),
         noc_comment=comment(noc_note), noc_link=number(chip.noc.link_bandwidth),
-        noc_hop=number(chip.noc.latency_s), launch=number(chip.launch_s),
+        noc_hop=number(chip.noc.latency_s), launch=number(chip.launch_s), bsp=int(chip.bsp),
         wave_m=chip.wave[0] if chip.wave else 0, wave_n=chip.wave[1] if chip.wave else 0,
         idle_w=number(chip.idle_power_w or 0.0),
         matrix=[_Unit(comment(f"{u.a} x {u.b} -> {u.acc}: {u.flops_per_cycle:g} FLOP/cycle/tile"),

@@ -493,7 +493,8 @@ class Checker:
 
     def check_chips(self) -> None:
         schema = {"tiles": False, "grid": False, "noc": False, "memory": False, "process": False,
-                  "power": False, "idle": False, "launch": False, "efficiency": False, "wave": False}
+                  "power": False, "idle": False, "launch": False, "efficiency": False, "wave": False,
+                  "bsp": False}
         for name, d in self.decls["chip"].items():
             ps = self.props(d, schema, "chip")
             m = self.members(ps, d, "chip", ("grid", "tiles"), {**self.tiles, **{
@@ -535,10 +536,13 @@ class Checker:
                     wave = (wm, wn) if wm and wn else None
                 else:
                     self.diag.error(e.span, "a wave block is written `wave M x N` (the output block one tile computes)")
+            bsp = False
+            if "bsp" in ps and (a := self.only(ps["bsp"][0], 1)):
+                bsp = self.symbol(a[0][0], ("true", "false"), "bsp (bulk-synchronous supersteps)") == "true"
             if tile and noc and m and launch is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
-                                        tuple(sorted(eff)), wave, span=d.span)
+                                        tuple(sorted(eff)), wave, bsp, span=d.span)
 
     def costed(self, tile: Tile, node_nm: float | None) -> Tile | None:
         """The tile with every figure it leaves open derived from the cost model at the chip's

@@ -115,6 +115,7 @@ class Chip:
     launch_s: float  # fixed overhead per op (kernel launch, task activation)
     efficiency: tuple[tuple[str, float], ...]  # op class -> fraction of compute peak reached
     wave: tuple[int, int] | None  # output block one tile computes at a time (GPU-style waves)
+    bsp: bool = False  # bulk-synchronous supersteps: an op computes, syncs, then exchanges
     span: Span | None = _span()
 
     @property

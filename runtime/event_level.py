@@ -490,9 +490,15 @@ class _Builder:
                               f"{label} {tag} weights")
             self._mem_prev[s] = flow
             deps.append(flow)
-        c = self.compute(self.local(i) * scale, res, deps, f"{label} {tag}")
+        t = self.local(i) * scale
+        x = self.R[i, RC["noc"]] * T[i, COL["count"]] * scale if self.m.chip.bsp and not self.streaming else 0.0
+        if x > 0:  # a superstep: compute and sync, then the exchange (the chip busy throughout)
+            c = self.compute(t - x, res, deps, f"{label} {tag} compute + sync")
+            end = self.compute(x, res, [c], f"{label} {tag} exchange")
+        else:
+            c = end = self.compute(t, res, deps, f"{label} {tag}")
         last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
-                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, c, f"{label} {tag} collective",
+                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, end, f"{label} {tag} collective",
                                chained=True)
         self.instances.append((i, s, c, last, flow))
         return c, last

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from archc import __version__
@@ -254,3 +255,35 @@ def test_mesh2d_needs_a_mesh(tmp_path):
     f.write_text(EASY_MACHINE + "system s { chips 4 of c; network switch, bandwidth = 1 GB/s, allreduce = tre }\n")
     r = run_cli("check", f)
     assert r.code != 0 and "an all-reduce algorithm must be one of ring, tree, mesh2d; found 'tre'" in r.stderr
+
+
+def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
+    """A bulk-synchronous chip (`bsp`): every op computes, syncs, then exchanges over the NoC;
+    its time is max(compute, memory, SRAM) + exchange + launch, where an overlapping chip
+    takes the max of all four. The event level runs the two phases as two tasks, and agrees."""
+    from archc.codegen.lower import lower
+    from archc.runtime.execute import build_kernel
+    base = EASY_MACHINE.replace("noc crossbar, bandwidth = 100 TB/s", "noc crossbar, bandwidth = 0.2 TB/s")
+    times = {}
+    for bsp in (False, True):
+        f = tmp_path / f"bsp{bsp}.arch"
+        f.write_text(base.replace("launch 1 us", "launch 1 us\n  bsp true" if bsp else "launch 1 us")
+                     + "run r { model stack(16, 1024, 2); on c; precision fp16 }")
+        run = check(f).run("r")
+        assert run.machine.chip.bsp is bsp
+        plan = lower(run)
+        R = np.zeros((plan.tasks.shape[0], len(el.RESULTS)))
+        build_kernel(run.machine, __version__).analyze(plan.tasks, R, 0)
+        rc, T = el.RC, plan.tasks
+        for i in range(T.shape[0]):
+            work = max(R[i, rc["compute"]], R[i, rc["memory"]], R[i, rc["sram"]])
+            tn = R[i, rc["noc"]]
+            expect = (work + tn) if bsp else max(work, tn)
+            assert R[i, rc["time"]] == pytest.approx(expect + 1e-6 * T[i, el.COL["launches"]], rel=1e-12)
+        a, e = run_analytic(run, __version__), run_event(run, __version__)
+        assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
+        times[bsp] = a.latency_s
+        if bsp:
+            plan, R, b, r = el.simulate_run(run, __version__)
+            assert any(b.names[t].endswith("exchange") for t in range(len(b.names)))
+    assert times[True] > times[False]
