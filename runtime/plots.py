@@ -157,6 +157,13 @@ def utilisation_grid(run, builder, result):
     names = list(builder.res_names)
     m = run.machine
     mp = run.mapping
+    W = getattr(builder, "wafer", None)
+    if W is not None:  # a tile-granular run: its tiles (or blocks) where they are on the grid
+        grid = util[W.res0:W.res0 + W.rows * W.cols].reshape(W.rows, W.cols)
+        unit = "tile" if W.s == 1 else f"{W.s} x {W.s} block"
+        chips = W.rows // W.chip_rows
+        stack = f", {chips} chips stacked" if chips > 1 else ""
+        return grid, f"busy fraction per {unit} ({W.rows} x {W.cols}{stack}; on the grid)"
     if hasattr(builder, "stage_res") and m.levels and mp.chips > 1:
         # one cell per chip on the system grid; chips s*tp*dp .. (s+1)*tp*dp-1 run stage s
         rows, cols, pos = _system_grid(m, mp.chips)
@@ -215,10 +222,44 @@ def utilisation_heatmap(report, run, builder, result) -> Figure:
     return fig
 
 
-def link_heatmap(report, builder, result, top: int = 50) -> Figure:
-    """Busy fraction per link: a bar chart of the `top` most loaded links (no link geometry is
-    known to the event level beyond names)."""
+def wafer_link_grid(builder, result):
+    """On a tile-granular run, (grid, title): the busy fraction of each east-west link of the
+    tile grid (the busier of its two directions), at the position of its west end; None
+    otherwise."""
     import numpy as np
+    W = getattr(builder, "wafer", None)
+    if W is None or W.cols < 2:
+        return None
+    util = np.asarray(result.link_utilization(), dtype=float)
+    ne = W.rows * (W.cols - 1)
+    east = util[W.e0:W.e0 + ne].reshape(W.rows, W.cols - 1)
+    west = util[W.w0:W.w0 + ne].reshape(W.rows, W.cols - 1)
+    unit = "tile" if W.s == 1 else f"{W.s} x {W.s} block"
+    return np.maximum(east, west), (f"east-west links between neighbouring {unit}s ({W.rows} x {W.cols - 1}), "
+                                    f"busier direction")
+
+
+def link_heatmap(report, builder, result, top: int = 50) -> Figure:
+    """Busy fraction per link: on a tile grid a heatmap of its links where they are; otherwise a
+    bar chart of the `top` most loaded links (system links are known by name only)."""
+    import numpy as np
+    wafer = wafer_link_grid(builder, result)
+    if wafer is not None:
+        grid, what = wafer
+        with _style():
+            fig = _figure()
+            ax = fig.add_subplot(1, 1, 1)
+            top_u = float(np.nanmax(grid)) if grid.size else 0.0
+            im = ax.imshow(grid, cmap="magma", norm=Normalize(0.0, max(top_u, 1e-9)), interpolation="nearest",
+                           aspect="auto" if grid.shape[1] > 4 * grid.shape[0] else "equal")
+            fig.colorbar(im, ax=ax).set_label("busy fraction of the makespan")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("column")
+            ax.set_ylabel("row")
+            ax.set_title(f"links: run {report.run} ({report.system}, event level)\n{what}")
+            fig.tight_layout()
+        return fig
     util = np.asarray(result.link_utilization(), dtype=float)
     names = list(builder.net.names)
     order = sorted(range(util.size), key=lambda k: (-util[k], names[k] if k < len(names) else ""))[:top]

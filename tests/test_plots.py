@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import matplotlib
 import pytest
 
-from conftest import H100, run_cli
+from conftest import H100, SAMPLES, run_cli
 
 pytestmark = pytest.mark.build
 
@@ -115,3 +115,37 @@ def test_cli_draws_heatmaps_given_captured_result(tmp_path, monkeypatch):
     names = sorted(p.name for p in d.iterdir())
     assert names == sorted(["report.json", "report.txt", "ops.csv"] + [
         f"{s}.{e}" for s in ("roofline", "utilisation", "links") for e in ("png", "svg")])
+
+
+def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
+    """A tile-granular run on a 16 x 16 wafer: the utilisation heatmap is the tile grid (each
+    cell a tile's busy fraction, where it is), the link heatmap its east-west links; the
+    hottest link is the one the simulation found busiest."""
+    import numpy as np
+
+    from archc import __version__
+    from archc.api import check
+    from archc.runtime import event_level as el
+    from archc.runtime.execute import make_report
+    from archc.runtime.plots import utilisation_grid, wafer_link_grid, write_plots
+
+    text = (SAMPLES / "wse2.arch").read_text().replace("grid 757 x 996 of wse2_core", "grid 16 x 16 of wse2_core")
+    f = tmp_path / "w.arch"
+    f.write_text(text)
+    sets = {"layers": "1", "hidden": "256", "heads": "4", "kv_heads": "2", "ffn": "512", "vocab": "1024",
+            "context": "64"}
+    run = check(f, sets, "llm_decode").run("llm_decode")
+    plan, R, b, r = el.simulate_run(run, __version__)
+    grid, what = utilisation_grid(run, b, r)
+    assert grid.shape == (16, 16) and "per tile" in what
+    util = r.utilization()
+    W = b.wafer
+    assert grid[3, 5] == util[W.res0 + 3 * 16 + 5]
+    links, lwhat = wafer_link_grid(b, r)
+    assert links.shape == (16, 15) and "east-west" in lwhat
+    lu = r.link_utilization()
+    assert links.max() == max(lu[W.e0:W.e0 + 16 * 15].max(), lu[W.w0:W.w0 + 16 * 15].max())
+    rep = make_report(plan, el.event_R(plan, R, b, r), el.step_figures(plan, b, r), "event")
+    write_plots(tmp_path, rep, run, (b, r))
+    assert "east-west links" in _svg_text(tmp_path / "links.svg")
+    assert "per tile (16 x 16" in _svg_text(tmp_path / "utilisation.svg")
