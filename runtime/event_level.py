@@ -27,33 +27,42 @@ How a run becomes a task graph
   all-reduce, pl-1 for all-gather / reduce-scatter, one flow for point to point. Every flow
   pays the level's latency before its bytes move; a step ends when all its flows have (a
   barrier). Uncontended, a ring all-reduce of S bytes over p chips takes
-  2(p-1)/p * S/B + 2(p-1) * latency, exactly the analytic figure. A task repeated `count`
-  times does its collective once with count x the bytes and count x the latency.
+  2(p-1)/p * S/B + 2(p-1) * latency, exactly the analytic figure. A level declared
+  `allreduce = tree` runs the data up and down as two balanced exchanges after the tree's depth
+  in latencies; `mesh2d` runs rings along the rows, the columns, the rows (_Net.steps). A task
+  repeated `count` times does its collective once with count x the bytes and count x the
+  latency. An op's collective whose links no other collective of the run uses (tensor
+  parallelism inside a node) is one delay of the time its flows would take (find_private).
 - Schedules (non-spatial): each stage runs 1F1B (warm-up forwards, one forward / one backward,
   cool-down backwards; inference: forwards only) in that order (consecutive items chained);
   a forward waits for the previous stage's forward of that micro-batch and its point-to-point
   transfer, a backward for the next stage's backward and its transfer. The bubble emerges from
   the graph. Full recomputation runs just before its micro-batch's backward. Then the stage's
-  gradient all-reduce, then its optimizer step. Interleaved schedules (interleave > 1) are
-  simulated as plain 1F1B. overlap_dp: the all-reduce starts once the last micro-batch's
-  forward ends (overlapping its backward), not bucket by bucket.
+  gradient all-reduce, then its optimizer step. Interleaved 1F1B (interleave = v > 1, m a
+  multiple of pp): v chunks per stage, each 1/v of its layers, in Megatron's order; the last
+  stage hands chunk c to the first stage's chunk c + 1. overlap_dp: the all-reduce starts once
+  the last micro-batch's forward ends (overlapping its backward), not bucket by bucket. On a
+  bulk-synchronous chip (`bsp true`) an op is two tasks: compute and sync, then exchange.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
   link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
   op i computes (double buffering: the flow of op i waits for the compute of op i-2).
-- Spatial: each sample passes every region in turn (the op's full analytic time there),
+- Spatial: each sample passes every region in turn (the op's analytic time there),
   consecutive samples pipeline through the regions; the chip-to-chip transfer of a sample is a
   flow on a link of the level's per-chip bandwidth.
+- Resources run their waiting tasks in program order (lowest task id first; the engine).
 - Mesh chips (a wafer) are lowered at tile granularity instead (ARCHC_EVENT_TILES=0: the
   per-region model above): one resource per tile (or per s x s block when the graph would
-  exceed TILE_TASKS tasks; links then s x the bandwidth, s x the hop latency). Spatial: each op
-  instance gets a rectangle of the grid (the analytic region size, in op order, packed left to
-  right in bands; regions that do not fit wrap to the top and share tiles); every tile of it
-  computes the op's local time (compute / SRAM roofline + launch) in parallel, starting when
-  the input wavefront (one flow per tile over its west link, the row's input entering over the
-  region's west boundary) reaches it; partial results reduce back west along each row (a
-  chain of one-hop flows); the next op starts when the rows have reduced. The analytic level
-  overlaps the wavefront and reduction hops with the compute (a max), the event level adds
-  them: on the full wafer a region of side ~200-700 tiles adds ~0.4-1.2 us to each op.
+  exceed TILE_TASKS tasks; links then s x the bandwidth, s x the hop latency). Spatial: the
+  regions (the analytic sizes, in op order) are split over the chips by running demand and
+  laid out on each chip's grid as rectangles of whole blocks (_layout); an op's compute scales
+  by its analytic size over the tiles it got. A sample visits the instances of a repeated
+  layer one after the other; an op that runs in place is folded into the task of its region's
+  op. Every tile of a region computes in parallel, starting when the input wavefront (one flow
+  per tile over its west link, the row's input entering over the region's west boundary)
+  reaches it; partial results reduce back west along each row (a chain of one-hop flows); the
+  next op starts when the rows have reduced. The analytic level overlaps the wavefront and
+  reduction hops with the compute (a max), the event level adds them: on the full wafer a
+  region of side ~200-700 tiles adds ~0.4-1.2 us to each op.
   Weight streaming: each matmul row runs on every block of the wafer, after its block row's
   weights have streamed in (one flow per block row: the memory link, then that row's west
   edge link); other ops are one task as above.
@@ -364,8 +373,6 @@ class _Builder:
         self.names = _Labels()       # per event task
         self.res_names = _Labels()
         self.wafer = None              # the tile grid (_Wafer), made by the tile-granular lowerings
-        self.row_time = np.zeros(self.T.shape[0])  # summed event time of each table row
-        self.row_stages: list[set] = [set() for _ in range(self.T.shape[0])]
         self._coll_cache: dict = {}
         self._private: set = set()  # collectives no other shares a link with (find_private)
         self.collapsed = 0  # op collectives simulated as one delay
