@@ -552,8 +552,6 @@ class _Builder:
                 keys.append(self._key(4, 2, T[xfer, COL["comm_stride"]], s))
             if train and ar is not None and T[ar, COL["comm_p"]] > 1.5:
                 keys.append(self._key(1, T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s))
-        if self.net.fanout:
-            self.find_private(keys)
         stride = T[xfer, COL["comm_stride"]] if xfer is not None else 1.0
         # interleaved 1F1B (Narayanan et al. 2021): each stage holds v chunks of its layers;
         # a micro-batch passes virtual stages c * pp + s (chunk c on stage s) in order, the
@@ -562,9 +560,9 @@ class _Builder:
         v = mp.interleave if pp > 1 and mp.interleave > 1 and m % pp == 0 else 1
         self.chunks = v
         if v > 1 and xfer is not None:
-            keys.append(self._key(4, 2, (pp - 1) * stride, 0))
-            if self.net.fanout:
-                self.find_private(keys)
+            keys.append(self._key(4, 2, (pp - 1) * stride, 0))  # the hand-over between the ends
+        if self.net.fanout:
+            self.find_private(keys)
         last_v = v * pp - 1
         f_in, b_in = {}, {}
 
