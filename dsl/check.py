@@ -426,7 +426,7 @@ class Checker:
         en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a link energy", allow_zero=True) \
             if "energy" in kw else None
         alg = self.symbol(kw["allreduce"].value, ALLREDUCE, "an all-reduce algorithm") if "allreduce" in kw else "ring"
-        if alg == "mesh2d" and topo not in ("mesh", "torus"):
+        if alg == "mesh2d" and topo is not None and topo not in ("mesh", "torus"):
             self.diag.error(kw["allreduce"].value.span, f"`allreduce = mesh2d` needs a mesh or torus, "
                                                         f"not a {topo}")
             return None

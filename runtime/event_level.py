@@ -72,6 +72,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections import Counter
 
 import numpy as np
 
@@ -667,30 +668,46 @@ class _Builder:
         bw = T[xfer, COL["comm_bytes"]] / max(R[xfer, RC["link"]] - lat_s, 1e-30)
         return xfer, self.net.extra_link(bw, "chip-to-chip (spatial pipeline)"), lat_s
 
+    def _regions(self, fwd, bwd) -> tuple[list[int], dict[int, list[int]]]:
+        """The spatial regions: (owner row of each region, row -> its region per instance). A
+        forward row of `count` repeats owns `count` regions (the analytic kernel sizes a region
+        per op instance); an op that runs in place uses the regions of the op before it;
+        backward rows use their op's."""
+        T = self.T
+        owner: list[int] = []
+        region: dict[int, list] = {}
+        row_regs: dict[int, list] = {}
+        last = None
+        for i in fwd:
+            k = max(1, int(round(T[i, COL["count"]])))
+            if not T[i, COL["colocate"]] or last is None:
+                last = list(range(len(owner), len(owner) + k))
+                owner += [i] * k
+            region[int(T[i, COL["op"]])] = last
+            row_regs[i] = [last[j % len(last)] for j in range(k)]
+        for i in bwd:
+            regs = region.get(int(T[i, COL["op"]]), last)
+            if not regs:
+                regs = [len(owner)]
+                owner.append(i)
+            k = max(1, int(round(T[i, COL["count"]])))
+            row_regs[i] = [regs[j % len(regs)] for j in range(k)]
+        return owner, row_regs
+
     def build_spatial(self):
         T, n = self.T, self.T.shape[0]
         m = int(self.plan.scalars["micro_batches"])
         phase = T[:, COL["phase"]]
-        # a row of `count` repeats is `count` regions in a row (the analytic kernel sizes a
-        # region per op instance); an op that runs in place uses the regions of the op before it
-        region: dict[int, list] = {}
-        row_res: dict[int, list] = {}
-        last = None
-        for i in range(n):
-            if phase[i] >= 3 or phase[i] == 5:
-                continue
-            op_i = int(T[i, COL["op"]])
-            k = max(1, int(round(T[i, COL["count"]])))
-            if phase[i] == 0:
-                if not T[i, COL["colocate"]] or last is None:
-                    last = [self.resource(f"region of {self.plan.labels[i]}" + (f" [{j}]" if k > 1 else ""))
-                            for j in range(k)]
-                region[op_i] = last
-            regs = region.get(op_i, last)
-            row_res[i] = [regs[j % len(regs)] for j in range(k)]
-        rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5 and i in row_res]
-        bwd = [i for i in rows if phase[i] != 0]
+        rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5]
         fwd = [i for i in rows if phase[i] == 0]
+        bwd = [i for i in rows if phase[i] != 0]
+        owner, row_regs = self._regions(fwd, bwd)
+        total, seen = Counter(owner), Counter()
+        res = []
+        for i in owner:
+            res.append(self.resource(f"region of {self.plan.labels[i]}" + (f" [{seen[i]}]" if total[i] > 1 else "")))
+            seen[i] += 1
+        row_res = {i: [res[r] for r in regs] for i, regs in row_regs.items()}
         xfer, xlink, lat_s = self._spatial_link(phase)
         visits = self._visits(fwd, False) + self._visits(bwd, True)
         ends = []
@@ -838,28 +855,9 @@ class _Builder:
         fwd = [i for i in rows if phase[i] == 0]
         bwd = [i for i in rows if phase[i] != 0]
 
-        # regions: a forward row of `count` repeats is `count` regions; colocated ops use the
-        # regions of the op before; backward rows use their op's. First the demands (the
-        # analytic region sizes), then one layout of them all.
-        want: list[float] = []
-        region: dict[int, list] = {}
-        row_regs: dict[int, list] = {}
-        last = None
-        for i in fwd:
-            op_i = int(T[i, COL["op"]])
-            k = max(1, int(round(T[i, COL["count"]])))
-            if not T[i, COL["colocate"]] or last is None:
-                last = list(range(len(want), len(want) + k))
-                want += [R[i, RC["region"]]] * k
-            region[op_i] = last
-            row_regs[i] = [last[j % len(last)] for j in range(k)]
-        for i in bwd:
-            regs = region.get(int(T[i, COL["op"]]), last)
-            if not regs:
-                regs = [len(want)]
-                want.append(R[i, RC["region"]])
-            k = max(1, int(round(T[i, COL["count"]])))
-            row_regs[i] = [regs[j % len(regs)] for j in range(k)]
+        # the regions (see _regions): first the demands (the analytic sizes), then one layout
+        owner, row_regs = self._regions(fwd, bwd)
+        want = [R[i, RC["region"]] for i in owner]
         # per region: compute / SRAM time at the analytic size (its ops, colocated ones
         # included) and NoC input time at the analytic side (for the layout's choice)
         work, entry = [0.0] * len(want), [0.0] * len(want)

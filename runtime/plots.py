@@ -197,18 +197,16 @@ def utilisation_grid(run, builder, result):
                                       f"{m.chip.rows} x {m.chip.cols} tiles, row-major)")
 
 
-def utilisation_heatmap(report, run, builder, result) -> Figure:
+def _grid_figure(grid, cmap, norm, label: str, title: str, annotate: bool = False) -> Figure:
+    """A heatmap of `grid` (row 0 on top; NaN cells drawn as unused) with a colour bar."""
     import numpy as np
-    grid, what = utilisation_grid(run, builder, result)
     with _style():
         fig = _figure()
         ax = fig.add_subplot(1, 1, 1)
-        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")
-        im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=Normalize(0.0, 1.0),
-                       interpolation="nearest", aspect="auto" if grid.shape[1] > 4 * grid.shape[0] else "equal")
-        cb = fig.colorbar(im, ax=ax)
-        cb.set_label("busy fraction of the makespan")
-        if grid.size <= 64 and grid.shape[1] <= 16:
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, interpolation="nearest",
+                       aspect="auto" if grid.shape[1] > 4 * grid.shape[0] else "equal")
+        fig.colorbar(im, ax=ax).set_label(label)
+        if annotate:
             for (r, c), v in np.ndenumerate(grid):
                 if not np.isnan(v):
                     ax.text(c, r, f"{v:.0%}", ha="center", va="center", fontsize=7,
@@ -217,9 +215,17 @@ def utilisation_heatmap(report, run, builder, result) -> Figure:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("column")
         ax.set_ylabel("row")
-        ax.set_title(f"utilisation: run {report.run} ({report.system}, event level)\n{what}")
+        ax.set_title(title)
         fig.tight_layout()
     return fig
+
+
+def utilisation_heatmap(report, run, builder, result) -> Figure:
+    grid, what = utilisation_grid(run, builder, result)
+    return _grid_figure(grid, matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd"), Normalize(0.0, 1.0),
+                        "busy fraction of the makespan",
+                        f"utilisation: run {report.run} ({report.system}, event level)\n{what}",
+                        annotate=grid.size <= 64 and grid.shape[1] <= 16)
 
 
 def wafer_link_grid(builder, result):
@@ -246,20 +252,10 @@ def link_heatmap(report, builder, result, top: int = 50) -> Figure:
     wafer = wafer_link_grid(builder, result)
     if wafer is not None:
         grid, what = wafer
-        with _style():
-            fig = _figure()
-            ax = fig.add_subplot(1, 1, 1)
-            top_u = float(np.nanmax(grid)) if grid.size else 0.0
-            im = ax.imshow(grid, cmap="magma", norm=Normalize(0.0, max(top_u, 1e-9)), interpolation="nearest",
-                           aspect="auto" if grid.shape[1] > 4 * grid.shape[0] else "equal")
-            fig.colorbar(im, ax=ax).set_label("busy fraction of the makespan")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("column")
-            ax.set_ylabel("row")
-            ax.set_title(f"links: run {report.run} ({report.system}, event level)\n{what}")
-            fig.tight_layout()
-        return fig
+        top_u = float(np.nanmax(grid)) if grid.size else 0.0
+        return _grid_figure(grid, matplotlib.colormaps["magma"], Normalize(0.0, max(top_u, 1e-9)),
+                            "busy fraction of the makespan",
+                            f"links: run {report.run} ({report.system}, event level)\n{what}")
     util = np.asarray(result.link_utilization(), dtype=float)
     names = list(builder.net.names)
     order = sorted(range(util.size), key=lambda k: (-util[k], names[k] if k < len(names) else ""))[:top]
