@@ -74,7 +74,10 @@ def footprint(graph: Graph, machine: Machine, mapping: Mapping, prec: Precision,
     weights = graph.params_elems * weight_bytes / shards
     opt = graph.params_elems * prec.master_bytes / shards if mode == "train" else 0.0
     if mode == "train":
-        in_flight = min(mapping.pp, max(1, mapping.micro_batches))
+        # 1F1B holds at most pp micro-batches' activations on its first stage; GPipe runs every
+        # forward before the first backward and holds all of them
+        m = max(1, mapping.micro_batches)
+        in_flight = m if mapping.schedule == "gpipe" and mapping.pp > 1 else min(mapping.pp, m)
         acts = saved_elems(graph, mapping.recompute) * act_bytes / mapping.tp / mapping.pp * in_flight
     else:
         acts = max((op.output.elems + sum(t.elems for t in op.inputs) for op in graph.ops), default=0) \

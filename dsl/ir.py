@@ -257,6 +257,7 @@ class Mapping:
     recompute: str  # none | selective | full
     seq_parallel: bool
     overlap_dp: bool
+    schedule: str = "one_f_one_b"  # one_f_one_b (1F1B) | gpipe: the order of a pipeline stage's micro-batches
     span: Span | None = _span()
 
     @property

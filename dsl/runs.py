@@ -13,9 +13,10 @@ from .values import EvalError, Q, Str, Sym, show
 MODES = ("train", "infer")
 STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
 RECOMPUTE = ("none", "selective", "full")
+SCHEDULES = ("one_f_one_b", "gpipe")  # names cannot start with a digit: 1F1B is one_f_one_b
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
-                    "recompute", "seq_parallel", "overlap_dp")
+                    "recompute", "seq_parallel", "overlap_dp", "schedule")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "accuracy": False}
 FUSION = ("none", "elementwise")
@@ -223,7 +224,8 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     interleave, micro = count("interleave"), count("micro_batch")
     recompute = ck.symbol(kw["recompute"].value, RECOMPUTE, "recompute", env) if "recompute" in kw else "none"
     sp, overlap = flag("seq_parallel"), flag("overlap_dp")
-    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap) or ("chips" in kw and chips is None):
+    schedule = ck.symbol(kw["schedule"].value, SCHEDULES, "the pipeline schedule", env) if "schedule" in kw else "one_f_one_b"
+    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, schedule) or ("chips" in kw and chips is None):
         return None
     if strategy == "single":
         tp = pp = dp = 1
@@ -246,11 +248,15 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     if interleave > 1 and pp == 1:
         ck.diag.error(kw["interleave"].span, "interleave > 1 needs pipeline parallelism (pp > 1)")
         return None
+    if interleave > 1 and schedule == "gpipe":
+        ck.diag.error(kw["schedule"].span, "the interleaved schedule is 1F1B's (Narayanan et al. 2021); "
+                                           "GPipe takes interleave = 1")
+        return None
     if machine is not None and tp * pp * dp > machine.chips:
         ck.diag.error(p.span, f"run '{run_name}' needs {tp * pp * dp} chips but '{machine.name}' has "
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
-    return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, span=p.span)
+    return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule, span=p.span)
 
 
 def _precision(ck, p, env, machine, mode) -> Precision | None:

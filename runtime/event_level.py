@@ -34,7 +34,8 @@ How a run becomes a task graph
   latency. An op's collective whose links no other collective of the run uses (tensor
   parallelism inside a node) is one delay of the time its flows would take (find_private).
 - Schedules (non-spatial): each stage runs 1F1B (warm-up forwards, one forward / one backward,
-  cool-down backwards; inference: forwards only) in that order (consecutive items chained);
+  cool-down backwards; inference: forwards only), or with `schedule = gpipe` every forward then
+  every backward, in that order (consecutive items chained);
   a forward waits for the previous stage's forward of that micro-batch and its point-to-point
   transfer, a backward for the next stage's backward and its transfer. The bubble emerges from
   the graph. Full recomputation runs just before its micro-batch's backward. Then the stage's
@@ -613,7 +614,9 @@ class _Builder:
                 return 1.0 / v if stage[i] == 0 else 1.0
             F = [(mb(k), (k // pp) % v) for k in range(m * v)]
             B = [(mb(k), v - 1 - (k // pp) % v) for k in range(m * v)]
-            if train:
+            if train and mp.schedule == "gpipe":  # every forward, then every backward
+                order = [("F",) + x for x in F] + [("B",) + x for x in B]
+            elif train:
                 warm = min((pp - s - 1) if v == 1 else (pp - s - 1) * 2 + (v - 1) * pp, m * v)
                 order = [("F",) + F[k] for k in range(warm)]
                 for k in range(m * v - warm):

@@ -132,7 +132,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "dp": run.mapping.dp, "interleave": run.mapping.interleave,
                  "micro_batch": run.mapping.micro_batch, "global_batch": run.mapping.global_batch,
                  "micro_batches_per_chip": int(mb), "recompute": run.mapping.recompute,
-                 "seq_parallel": run.mapping.seq_parallel},
+                 "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule},
         precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,
                    "vector": run.precision.vector},
         memory={**{k: v for k, v in fp.items()}, "where": _where(run)},

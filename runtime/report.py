@@ -133,6 +133,8 @@ def _mapping_text(m: dict) -> str:
         parts.append(f"recompute={m['recompute']}")
     if m["interleave"] > 1:
         parts.append(f"interleave={m['interleave']}")
+    if m.get("schedule") == "gpipe" and m["pp"] > 1:
+        parts.append("schedule=gpipe")
     return ", ".join(parts)
 
 

@@ -75,6 +75,60 @@ def test_pipeline_1f1b_training_bubble(tmp_path):
     assert e.breakdown["pipeline bubble"] / (e.latency_s - opt) == pytest.approx((pp - 1) / (m + pp - 1), rel=1e-3)
 
 
+def _stage0_order(tmp_path, schedule: str, pp: int, m: int):
+    """A 4-stage training run with `schedule`: its reports and, from its Chrome trace, the
+    kinds ("forward"/"backward") of stage 0's micro-batch tasks in start order."""
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + f"""run r {{ model stack(4, 512, 8); on fastnode; mode train
+      strategy parallel, pp = {pp}, micro_batch = 4, global_batch = {4 * m}, schedule = {schedule}
+      precision fp16 }}""")
+    run = check(f).run("r")
+    trace = tmp_path / f"{schedule}.json"
+    e = run_event(run, __version__, trace=trace)
+    ev = json.loads(trace.read_text())["traceEvents"]
+    names = {(x["pid"], x["tid"]): x["args"]["name"] for x in ev if x.get("ph") == "M" and x["name"] == "thread_name"}
+    order = []  # (kind, micro-batch) in start order; a micro-batch's op tasks are named "OP forward mb I"
+    for x in sorted((x for x in ev if x.get("ph") == "X"), key=lambda x: (x["ts"], x["args"]["task"])):
+        words = x["name"].split()
+        if names.get((x["pid"], x["tid"]), "").startswith("stage 0") and words[-3:-1] in (["forward", "mb"], ["backward", "mb"]):
+            if (words[-3], words[-1]) not in order:
+                order.append((words[-3], words[-1]))
+    assert len(order) == 2 * m
+    return run_analytic(run, __version__), e, [k for k, _ in order]
+
+
+def test_pipeline_gpipe_training_bubble(tmp_path):
+    """GPipe (Huang et al. 2019): every forward, then every backward, on each stage. With
+    equal stages and free transfers the step is (m + p - 1)(t_f + t_b): the same
+    (p-1)/(m+p-1) bubble as 1F1B; GPipe holds all m micro-batches' activations, 1F1B at most p."""
+    pp, m = 4, 8
+    a, e, order = _stage0_order(tmp_path, "gpipe", pp, m)
+    a1, e1, order1 = _stage0_order(tmp_path, "one_f_one_b", pp, m)
+    opt = e.breakdown["optimizer"]
+    assert e.breakdown["pipeline bubble"] / (e.latency_s - opt) == pytest.approx((pp - 1) / (m + pp - 1), rel=1e-3)
+    assert e.latency_s == pytest.approx(e1.latency_s, rel=1e-3)
+    assert e.latency_s - opt == pytest.approx(a.latency_s - a.breakdown["optimizer"], rel=1e-3)
+    # stage 0's order: GPipe m forwards then m backwards; 1F1B p - 1 warm-up forwards, then
+    # alternating, then the cool-down backwards
+    assert order == ["forward"] * m + ["backward"] * m
+    assert order1 == ["forward"] * (pp - 1) + ["forward", "backward"] * (m - pp + 1) + ["backward"] * (pp - 1)
+    assert a.memory["activations"] == pytest.approx(a1.memory["activations"] * m / pp, rel=1e-12)
+    assert "schedule=gpipe" in a.to_text() and "schedule=gpipe" not in a1.to_text()
+
+
+def test_gpipe_has_no_interleaved_schedule(tmp_path):
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + """run r { model stack(4, 512, 8); on fastnode; mode train
+      strategy parallel, pp = 2, interleave = 2, micro_batch = 4, global_batch = 16, schedule = gpipe
+      precision fp16 }""")
+    r = run_cli("check", f)
+    assert r.returncode != 0 and "error: the interleaved schedule is 1F1B's" in r.stderr
+    f.write_text(MACHINE + """run r { model stack(4, 512, 8); on fastnode
+      strategy parallel, pp = 2, schedule = zigzag; precision fp16 }""")
+    r = run_cli("check", f)
+    assert r.returncode != 0 and "zigzag" in r.stderr and "one_f_one_b, gpipe" in r.stderr
+
+
 @pytest.mark.parametrize("pp,m,v", [(4, 8, 2), (4, 8, 4), (2, 4, 2)])
 def test_pipeline_interleaved_bubble(tmp_path, pp, m, v):
     """Interleaved 1F1B with v chunks per stage (stack(8 layers): 8 / (pp v) layers a chunk),
