@@ -64,9 +64,11 @@ How a run becomes a task graph
   next op starts when the rows have reduced. The analytic level overlaps the wavefront and
   reduction hops with the compute (a max), the event level adds them: on the full wafer a
   region of side ~200-700 tiles adds ~0.4-1.2 us to each op.
-  Weight streaming: each matmul row runs on every block of the wafer, after its block row's
-  weights have streamed in (one flow per block row: the memory link, then that row's west
-  edge link); other ops are one task as above.
+  Weight streaming: each matmul row runs on every tile of the wafer, after its weights have
+  streamed in (one flow per tile row: the memory link, then that row's west edge link) and
+  passed along the row to it (one hop a tile); the tiles of a row differ only in that arrival,
+  so the row's easternmost tile, which ends last, stands for the row (exact; STREAM_EVERY_TILE
+  simulates them all). Other ops are one task as above.
 """
 from __future__ import annotations
 
@@ -85,6 +87,7 @@ from . import events as ev
 RC = {name: i for i, name in enumerate(RESULTS)}
 MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
+STREAM_EVERY_TILE = False  # weight streaming: simulate every tile, not each row's last (tests check the two agree)
 TRACE_TASKS = 250_000  # tasks a trace holds at most (Perfetto / chrome://tracing stay responsive)
 
 
@@ -240,7 +243,7 @@ class _Wafer:
     chip c: c x the chip's block rows onwards); no link joins them (chip-to-chip transfers
     are flows of their own)."""
 
-    def __init__(self, b: "_Builder", s: int, chips: int = 1):
+    def __init__(self, b: "_Builder", s: int, chips: int = 1, row_tiles: bool = False):
         chip = b.m.chip
         self.s = s
         self.chip_rows = -(-chip.rows // s)
@@ -248,6 +251,17 @@ class _Wafer:
         self.bw = chip.noc.link_bandwidth * s
         self.hop = chip.noc.latency_s * s
         nr, nc = self.rows, self.cols
+        # row_tiles (weight streaming): a resource per row of blocks, standing for the row's
+        # easternmost block, whose timeline bounds the others' (_stream_tiles); no fabric links
+        self.row_tiles = row_tiles
+        if row_tiles:
+            self.res0 = int(b.g.add_resources(nr)[0])
+            b.res_names.add_range(nr, lambda k, nc=nc, s=s: (
+                f"tile row {k} (tiles ({k}, 0..{nc - 1}))" if s == 1 else
+                f"tile rows {k * s}.. (blocks ({k}, 0..{nc - 1}) of {s}x{s})"))
+            self.e0 = self.w0 = self.x0 = int(b.g.add_links(np.full(nr, self.bw))[0])
+            b.net.names.add_range(nr, lambda k: f"wafer west edge row {k}")
+            return
         self.res0 = int(b.g.add_resources(nr * nc)[0])
         b.res_names.add_range(nr * nc, lambda k, nc=nc, s=s: (
             f"tile ({k // nc}, {k % nc})" if s == 1 else f"tiles ({k // nc * s}.., {k % nc * s}..) [{s}x{s} block]"))
@@ -953,17 +967,27 @@ class _Builder:
             self.instances.append((opt, 0, o, o, -1))
 
     def _stream_tiles(self, i, s, after, tag, prev2, scale):
-        """A weight-streaming matmul row on the whole wafer, per block: the weights stream in
-        from the memory over the wafer's west edge (one flow per block row: memory link, then
-        that row's edge link), every block computes the op's local time once its row's weights
-        are in. Returns (end barrier, last task)."""
+        """A weight-streaming matmul row on the whole wafer: the weights stream in from the
+        memory over the wafer's west edge (one flow per row: the memory link, then the row's
+        edge link) and pass along the row, reaching its k-th tile k hops after the edge; a
+        tile computes the op's local time once its weights are in and the op before has ended
+        on every tile. The tiles of a row differ only in that arrival, so each row's
+        easternmost tile ends last and bounds the row (W.row_tiles: one task per row for
+        it, its arrival (cols - 1) hops after the edge; exact for the step, the critical
+        path and every tile's busy time, which equals its row's: tests/test_wafer_scale.py
+        checks it against every tile simulated, STREAM_EVERY_TILE). Returns (end barrier,
+        last task)."""
         W, T, g = self.wafer, self.T, self.g
         label = f"{self.plan.labels[i]} {tag}"
         S = self._name(g.add_delay(0.0, after=[a for a in after if a is not None]), f"{label} start")
         nr, nc = W.rows, W.cols
-        nb = nr * nc
+        cols = np.array([nc - 1]) if W.row_tiles else np.arange(nc)  # the tiles simulated in each row
+        nb = nr * cols.size
         comp = g.add_computes(self.local(i) * scale, W.res0 + np.arange(nb, dtype=np.int32))
-        self._range(comp, lambda j, label=label, nc=nc: f"{label} block ({j // nc}, {j % nc})")
+        if W.row_tiles:
+            self._range(comp, lambda j, label=label, nc=nc: f"{label} tile ({j}, {nc - 1})")
+        else:
+            self._range(comp, lambda j, label=label, nc=nc: f"{label} tile ({j // nc}, {j % nc})")
         g.add_deps(np.full(nb, S, np.int32), comp)
         mem = T[i, COL["mem_bytes"]] * T[i, COL["count"]] * scale
         if mem > 0:
@@ -978,7 +1002,11 @@ class _Builder:
                                              f"{label} weights in")
             if nr > 2:
                 g.add_deps(fl[1:-1], np.full(nr - 2, self._mem_prev[s], np.int32))
-            g.add_deps(np.repeat(fl, nc), comp)
+            hops = g.add_delays(np.tile(cols * W.hop, nr))  # along the row to the tile
+            self._range(hops, lambda j, label=label, k=cols.size, c0=int(cols[0]):
+                        f"{label} weights along row {j // k} to column {c0 + j % k}")
+            g.add_deps(np.repeat(fl, cols.size), hops)
+            g.add_deps(hops, comp)
         E = self._name(g.add_delay(0.0), f"{label} done")
         g.add_deps(comp, np.full(nb, E, np.int32))
         last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
@@ -994,8 +1022,9 @@ class _Builder:
         return link
 
     def setup_stream_tiles(self):
-        """Weight streaming on a mesh chip: matmul rows per block of the whole wafer (blocks of
-        s x s tiles, s the smallest power of two keeping the graph within TILE_TASKS)."""
+        """Weight streaming on a mesh chip: matmul rows on every tile of the wafer, simulated
+        as each row's easternmost tile (_stream_tiles); rows grouped in bands of s (a power of
+        two) only if even that graph would exceed TILE_TASKS."""
         T = self.T
         chip = self.m.chip
         n = T.shape[0]
@@ -1003,18 +1032,21 @@ class _Builder:
         pp = self.mp.pp
         mm = [i for i in range(n) if T[i, COL["phase"]] < 3 and T[i, COL["mflops"]] > 0]
         other = sum(1 for i in range(n) if T[i, COL["phase"]] < 3 and T[i, COL["mflops"]] <= 0)
+        every = STREAM_EVERY_TILE
 
         def estimate(s):
             nr, nc = -(-chip.rows // s), -(-chip.cols // s)
             per = sum(max(1, min(64, int(round(T[i, COL["count"]])))) for i in mm)
-            return m * pp * (per * (nr * nc + nr + 3) + other * 64)
-        s = _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
+            return m * pp * (per * (nr * (2 * nc if every else 2) + nr + 3) + other * 64)
+        s = 1 if every else _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
         self.max_tasks = max(MAX_TASKS, int(estimate(s) * 1.05) + 100_000)
-        self.wafer = _Wafer(self, s)
+        self.wafer = _Wafer(self, s, row_tiles=not every)
         self.tile_notes = [
-            f"event level: weight streaming at tile granularity ({chip.rows} x {chip.cols} tiles)" if s == 1 else
-            f"event level: weight streaming on the {chip.rows} x {chip.cols} grid in blocks of {s} x {s} tiles "
-            f"(tile granularity would exceed {TILE_TASKS:,} tasks); matmuls per block, other ops on the whole "
+            f"event level: weight streaming at tile granularity ({chip.rows} x {chip.cols} tiles; the tiles of a "
+            f"row get their weights one hop apart, its easternmost tile, which ends last, is simulated for the "
+            f"row)" if s == 1 else
+            f"event level: weight streaming on the {chip.rows} x {chip.cols} grid in bands of {s} tile rows "
+            f"(one task per row would exceed {TILE_TASKS:,} tasks); matmuls per band, other ops on the whole "
             f"wafer as one task"]
 
 

@@ -159,8 +159,11 @@ def utilisation_grid(run, builder, result):
     mp = run.mapping
     W = getattr(builder, "wafer", None)
     if W is not None:  # a tile-granular run: its tiles (or blocks) where they are on the grid
-        grid = util[W.res0:W.res0 + W.rows * W.cols].reshape(W.rows, W.cols)
         unit = "tile" if W.s == 1 else f"{W.s} x {W.s} block"
+        if W.row_tiles:  # weight streaming: a row's tiles are busy alike (their row's resource)
+            grid = np.repeat(util[W.res0:W.res0 + W.rows, None], W.cols, axis=1)
+            return grid, f"busy fraction per {unit} ({W.rows} x {W.cols}; on the grid, the tiles of a row alike)"
+        grid = util[W.res0:W.res0 + W.rows * W.cols].reshape(W.rows, W.cols)
         chips = W.rows // W.chip_rows
         stack = f", {chips} chips stacked" if chips > 1 else ""
         return grid, f"busy fraction per {unit} ({W.rows} x {W.cols}{stack}; on the grid)"
@@ -234,7 +237,7 @@ def wafer_link_grid(builder, result):
     otherwise."""
     import numpy as np
     W = getattr(builder, "wafer", None)
-    if W is None or W.cols < 2:
+    if W is None or W.cols < 2 or W.row_tiles:  # weight streaming makes no fabric links
         return None
     util = np.asarray(result.link_utilization(), dtype=float)
     ne = W.rows * (W.cols - 1)
