@@ -227,6 +227,8 @@ def _run(args, api) -> int:
         raise ArchcError("--trace needs --level event: the analytic level computes no timeline")
     if args.trace and len(runs) != 1:
         raise ArchcError(f"--trace writes one run; choose one with --run ({', '.join(r.name for r in runs)})")
+    if args.trace and not Path(args.trace).resolve().parent.is_dir():  # before a long simulation, not after
+        raise ArchcError(f"cannot write the trace {args.trace}: no directory {Path(args.trace).resolve().parent}")
     progress = _progress_printer()
     if args.out and len(runs) != 1:
         raise ArchcError("--out writes one run; choose one with --run")

@@ -249,6 +249,10 @@ def test_trace_needs_event_level(tmp_path):
     assert r.code != 0
     assert "--trace needs --level event" in r.stderr
     assert not trace.exists()
+    # a trace whose directory does not exist fails before the simulation, not after it
+    r = run_cli("run", SAMPLES / "h100.arch", "--run", "gemm", "--level", "event", "--trace", tmp_path / "no" / "T.json")
+    assert r.code != 0 and r.stderr.startswith("archc: error: cannot write the trace") and "no directory" in r.stderr
+    assert "compiling" not in r.stderr and not (tmp_path / "no").exists()
 
 
 # ---- all-reduce algorithms: tree and 2D mesh, by hand; the event level's flows agree ----------
