@@ -73,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt, ops.csv and plots (roofline; at the event "
                         "level utilisation and link load, PNG and SVG) here")
     r.add_argument("--search", action="store_true",
-                   help="search the run's mapping (tp, pp, dp, micro_batch, interleave, recompute) at the "
-                        "analytic level, chips and global_batch fixed; report the best and the "
-                        "latency-energy Pareto front")
+                   help="search the run's mapping (tp, pp, dp, micro_batch, interleave, recompute; a spatial "
+                        "run's region_rows and placement) at the analytic level (or --level event), chips and "
+                        "global_batch fixed; report the best and the latency-energy Pareto front")
     r.add_argument("--trials", type=int, default=None, metavar="N", help="with --search: trials (default 200)")
     r.add_argument("--seed", type=int, default=None, metavar="N", help="with --search: sampler seed (default 0)")
     r.add_argument("--write-run", metavar="NAME",
@@ -261,20 +261,21 @@ def _search(args, api) -> int:
     from archc.runtime import search
     if not args.search:
         raise ArchcError("--trials, --seed and --write-run need --search")
-    if args.level != "analytic" or args.trace or args.out:
-        raise ArchcError("--search evaluates at the analytic level; it takes no --level event, --trace or --out")
+    if args.trace or args.out:
+        raise ArchcError("--search writes no trace or plots; run the mapping it finds with --trace / --out")
     if args.run is None:
         design = api.check(args.file)
         if len(design.runs) != 1:
             raise ArchcError(f"--search needs --run NAME; this design has the runs "
                              f"{', '.join(n for n, _ in design.runs) or '(none)'}")
         args.run = design.runs[0][0]
-    elif args.run not in [n for n, _ in api.check(args.file).runs]:
-        raise ArchcError(f"no run named '{args.run}' in {args.file}")
+    else:
+        api.check(args.file, args.set, args.run)  # the named run (only) must check
     if args.write_run:  # refuse an existing name before spending the search
-        search.check_new_name(args.file, args.write_run)
+        search.check_new_name(args.file, args.write_run, args.run)
     result = search.search(args.file, args.run, args.set, trials=200 if args.trials is None else args.trials,
-                           seed=0 if args.seed is None else args.seed, progress=_progress_printer())
+                           seed=0 if args.seed is None else args.seed, progress=_progress_printer(),
+                           level=args.level)
     if args.write_run:
         if result.best is None:
             raise ArchcError(f"--write-run {args.write_run}: no feasible mapping found; nothing written")

@@ -258,6 +258,8 @@ class Mapping:
     seq_parallel: bool
     overlap_dp: bool
     schedule: str = "one_f_one_b"  # one_f_one_b (1F1B) | gpipe: the order of a pipeline stage's micro-batches
+    region_rows: int = 0  # spatial: the height in tiles of the bands regions are laid out in (0: archc's choice)
+    placement: str = "adjacent"  # spatial: adjacent | raster | serpentine (dsl/runs.py PLACEMENTS)
     span: Span | None = _span()
 
     @property

@@ -13,10 +13,14 @@ from .values import EvalError, Q, Str, Sym, show
 MODES = ("train", "infer")
 STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
 RECOMPUTE = ("none", "selective", "full")
-SCHEDULES = ("one_f_one_b", "gpipe")  # names cannot start with a digit: 1F1B is one_f_one_b
+SCHEDULES = ("one_f_one_b", "gpipe")
+# spatial regions: adjacent (consecutive regions taken to touch: an op's input crosses one link
+# of its region's boundary, the analytic level's assumption), or placed in bands and the input
+# carried between them over the fabric's links: raster (every band left to right) or serpentine
+PLACEMENTS = ("adjacent", "raster", "serpentine")  # names cannot start with a digit: 1F1B is one_f_one_b
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
-                    "recompute", "seq_parallel", "overlap_dp", "schedule")
+                    "recompute", "seq_parallel", "overlap_dp", "schedule", "region_rows", "placement")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "accuracy": False}
 FUSION = ("none", "elementwise")
@@ -208,8 +212,8 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
                                   f"it takes {', '.join(STRATEGY_OPTIONS)}{_hint(k, STRATEGY_OPTIONS)}")
             return None
 
-    def count(key, default=1):
-        return ck.count(kw[key].value, f"'{key}'", env) if key in kw else default
+    def count(key, default=1, minimum=1):
+        return ck.count(kw[key].value, f"'{key}'", env, minimum) if key in kw else default
 
     def flag(key, default=False):
         if key not in kw:
@@ -225,7 +229,9 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     recompute = ck.symbol(kw["recompute"].value, RECOMPUTE, "recompute", env) if "recompute" in kw else "none"
     sp, overlap = flag("seq_parallel"), flag("overlap_dp")
     schedule = ck.symbol(kw["schedule"].value, SCHEDULES, "the pipeline schedule", env) if "schedule" in kw else "one_f_one_b"
-    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, schedule) or ("chips" in kw and chips is None):
+    region_rows = count("region_rows", 0, minimum=0)  # 0: archc chooses
+    placement = ck.symbol(kw["placement"].value, PLACEMENTS, "the placement", env) if "placement" in kw else "adjacent"
+    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, schedule, region_rows, placement) or ("chips" in kw and chips is None):
         return None
     if strategy == "single":
         tp = pp = dp = 1
@@ -248,6 +254,14 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     if interleave > 1 and pp == 1:
         ck.diag.error(kw["interleave"].span, "interleave > 1 needs pipeline parallelism (pp > 1)")
         return None
+    for key in ("region_rows", "placement"):
+        if key in kw and strategy != "spatial":
+            ck.diag.error(kw[key].span, f"'{key}' lays out the regions of a spatial run; this run's strategy is {strategy}")
+            return None
+    if machine is not None and region_rows > machine.chip.rows:
+        ck.diag.error(kw["region_rows"].value.span, f"region_rows = {region_rows} but the chip '{machine.chip.name}' "
+                                                    f"has {machine.chip.rows} row{'s' if machine.chip.rows != 1 else ''} of tiles")
+        return None
     if interleave > 1 and schedule == "gpipe":
         ck.diag.error(kw["schedule"].span, "the interleaved schedule is 1F1B's (Narayanan et al. 2021); "
                                            "GPipe takes interleave = 1")
@@ -256,7 +270,8 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(p.span, f"run '{run_name}' needs {tp * pp * dp} chips but '{machine.name}' has "
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
-    return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule, span=p.span)
+    return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule,
+                   region_rows, placement, span=p.span)
 
 
 def _precision(ck, p, env, machine, mode) -> Precision | None:

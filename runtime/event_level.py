@@ -266,14 +266,19 @@ class _Wafer:
         b.res_names.add_range(nr * nc, lambda k, nc=nc, s=s: (
             f"tile ({k // nc}, {k % nc})" if s == 1 else f"tiles ({k // nc * s}.., {k % nc * s}..) [{s}x{s} block]"))
         ne = nr * max(0, nc - 1)
-        ids = b.g.add_links(np.full(2 * ne + nr, self.bw))
+        ns = max(0, nr - 1) * nc
+        ids = b.g.add_links(np.full(2 * ne + nr + 2 * ns, self.bw))
         self.e0 = int(ids[0])
         self.w0 = self.e0 + ne
         self.x0 = self.e0 + 2 * ne
+        self.s0 = self.x0 + nr
+        self.n0 = self.s0 + ns
         names = b.net.names
         names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1)}) east")
         names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1) + 1}) west")
         names.add_range(nr, lambda k: f"wafer west edge row {k}")
+        names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc}, {k % nc}) south")
+        names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc + 1}, {k % nc}) north")
 
     def east(self, a, b):   # link (a, b) -> (a, b + 1)
         return self.e0 + a * (self.cols - 1) + b
@@ -284,8 +289,32 @@ class _Wafer:
     def edge(self, a):
         return self.x0 + a
 
+    def south(self, a, b):  # link (a, b) -> (a + 1, b)
+        return self.s0 + a * self.cols + b
+
+    def north(self, a, b):  # link (a + 1, b) -> (a, b)
+        return self.n0 + a * self.cols + b
+
+    def along(self, r: int, c0: int, c1: int) -> np.ndarray:
+        """The links from block (r, c0) to block (r, c1) along the row."""
+        if c1 >= c0:
+            return np.asarray(self.east(r, np.arange(c0, c1)), np.int64)
+        return np.asarray(self.west(r, np.arange(c0 - 1, c1 - 1, -1)), np.int64)
+
+    def down(self, r0: int, r1: int, c: int) -> np.ndarray:
+        """The links from block (r0, c) to block (r1, c) along the column."""
+        if r1 >= r0:
+            return np.asarray(self.south(np.arange(r0, r1), c), np.int64)
+        return np.asarray(self.north(np.arange(r0 - 1, r1 - 1, -1), c), np.int64)
+
+    def route(self, r0: int, c0: int, r1: int, c1: int, turn: int) -> np.ndarray:
+        """The links from block (r0, c0) to block (r1, c1): along row r0 to column `turn`,
+        along that column to row r1, along row r1 to c1 (a staircase; flows given different
+        turning columns cross between rows in parallel)."""
+        return np.concatenate([self.along(r0, c0, turn), self.down(r0, r1, turn), self.along(r1, turn, c1)])
+
 def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
-            samples: int = 1) -> tuple[list, bool]:
+            samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None) -> tuple[list, bool]:
     """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
     the grid is cut into bands of H block rows, regions are placed left to right in a
     band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
@@ -295,7 +324,11 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     (sum of the region times + (samples - 1) x the slowest): a region's time is estimated as
     work[r] x demand / tiles given (its compute and SRAM time at the analytic size) plus
     entry[r] x (analytic side) / (its rows) (its NoC input time at the analytic side,
-    entering over the block rows of its west edge).
+    entering over the block rows of its west edge). `band` > 0 fixes H (block rows; the
+    user's region_rows) if the regions fit in bands of that height. `serpentine`: the odd
+    bands run right to left (their regions mirrored), so that consecutive regions meet at
+    the band ends. With `hop` (seconds a block) a region that starts a band also pays its
+    input's carriage from the band before (_handover): its NoC input time again and the hops.
     With more regions than blocks, regions share blocks: (rectangles, True)."""
     d = [max(t, 1e-9) / (s * s) for t in tiles]
     n = len(d)
@@ -341,14 +374,17 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 extra[r] += 1
             x = 0
             for r in regs:
-                out[r] = (b * H, x, H, ws[r] + extra[r])
-                x += ws[r] + extra[r]
+                w = ws[r] + extra[r]
+                out[r] = (b * H, nc - x - w if serpentine and b % 2 else x, H, w)
+                x += w
         return out
 
     every = n * nr <= 20_000
     cands = sorted(set(range(1, nr + 1)) if every else
                    {h for h in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if h <= nr}
                    | {nr, max(1, round(math.sqrt(sum(d) / n)))})
+    if band > 0 and fits(min(band, nr), 0.0):
+        cands = [min(band, nr)]
     found = []  # (slowest region's time, H, a)
     for H in cands:
         if not fits(H, 0.0):
@@ -359,6 +395,10 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
         rects = place(H, lo)
         t = [work[r] * d[r] / (h * w) + entry[r] * math.sqrt(tiles[r]) / (h * s) for r, (_, _, h, w) in enumerate(rects)]
+        for r in range(1, n if hop is not None else 0):
+            if rects[r][0] != rects[r - 1][0]:  # starts a band: its input crosses from the band before
+                far = rects[r][3] + rects[r - 1][3] if serpentine else nc
+                t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
         found.append((sum(t) + (samples - 1) * max(t), H, rects))
     if not found:  # not even one block per region in a band of one row: share blocks
         return [((k // nc) % nr, k % nc, 1, 1) for k in range(n)], True
@@ -793,7 +833,7 @@ class _Builder:
         return max(R[i, RC["compute"]] * scale, R[i, RC["memory"]], R[i, RC["sram"]] * scale) + \
             self.m.chip.launch_s * T[i, COL["launches"]]
 
-    def _region_op(self, i, rect, after, label, scale=1.0, followers=()):
+    def _region_op(self, i, rect, after, label, scale=1.0, followers=(), direction=1, routed=False):
         """One visit of a sample to a region rect = (y, x, h, w) of blocks: the op of row i and
         the ops `followers` [(row, scale)] that run in place after it (elementwise ops, norms,
         softmax), folded into one compute task per block (they run back to back on the same
@@ -805,14 +845,21 @@ class _Builder:
         one-hop flows of one block's share). A follower that reduces across the region (norm,
         softmax, reduction, loss) adds a reduce-and-broadcast back along the row: 2 hops per
         block of the row's width, after the chain. The per-op times (self.adjust) split the
-        visit between the ops: a follower gets its local time and its reduce time."""
+        visit between the ops: a follower gets its local time and its reduce time.
+        direction -1: the region runs east to west (odd bands of a serpentine placement), its
+        input entering over its east boundary. routed: the input has been carried to the
+        region's first column already (_handover), no boundary link to cross."""
         W, T, R, g = self.wafer, self.T, self.R, self.g
         y, x, h, w = rect
         n = h * w
         S = self._name(g.add_delay(0.0, after=[a for a in after if a is not None]), f"{label} start")
         a = np.repeat(np.arange(y, y + h, dtype=np.int64), w)
-        k = np.tile(np.arange(w, dtype=np.int64), h)
-        res = (W.res0 + a * W.cols + x + k).astype(np.int32)
+        k = np.tile(np.arange(w, dtype=np.int64), h)  # blocks from the entry side
+        col = x + k if direction > 0 else x + w - 1 - k
+        res = (W.res0 + a * W.cols + col).astype(np.int32)
+
+        def at(j, y=y, x=x, w=w, d=direction):  # the tile of entry j of a (rows x w) range
+            return f"({y + j // w}, {x + j % w if d > 0 else x + w - 1 - j % w})"
         local = self._tile_local(i, scale)
         tail = 0.0  # the followers' reduce-and-broadcast
         for f, fs in followers:
@@ -824,24 +871,30 @@ class _Builder:
             self.adjust.append((i, -(lf + rf)))
         nbytes = T[i, COL["noc_bytes"]]
         comp = g.add_computes(local + W.hop * (k + 1), res)
-        self._range(comp, lambda j, label=label, y=y, x=x, w=w: f"{label} tile ({y + j // w}, {x + j % w})")
+        self._range(comp, lambda j, label=label: f"{label} tile {at(j)}")
         g.add_deps(np.full(n, S, np.int32), comp)
         inflow = None
         if nbytes > 0:
             brow = nbytes / h
-            links = np.where(k == 0, (W.east(a, x - 1) if x > 0 else W.edge(a)), W.east(a, x + k - 1))
-            inflow = g.add_flows(brow * (w - k) / w, np.arange(n + 1, dtype=np.int64), links.astype(np.int32),
-                                 latency=W.hop * (k + 1))
-            self._range(inflow, lambda j, label=label, y=y, x=x, w=w: f"{label} input to ({y + j // w}, {x + j % w})")
+            if direction > 0:
+                links = np.where(k == 0, (W.east(a, x - 1) if x > 0 else W.edge(a)), W.east(a, col - 1))
+            else:
+                links = np.where(k == 0, (W.west(a, x + w - 1) if x + w < W.cols else W.edge(a)), W.west(a, col))
+            has = np.ones(n, bool) if not routed else k > 0
+            ptr = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
+            inflow = g.add_flows(brow * (w - k) / w, ptr, links[has].astype(np.int32), latency=W.hop * (k + 1))
+            self._range(inflow, lambda j, label=label: f"{label} input to {at(j)}")
             g.add_deps(np.full(n, S, np.int32), inflow)
         chain = None
         if w > 1:
             m_ = k >= 1
             ca, ck = a[m_], k[m_]
+            cc = col[m_]
             chain = g.add_flows(nbytes / n, np.arange(ca.size + 1, dtype=np.int64),
-                                W.west(ca, x + ck - 1).astype(np.int32), latency=W.hop)
-            self._range(chain, lambda j, label=label, y=y, x=x, w=w: f"{label} reduce ({y + j // (w - 1)}, "
-                                                                      f"{x + j % (w - 1) + 1})")
+                                (W.west(ca, cc - 1) if direction > 0 else W.east(ca, cc)).astype(np.int32),
+                                latency=W.hop)
+            self._range(chain, lambda j, label=label, y=y, x=x, w=w, d=direction: (
+                f"{label} reduce ({y + j // (w - 1)}, {x + j % (w - 1) + 1 if d > 0 else x + w - 2 - j % (w - 1)})"))
             g.add_deps(comp[m_], chain)
             if inflow is not None:
                 g.add_deps(inflow[m_], chain)
@@ -859,6 +912,39 @@ class _Builder:
             if inflow is not None:
                 g.add_deps(inflow, E)
         return S, E
+
+    def _handover(self, src, d_src, dst, d_dst, i, after, label):
+        """The input of the op of row i carried from the region before, src = (y, x, h, w) of
+        direction d_src, to region dst: nothing when dst's entry boundary borders src's exit
+        side in the same band (the boundary link of _region_op carries it); otherwise one flow
+        per row of dst from src's exit column (its row in proportion) to dst's first column,
+        after `after`. A flow turns between the rows at its own column, spread evenly over
+        the columns the two regions span (a compiler's static routes; one turning column
+        would put every row's data on one column of links). Returns (the task the op waits
+        for, whether the input was routed)."""
+        W = self.wafer
+        y0, x0, h0, w0 = src
+        y1, x1, h1, w1 = dst
+        exit_col = x0 + w0 - 1 if d_src > 0 else x0
+        outside = x1 - 1 if d_dst > 0 else x1 + w1
+        if (y0, h0) == (y1, h1) and exit_col == outside:
+            return after, False
+        nbytes = self.T[i, COL["noc_bytes"]]
+        if nbytes <= 0:
+            return after, False
+        first = x1 if d_dst > 0 else x1 + w1 - 1
+        lo, hi = min(x0, x1, exit_col, first), max(x0 + w0, x1 + w1, exit_col + 1, first + 1) - 1
+        routes = [W.route(y0 + j * h0 // h1, exit_col, y1 + j, first, lo + (hi - lo) * (2 * j + 1) // (2 * h1))
+                  for j in range(h1)]
+        ptr = np.concatenate([[0], np.cumsum([r.size for r in routes])]).astype(np.int64)
+        fl = self.g.add_flows(nbytes / h1, ptr, np.concatenate(routes).astype(np.int32),
+                              latency=np.diff(ptr) * W.hop)  # the header's hops
+        self._range(fl, lambda j, label=label, y=y1, c=first: f"{label} input carried to ({y + j}, {c})")
+        if after is not None:
+            self.g.add_deps(np.full(h1, after, np.int32), fl)
+        done = self.barrier([], f"{label} input carried")
+        self.g.add_deps(fl, np.full(h1, done, np.int32))
+        return done, True
 
     def build_spatial_tiles(self):
         """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
@@ -907,7 +993,9 @@ class _Builder:
             for c in range(chips):
                 ids = [r for r in range(len(want)) if on_chip[r] == c]
                 sub, wr = _layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
-                                  [entry[r] for r in ids], m)
+                                  [entry[r] for r in ids], m, -(-self.mp.region_rows // s),
+                                  self.mp.placement == "serpentine",
+                                  chip.noc.latency_s * s if self.mp.placement != "adjacent" else None)
                 wrapped |= wr
                 for r, (y, x, h, w) in zip(ids, sub):
                     rects[r] = (y + c * nr, x, h, w)
@@ -939,17 +1027,32 @@ class _Builder:
             self.tile_notes.append(f"event level: the regions, laid out as rectangles of whole blocks, get "
                                    f"{min(share):.0%} to {max(share):.0%} of the tiles the analytic level sizes "
                                    f"them to (their compute scales accordingly)")
+        # the direction of each region: odd bands of a serpentine placement run east to west
+        nrc = -(-chip.rows // s)
+        sign = [-1 if self.mp.placement == "serpentine" and not wrapped and (y % nrc) // h % 2 else 1
+                for (y, _, h, _) in rects]
+        bands = {(y, h) for (y, _, h, _) in rects}
+        if self.mp.region_rows and not wrapped and any(h * s < min(self.mp.region_rows, chip.rows) - s + 1 or
+                                                       h * s > self.mp.region_rows + s - 1 for (_, h) in bands):
+            self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
+                                   f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
         xfer, xlink, lat_s = self._spatial_link(phase)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(m):
-            prev, first = feed, None
+            prev, first, was = feed, None, None
             for v, fol in groups:
                 i, k = visits[v]
                 r = row_regs[i][k]
+                routed = False
+                if was is not None and was != r and on_chip[was] == on_chip[r] and not wrapped \
+                        and self.mp.placement != "adjacent":
+                    prev, routed = self._handover(rects[was], sign[was], rects[r], sign[r], i, prev,
+                                                  f"{self.plan.labels[i]} sample {j}")
+                was = r
                 st, prev = self._region_op(i, rects[r], [prev], f"{self.plan.labels[i]} sample {j}",
                                            R[i, RC["region"]] / given[r],
-                                           [(f, R[f, RC["region"]] / given[r]) for f in fol])
+                                           [(f, R[f, RC["region"]] / given[r]) for f in fol], sign[r], routed)
                 first = prev if first is None else first
                 self.instances.append((i, 0, st, prev, -1))
             feed = first
@@ -1077,13 +1180,12 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
 
 def simulate_run(run, version: str, progress=None):
     """(plan, R, builder, EventResult) of a run at the event level."""
-    from .execute import build_kernel
+    from .execute import analyze, build_kernel
 
     plan = lower(run)
     mod = build_kernel(run.machine, version, progress)
     R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
-    spatial_chips = run.mapping.pp if run.mapping.strategy == "spatial" else 0
-    mod.analyze(plan.tasks, R, spatial_chips, plan.scalars["micro_batches"])
+    analyze(mod, plan, R, run)
     b = _Builder(plan, R)
     if run.mapping.strategy == "spatial":
         if _wafer_ok(run.machine):

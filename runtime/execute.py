@@ -27,12 +27,18 @@ def build_kernel(machine, version: str, progress=None):
         raise BuildError(f"building the kernel for '{machine.name}' failed: {e}") from None
 
 
+def analyze(mod, plan, R, run: Run) -> None:
+    """The analytic kernel's per-op figures of the plan's tasks into R (both levels start here)."""
+    spatial = run.mapping.strategy == "spatial"
+    mod.analyze(plan.tasks, R, run.mapping.pp if spatial else 0, plan.scalars["micro_batches"],
+                float(run.mapping.region_rows) if spatial else 0.0)
+
+
 def run_analytic(run: Run, version: str, progress=None) -> Report:
     plan = lower(run)
     mod = build_kernel(run.machine, version, progress)
     R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
-    spatial_chips = run.mapping.pp if run.mapping.strategy == "spatial" else 0
-    mod.analyze(plan.tasks, R, spatial_chips, plan.scalars["micro_batches"])
+    analyze(mod, plan, R, run)
     step = mod.compose(plan.tasks, R, plan.scalars)
     return make_report(plan, R, step, "analytic")
 
@@ -132,7 +138,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "dp": run.mapping.dp, "interleave": run.mapping.interleave,
                  "micro_batch": run.mapping.micro_batch, "global_batch": run.mapping.global_batch,
                  "micro_batches_per_chip": int(mb), "recompute": run.mapping.recompute,
-                 "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule},
+                 "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule,
+                 "region_rows": run.mapping.region_rows, "placement": run.mapping.placement},
         precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,
                    "vector": run.precision.vector},
         memory={**{k: v for k, v in fp.items()}, "where": _where(run)},

@@ -135,6 +135,10 @@ def _mapping_text(m: dict) -> str:
         parts.append(f"interleave={m['interleave']}")
     if m.get("schedule") == "gpipe" and m["pp"] > 1:
         parts.append("schedule=gpipe")
+    if m.get("region_rows"):
+        parts.append(f"region_rows={m['region_rows']}")
+    if m.get("placement", "adjacent") != "adjacent":
+        parts.append(f"placement={m['placement']}")
     return ", ".join(parts)
 
 

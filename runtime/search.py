@@ -1,5 +1,6 @@
 """Mapping search: explore a run's parallel mapping (tp, pp, dp, micro_batch, interleave,
-recompute) at the analytic level, keeping the chip count and the global batch fixed.
+recompute) and, for a spatial run, its region shapes and placement (region_rows, placement),
+at the analytic or the event level, keeping the chip count and the global batch fixed.
 
 The sampler is Optuna's TPE (seeded, sequential: deterministic); without Optuna a seeded random
 search plus greedy local search in numpy is used. Every candidate is checked by the front end
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError
 
-SEARCHED = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "chips")
+SEARCHED = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "chips", "region_rows", "placement")
+PLACED = ("raster", "serpentine")  # the placements searched (adjacent idealises the carriage between regions)
+EVENT_ONLY = ("placement",)  # parameters only the event level sees
 RECOMPUTE = ("none", "selective", "full")
 
 
@@ -144,9 +147,10 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def build_space(params: dict) -> tuple[dict, dict, list[tuple]]:
+def build_space(params: dict, grid_rows: int = 0) -> tuple[dict, dict, list[tuple]]:
     """(space: name -> choices, fixed: name -> value, parallel: the allowed (tp, pp, dp) triples
-    over the names present). `chips` and `global_batch` are fixed: the comparison is fair."""
+    over the names present). `chips` and `global_batch` are fixed: the comparison is fair.
+    region_rows: 0 (archc's choice) and the chip's grid_rows over 1, 2, 4, ... 16."""
     fixed = {k: params[k] for k in ("chips", "global_batch") if k in params}
     par = [k for k in ("tp", "pp", "dp") if k in params]
     for k in [k for k in par + ["micro_batch", "interleave"] if k in params]:
@@ -176,6 +180,13 @@ def build_space(params: dict) -> tuple[dict, dict, list[tuple]]:
         space["interleave"] = sorted(set(_pow2_upto(min(limit, 16))) | {params["interleave"]})
     if "recompute" in params:
         space["recompute"] = list(RECOMPUTE)
+    if "region_rows" in params and grid_rows > 0:
+        space["region_rows"] = sorted({0, params["region_rows"]} | {-(-grid_rows // k) for k in (1, 2, 4, 8, 16)})
+    if "placement" in params:
+        if str(params["placement"]) not in PLACED:
+            raise ArchcError(f"--search compares placed layouts: set the run's placement to raster or serpentine "
+                             f"(it has {params['placement']}, which takes consecutive regions to touch)")
+        space["placement"] = list(PLACED)
     return space, fixed, par
 
 
@@ -208,9 +219,11 @@ def _precheck(cand: dict, params: dict) -> str | None:
     return None
 
 
-def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, progress=None) -> SearchResult:
+def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, progress=None,
+           level: str = "analytic") -> SearchResult:
     from archc import __version__, api
-    from archc.runtime.execute import run_analytic
+    from archc.runtime.execute import run_analytic, run_event
+    evaluate_run = run_event if level == "event" else run_analytic
     if trials < 1:
         raise ArchcError(f"--trials must be at least 1; found {trials}")
     overrides = _as_dict(overrides)
@@ -223,7 +236,11 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
     if not any(k in params for k in SEARCHED):
         raise ArchcError(f"run '{run}' has none of the mapping parameters {', '.join(SEARCHED)}: "
                          "nothing to search")
-    space, fixed, par = build_space(params)
+    space, fixed, par = build_space({k: (str(v) if k == "placement" else v) for k, v in params.items()},
+                                    start_run.machine.chip.rows if start_run.mapping.strategy == "spatial" else 0)
+    if level != "event" and any(k in space for k in EVENT_ONLY):
+        raise ArchcError(f"run '{run}' has {', '.join(k for k in EVENT_ONLY if k in space)}, which only the event "
+                         f"level sees: search it with --search --level event")
     if not any(len(v) > 1 for v in space.values()):
         raise ArchcError(f"run '{run}' has no mapping parameter to search: of {', '.join(SEARCHED)} it has "
                          f"only {', '.join(k for k in SEARCHED if k in params)} (the chip count is kept fixed, and micro_batch too when the run has no global_batch)")
@@ -239,7 +256,7 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
         if reason is None:
             try:
                 r = dict(api.check(path, {**overrides, **{k: str(v) for k, v in cand.items()}}, run).runs)[run]
-                rep = run_analytic(r, __version__, progress)
+                rep = evaluate_run(r, __version__, progress)
                 c.latency_s, c.energy_j = float(rep.latency_s), float(rep.energy_j)
             except ArchcError as e:
                 reason = e.diagnostics[0].message if e.diagnostics else str(e)
@@ -264,7 +281,7 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
         algorithm = "seeded random + greedy local search"
         _random_local(space, start_choice, trials, seed, lambda ch: evaluate(_candidate(ch, par)))
     shown_space = {(",".join(par) if k == "parallel" else k): v for k, v in space.items()}
-    return SearchResult(run, shown_space, fixed, trials, seed, algorithm, start, order)
+    return SearchResult(run, shown_space, fixed, trials, seed, f"{algorithm}, {level} level", start, order)
 
 
 def _as_dict(overrides) -> dict:
@@ -315,13 +332,14 @@ def _offset(lines_start: list[int], line: int, col: int) -> int:
     return lines_start[line - 1] + col - 1
 
 
-def check_new_name(path, new_name: str):
-    """Refuse a --write-run name that is not an identifier or is already declared; the stages."""
+def check_new_name(path, new_name: str, run: str | None = None):
+    """Refuse a --write-run name that is not an identifier or is already declared; the stages
+    (of run `run` checked, the others only parsed)."""
     from archc import api
     from archc.dsl.ast import Call, Name
     if not new_name.isidentifier():
         raise ArchcError(f"--write-run needs a name; '{new_name}' is not an identifier")
-    stages = api.compile_stages(path)
+    stages = api.compile_stages(path, None, run)
     taken = set()
     for s in stages.ast.stmts:
         a = s.args[0] if getattr(s, "args", None) else None
@@ -339,7 +357,7 @@ def write_run(path, run: str, new_name: str, values: dict) -> str:
     substituted. Atomic (temp file + os.replace); the result must check. Returns the new text."""
     from archc import api
     from archc.dsl.ast import Call, Kwarg, Name
-    stages = check_new_name(path, new_name)
+    stages = check_new_name(path, new_name, run)
     decl = None
     for s in stages.ast.stmts:
         a = s.args[0] if getattr(s, "args", None) else None
@@ -376,7 +394,7 @@ def write_run(path, run: str, new_name: str, values: dict) -> str:
             f.write(new_text)
         shutil.copymode(p, tmp)
         try:
-            api.check(tmp)
+            api.check(tmp, None, new_name)  # the new run; the file's other runs are not the search's business
         except ArchcError as e:
             raise ArchcError(f"--write-run: the new run would not check, so {path} is unchanged:\n"
                              f"{e.render()}") from None

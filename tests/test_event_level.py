@@ -116,6 +116,20 @@ def test_pipeline_gpipe_training_bubble(tmp_path):
     assert "schedule=gpipe" in a.to_text() and "schedule=gpipe" not in a1.to_text()
 
 
+@pytest.mark.parametrize("strategy, message", [
+    ("parallel, pp = 2, region_rows = 4", "'region_rows' lays out the regions of a spatial run; this run's strategy is parallel"),
+    ("data, chips = 2, placement = raster", "'placement' lays out the regions of a spatial run; this run's strategy is data"),
+    ("spatial, region_rows = 2", "region_rows = 2 but the chip 'c' has 1 row of tiles"),
+    ("spatial, placement = diagonal", "the placement must be one of adjacent, raster, serpentine; found 'diagonal'"),
+    ("spatial, region_rows = -1", "'region_rows'"),
+])
+def test_layout_options_are_checked(tmp_path, strategy, message):
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + f"run r {{ model stack(4, 512, 8); on fastnode; strategy {strategy}; precision fp16 }}")
+    r = run_cli("check", f)
+    assert r.code != 0 and f"{f}:" in r.stderr and "error: " + message in r.stderr, r.stderr
+
+
 def test_gpipe_has_no_interleaved_schedule(tmp_path):
     f = tmp_path / "m.arch"
     f.write_text(MACHINE + """run r { model stack(4, 512, 8); on fastnode; mode train

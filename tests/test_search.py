@@ -91,7 +91,7 @@ def test_write_run_checks_and_reproduces_best(design, capsys):
     (["--run", "no_such_run", "--search"], "no run named 'no_such_run'"),
     (["--run", "gpt_train", "--search", "--write-run", "gpt_train"], "already declares 'gpt_train'"),
     (["--run", "gpt_train", "--write-run", "x"], "need --search"),
-    (["--run", "gpt_train", "--search", "--level", "event"], "analytic level"),
+    (["--run", "gpt_train", "--search", "--level", "event", "--trace", "t.json"], "writes no trace"),
 ])
 def test_bad_usage_exits_1_without_traceback(design, args, message):
     before = design.read_text()

@@ -3,6 +3,7 @@ build_spatial_tiles, _stream_tiles): agreement with the analytic level on a smal
 task graph with a task per tile, and the full 757 x 996 WSE-2 fabric within its time budget."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -110,6 +111,125 @@ def test_streaming_rows_stand_for_every_tile(tmp_path, monkeypatch):
         along = [t for t in np.flatnonzero(fg.kind == 2) if "weights along row 0 to" in builder.names[int(t)]]
         assert along and len(along) % len(want) == 0
         assert fg.duration[along[:len(want)]] == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def _placed_wafer(tmp_path, rows=16, cols=24):
+    """A small wafer whose bert_infer (2 small layers, 8 samples) takes region_rows and
+    placement as run parameters."""
+    text = _small_wafer(tmp_path, rows, cols).read_text()
+    old = "run bert_infer(layers = 24, hidden = 1024, heads = 16, seq = 384, batch = 128, chips = 1, dtype = fp16) {"
+    assert old in text
+    text = text.replace(old, "run bert_infer(layers = 2, hidden = 128, heads = 4, seq = 64, batch = 8, chips = 1, "
+                             "dtype = fp16, region_rows = 0, placement = raster) {")
+    old = "  strategy spatial, chips = chips, micro_batch = 1, global_batch = batch\n  precision dtype\n"
+    assert old in text
+    text = text.replace(old, "  strategy spatial, chips = chips, micro_batch = 1, global_batch = batch,\n"
+                             "           region_rows = region_rows, placement = placement\n  precision dtype\n", 1)
+    f = tmp_path / "wse2_placed.arch"
+    f.write_text(text)
+    return f
+
+
+def _walk(W, r, c, links):
+    """Follow link ids from block (r, c): each must start where the one before ended."""
+    for lk in (int(x) for x in links):
+        ne, ns = W.rows * (W.cols - 1), (W.rows - 1) * W.cols
+        if W.e0 <= lk < W.e0 + ne:
+            a, b = divmod(lk - W.e0, W.cols - 1)
+            assert (a, b) == (r, c)
+            c += 1
+        elif W.w0 <= lk < W.w0 + ne:
+            a, b = divmod(lk - W.w0, W.cols - 1)
+            assert (a, b + 1) == (r, c)
+            c -= 1
+        elif W.s0 <= lk < W.s0 + ns:
+            a, b = divmod(lk - W.s0, W.cols)
+            assert (a, b) == (r, c)
+            r += 1
+        else:
+            assert W.n0 <= lk < W.n0 + ns
+            a, b = divmod(lk - W.n0, W.cols)
+            assert (a + 1, b) == (r, c)
+            r -= 1
+    return r, c
+
+
+@pytest.mark.parametrize("placement", ["raster", "serpentine"])
+def test_placed_regions_carry_their_input_between_bands(tmp_path, placement):
+    """Regions in bands of 4 rows: a region that starts a band gets its input carried from the
+    band before, one flow per row over a staircase of links (checked link by link); one
+    sample, the flows uncontended: each takes its bytes / link bandwidth plus a hop latency
+    per link, by hand. Serpentine bands meet at their ends: shorter routes than raster."""
+    f = _placed_wafer(tmp_path)
+    run = check(f, {"batch": "1", "region_rows": "4", "placement": placement}, "bert_infer").run("bert_infer")
+    assert (run.mapping.region_rows, run.mapping.placement) == (4, placement)
+    _, _, b, r = el.simulate_run(run, __version__)
+    W, fg = b.wafer, b.g.finalize()
+    carried = [t for t in np.flatnonzero(fg.kind == 1) if "input carried to" in b.names[int(t)]]
+    assert carried, "no region starts a band"
+    hop = run.machine.chip.noc.latency_s
+    turns = set()
+    for t in carried:
+        links = fg.route_links[fg.route_ptr[t]:fg.route_ptr[t + 1]]
+        dst = tuple(int(v) for v in b.names[int(t)].rsplit("(", 1)[1].rstrip(")").split(","))
+        # the walk from the source ends at the destination the flow is named for
+        src_row = None
+        for r0 in range(W.rows):
+            for c0 in range(W.cols):
+                try:
+                    if _walk(W, r0, c0, links) == dst:
+                        src_row = (r0, c0)
+                        break
+                except AssertionError:
+                    continue
+            if src_row:
+                break
+        assert src_row is not None
+        assert r.end[t] - r.start[t] == pytest.approx(fg.bytes[t] / W.bw + links.size * hop, rel=1e-9)
+        turns.add((b.names[int(t)].split(" input carried to")[0], dst))
+    assert len(turns) == len(carried)  # per hand-over, one flow per destination row
+
+
+def test_serpentine_routes_are_shorter_and_adjacent_routes_nothing(tmp_path):
+    f = _placed_wafer(tmp_path)
+    hops = {}
+    for placement in ("raster", "serpentine", "adjacent"):
+        run = check(f, {"batch": "1", "region_rows": "4", "placement": placement}, "bert_infer").run("bert_infer")
+        _, _, b, r = el.simulate_run(run, __version__)
+        fg = b.g.finalize()
+        carried = [t for t in np.flatnonzero(fg.kind == 1) if "input carried to" in b.names[int(t)]]
+        hops[placement] = sum(int(fg.route_ptr[t + 1] - fg.route_ptr[t]) for t in carried)
+    assert hops["adjacent"] == 0 < hops["serpentine"] < hops["raster"]
+
+
+def test_search_region_shapes_and_placement_at_the_event_level(tmp_path, capsys):
+    """--search --level event over region_rows and placement: seeded, the best found no slower
+    than the start, its figure reproduced by running it, written back as a run that checks."""
+    from archc.cli import main
+    f = _placed_wafer(tmp_path)
+    rc = main(["run", str(f), "--run", "bert_infer", "--search", "--level", "event", "--trials", "12",
+               "--seed", "1", "--json", "--write-run", "bert_placed"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    d = json.loads(out.out)
+    assert set(d["space"]) == {"region_rows", "placement"}
+    assert d["space"]["placement"] == ["raster", "serpentine"] and 0 in d["space"]["region_rows"]
+    assert "event level" in d["algorithm"]
+    best, start = d["best"], d["start"]
+    assert best["latency_s"] <= start["latency_s"]
+    assert len({(c["params"]["region_rows"], c["params"]["placement"]) for c in d["pareto"]}) == len(d["pareto"])
+    again = run_event(check(f, {k: str(v) for k, v in best["params"].items()}, "bert_infer").run("bert_infer"),
+                      __version__)
+    assert again.latency_s == pytest.approx(best["latency_s"], rel=1e-12)
+    written = check(f, None, "bert_placed").run("bert_placed")
+    assert (written.mapping.region_rows, written.mapping.placement) == (best["params"]["region_rows"],
+                                                                        best["params"]["placement"])
+    # placement is invisible to the analytic level; adjacent placement is not a placed layout
+    rc = main(["run", str(f), "--run", "bert_infer", "--search", "--trials", "2"])
+    assert rc == 1 and "only the event level sees" in capsys.readouterr().err
+    rc = main(["run", str(f), "--run", "bert_infer", "--search", "--level", "event", "--trials", "2",
+               "--set", "placement=adjacent"])
+    assert rc == 1 and "compares placed layouts" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, sets, says", [
