@@ -3,8 +3,8 @@
 Cases (each in its own process, so its peak memory is its own: resource.getrusage ru_maxrss):
   gpt   samples/h100.arch gpt_train, --set layers=1,2,4, on one DGX H100 (8 GPUs): dp=8 (tp=1)
         and tp=8 (dp=1), pp=1, the sample's other defaults (global batch 512, micro-batch 4).
-  wafer samples/wse2.arch llm_decode --set layers=1 hidden=12288 heads=96, at whatever
-        granularity the event level uses for spatial mappings today.
+  wafer samples/wse2.arch llm_decode --set layers=1 hidden=12288 heads=96 (spatial) and
+        gpt_train --set layers=1 (weight streaming), the full 757 x 996 fabric at tile granularity.
 For each: event graph tasks and events, wall time of the whole run_event call (lowering, the
 analytic pass for per-op times, graph building, simulation), the simulation kernel's time,
 events per second (events / kernel seconds), wall time per simulated model layer, peak memory.
@@ -193,6 +193,7 @@ def event_cases(quick: bool):
         return cases
     wafer = dict(layers=1, hidden=12288, heads=96)
     cases.append(("wse2 llm_decode " + " ".join(f"{k}={v}" for k, v in wafer.items()), wse2, "llm_decode", wafer, 1))
+    cases.append(("wse2 gpt_train layers=1 (weight streaming)", wse2, "gpt_train", dict(layers=1), 1))
     return cases
 
 
