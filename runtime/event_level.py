@@ -1005,8 +1005,14 @@ class _Builder:
         while True:
             rects, wrapped = lay_out(s)
             per = [3 * h * w + 2 for (_, _, h, w) in rects]
-            tasks = m * sum(per[row_regs[visits[v][0]][visits[v][1]]] for v, _ in groups)
-            if tasks <= TILE_TASKS or s >= top:
+            seq = [row_regs[visits[v][0]][visits[v][1]] for v, _ in groups]
+            tasks = m * sum(per[r] for r in seq)
+            # a placed layout also carries band-starting regions' inputs: the links of those
+            # routes (one flow a row, across the band and down) count against the budget too
+            routed = 0 if self.mp.placement == "adjacent" or wrapped else m * sum(
+                rects[r][2] * (-(-chip.cols // s) + rects[r][2]) for q, r in zip(seq, seq[1:])
+                if q != r and rects[q][0] != rects[r][0])
+            if tasks + routed <= TILE_TASKS or s >= top:
                 break
             s *= 2
         self.max_tasks = max(MAX_TASKS, int(tasks * 1.05) + 100_000)
