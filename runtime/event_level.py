@@ -63,7 +63,11 @@ How a run becomes a task graph
   reaches it; partial results reduce back west along each row (a chain of one-hop flows); the
   next op starts when the rows have reduced. The analytic level overlaps the wavefront and
   reduction hops with the compute (a max), the event level adds them: on the full wafer a
-  region of side ~200-700 tiles adds ~0.4-1.2 us to each op.
+  region of side ~200-700 tiles adds ~0.4-1.2 us to each op. Bands are region_rows tall if
+  the run says so. With placement = raster | serpentine (not the default adjacent) a region
+  that starts a band gets its input carried from the band before (_handover: a flow per row
+  over a staircase of fabric links, contending with the other samples' flows); serpentine
+  bands run east to west in turn.
   Weight streaming: each matmul row runs on every tile of the wafer, after its weights have
   streamed in (one flow per tile row: the memory link, then that row's west edge link) and
   passed along the row to it (one hop a tile); the tiles of a row differ only in that arrival,
@@ -239,7 +243,8 @@ class _Wafer:
     tile granularity). A block is one resource; between horizontally adjacent blocks an east
     and a west link of s x the tile link bandwidth (the s parallel tile links), s x the hop
     latency; one injection link per block row on the wafer's west edge (the same bandwidth).
-    Only the links the lowerings use (east-west) are made. `chips` grids are stacked (rows of
+    Between vertically adjacent blocks a south and a north link (placed layouts carry inputs
+    over them); weight streaming (row_tiles) makes only the edge links. `chips` grids are stacked (rows of
     chip c: c x the chip's block rows onwards); no link joins them (chip-to-chip transfers
     are flows of their own)."""
 
