@@ -54,6 +54,25 @@ def test_data_parallel_training_step_agrees_with_analytic(tmp_path):
     assert any("most loaded links" in n for n in e.notes)
 
 
+def test_overlapped_gradient_exchange_hides_under_the_last_backward(tmp_path):
+    """overlap_dp with 2 micro-batches: gradients accumulate, so the all-reduce starts in the
+    last micro-batch's backward and hides under that one backward only (not both): both levels
+    take one micro-batch's backward off the exposed exchange."""
+    body = """run r {{ model stack(8, 1024, 2); on node; mode train
+      strategy data, chips = 4, micro_batch = 8, global_batch = 64, overlap_dp = {}; precision fp16 }}"""
+    a0, e0, _ = _both(tmp_path, body.format("false"))
+    a1, e1, run = _both(tmp_path, body.format("true"))
+    # one micro-batch's backward: the event level's busy time of the last micro-batch's
+    # backward tasks (stage 0 runs forward, backward, forward, backward, then the optimizer)
+    plan, R, b, r = el.simulate_run(run, __version__)
+    bwd = sum(r.end[t] - r.start[t] for t in range(r.start.size)
+              if r.kind[t] == 0 and b.names[t].endswith("backward mb 1"))
+    assert bwd > 0
+    assert a1.breakdown["gradient exchange"] == pytest.approx(a0.breakdown["gradient exchange"] - bwd, rel=1e-9)
+    assert e1.breakdown["gradient exchange"] == pytest.approx(e0.breakdown["gradient exchange"] - bwd, rel=1e-9)
+    assert e1.latency_s == pytest.approx(a1.latency_s, rel=1e-9)
+
+
 @pytest.mark.parametrize("pp,m", [(2, 4), (4, 4), (4, 16)])
 def test_pipeline_bubble_emerges(tmp_path, pp, m):
     # p equal stages, m micro-batches, transfers ~free: the step is (m + p - 1) stage times,
