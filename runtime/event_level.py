@@ -326,7 +326,8 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     what is left of a band starts the next; the columns a band has left over are shared out
     among its regions. For each H the largest a that fits (the smallest share of its demand
     any region gets); then the H whose pipeline of `samples` samples is estimated fastest
-    (sum of the region times + (samples - 1) x the slowest): a region's time is estimated as
+    (sum of the region times + (samples - 1) x the slowest), of this packing and of the
+    regions split over all the bands with balanced demand (balanced): a region's time is estimated as
     work[r] x demand / tiles given (its compute and SRAM time at the analytic size) plus
     entry[r] x (analytic side) / (its rows) (its NoC input time at the analytic side,
     entering over the block rows of its west edge). `band` > 0 fixes H (block rows; the
@@ -384,6 +385,46 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 x += w
         return out
 
+    def balanced(H):
+        """The rectangles when the regions, in order, are split into the bands so that the
+        largest band demand is least (each band at most nc regions), a band's columns shared
+        in proportion to demand (largest remainder, at least one each); None if impossible."""
+        K = nr // H
+        if K < 1 or n > K * nc:
+            return None
+
+        def groups(cap):
+            out, cur, tot = [], [], 0.0
+            for r in range(n):
+                if cur and (tot + d[r] > cap or len(cur) == nc):
+                    out.append(cur)
+                    cur, tot = [], 0.0
+                cur.append(r)
+                tot += d[r]
+            return out + [cur]
+        lo_c, hi_c = max(d), sum(d)
+        for _ in range(50):
+            mid = (lo_c + hi_c) / 2
+            lo_c, hi_c = (lo_c, mid) if len(groups(mid)) <= K else (mid, hi_c)
+        bands_ = groups(hi_c)
+        if len(bands_) > K:
+            return None
+        out = [None] * n
+        for b, regs in enumerate(bands_):
+            tot = sum(d[r] for r in regs)
+            want_ = {r: max(1.0, nc * d[r] / tot) for r in regs}
+            ws = {r: max(1, int(want_[r])) for r in regs}
+            while sum(ws.values()) > nc:  # the minimums overshoot: take from the widest
+                r = max(regs, key=lambda r: (ws[r], -r))
+                ws[r] -= 1
+            for r in sorted(regs, key=lambda r: (-(want_[r] - ws[r]), r))[:nc - sum(ws.values())]:
+                ws[r] += 1
+            x = 0
+            for r in regs:
+                out[r] = (b * H, nc - x - ws[r] if serpentine and b % 2 else x, H, ws[r])
+                x += ws[r]
+        return out
+
     every = n * nr <= 20_000
     cands = sorted(set(range(1, nr + 1)) if every else
                    {h for h in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if h <= nr}
@@ -398,13 +439,16 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
         for _ in range(40):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
-        rects = place(H, lo)
-        t = [work[r] * d[r] / (h * w) + entry[r] * math.sqrt(tiles[r]) / (h * s) for r, (_, _, h, w) in enumerate(rects)]
-        for r in range(1, n if hop is not None else 0):
-            if rects[r][0] != rects[r - 1][0]:  # starts a band: its input crosses from the band before
-                far = rects[r][3] + rects[r - 1][3] if serpentine else nc
-                t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
-        found.append((sum(t) + (samples - 1) * max(t), H, rects))
+        for rects in (place(H, lo), balanced(H)):
+            if rects is None:
+                continue
+            t = [work[r] * d[r] / (h * w) + entry[r] * math.sqrt(tiles[r]) / (h * s)
+                 for r, (_, _, h, w) in enumerate(rects)]
+            for r in range(1, n if hop is not None else 0):
+                if rects[r][0] != rects[r - 1][0]:  # starts a band: its input crosses from the band before
+                    far = rects[r][3] + rects[r - 1][3] if serpentine else nc
+                    t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
+            found.append((sum(t) + (samples - 1) * max(t), H, rects))
     if not found:  # not even one block per region in a band of one row: share blocks
         return [((k // nc) % nr, k % nc, 1, 1) for k in range(n)], True
     return min(found, key=lambda f: (f[0], f[1]))[2], False
