@@ -269,9 +269,7 @@ def _search(args, api) -> int:
             raise ArchcError(f"--search needs --run NAME; this design has the runs "
                              f"{', '.join(n for n, _ in design.runs) or '(none)'}")
         args.run = design.runs[0][0]
-    else:
-        api.check(args.file, args.set, args.run)  # the named run (only) must check
-    if args.write_run:  # refuse an existing name before spending the search
+    if args.write_run:  # refuse an existing name before spending the search (search checks the run)
         search.check_new_name(args.file, args.write_run, args.run)
     result = search.search(args.file, args.run, args.set, trials=200 if args.trials is None else args.trials,
                            seed=0 if args.seed is None else args.seed, progress=_progress_printer(),

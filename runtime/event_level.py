@@ -358,9 +358,21 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             x += w
         return bands <= nr // H
 
+    def lay(H, bands, w):
+        """The rectangles of `bands` (lists of regions, in order, one band of H block rows
+        each) with widths w; odd bands mirrored if serpentine."""
+        out = [None] * n
+        for b, regs in enumerate(bands):
+            x = 0
+            for r in regs:
+                out[r] = (b * H, nc - x - w[r] if serpentine and b % 2 else x, H, w[r])
+                x += w[r]
+        return out
+
     def place(H, a):
-        """The rectangles; the columns a band has left over go to its regions in proportion
-        to their demand (largest remainder first)."""
+        """Left to right at the smallest share a, a region that does not fit starting the next
+        band; the columns a band has left over go to its regions in proportion to their demand
+        (largest remainder first)."""
         bands: list[list[int]] = [[]]
         x = 0
         ws = widths(H, a)
@@ -370,25 +382,21 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 x = 0
             bands[-1].append(r)
             x += w
-        out = [None] * n
-        for b, regs in enumerate(bands):
+        for regs in bands:
             spare = nc - sum(ws[r] for r in regs)
             tot = sum(d[r] for r in regs)
             extra = {r: int(spare * d[r] / tot) for r in regs}
             left = spare - sum(extra.values())
             for r in sorted(regs, key=lambda r: (-(spare * d[r] / tot - extra[r]), r))[:left]:
                 extra[r] += 1
-            x = 0
             for r in regs:
-                w = ws[r] + extra[r]
-                out[r] = (b * H, nc - x - w if serpentine and b % 2 else x, H, w)
-                x += w
-        return out
+                ws[r] += extra[r]
+        return lay(H, bands, ws)
 
     def balanced(H):
-        """The rectangles when the regions, in order, are split into the bands so that the
-        largest band demand is least (each band at most nc regions), a band's columns shared
-        in proportion to demand (largest remainder, at least one each); None if impossible."""
+        """The regions, in order, split into the bands so that the largest band demand is
+        least (each band at most nc regions), a band's columns shared in proportion to demand
+        (largest remainder, at least one each); None if impossible."""
         K = nr // H
         if K < 1 or n > K * nc:
             return None
@@ -406,24 +414,20 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
         for _ in range(50):
             mid = (lo_c + hi_c) / 2
             lo_c, hi_c = (lo_c, mid) if len(groups(mid)) <= K else (mid, hi_c)
-        bands_ = groups(hi_c)
-        if len(bands_) > K:
+        bands = groups(hi_c)
+        if len(bands) > K:
             return None
-        out = [None] * n
-        for b, regs in enumerate(bands_):
+        ws = [1] * n
+        for regs in bands:
             tot = sum(d[r] for r in regs)
-            want_ = {r: max(1.0, nc * d[r] / tot) for r in regs}
-            ws = {r: max(1, int(want_[r])) for r in regs}
-            while sum(ws.values()) > nc:  # the minimums overshoot: take from the widest
-                r = max(regs, key=lambda r: (ws[r], -r))
-                ws[r] -= 1
-            for r in sorted(regs, key=lambda r: (-(want_[r] - ws[r]), r))[:nc - sum(ws.values())]:
-                ws[r] += 1
-            x = 0
+            want = {r: max(1.0, nc * d[r] / tot) for r in regs}
             for r in regs:
-                out[r] = (b * H, nc - x - ws[r] if serpentine and b % 2 else x, H, ws[r])
-                x += ws[r]
-        return out
+                ws[r] = max(1, int(want[r]))
+            while sum(ws[r] for r in regs) > nc:  # the minimums overshoot: take from the widest
+                ws[max(regs, key=lambda r: (ws[r], -r))] -= 1
+            for r in sorted(regs, key=lambda r: (-(want[r] - ws[r]), r))[:nc - sum(ws[r] for r in regs)]:
+                ws[r] += 1
+        return lay(H, bands, ws)
 
     every = n * nr <= 20_000
     cands = sorted(set(range(1, nr + 1)) if every else
@@ -1086,9 +1090,8 @@ class _Builder:
         nrc = -(-chip.rows // s)
         sign = [-1 if self.mp.placement == "serpentine" and not wrapped and (y % nrc) // h % 2 else 1
                 for (y, _, h, _) in rects]
-        bands = {(y, h) for (y, _, h, _) in rects}
-        if self.mp.region_rows and not wrapped and any(h * s < min(self.mp.region_rows, chip.rows) - s + 1 or
-                                                       h * s > self.mp.region_rows + s - 1 for (_, h) in bands):
+        asked = min(-(-self.mp.region_rows // s), nrc)  # the band height _layout was given, in blocks
+        if self.mp.region_rows and not wrapped and any(h != asked for (_, _, h, _) in rects):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
                                    f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
         xfer, xlink, lat_s = self._spatial_link(phase)

@@ -183,7 +183,7 @@ def build_space(params: dict, grid_rows: int = 0) -> tuple[dict, dict, list[tupl
     if "region_rows" in params and grid_rows > 0:
         space["region_rows"] = sorted({0, params["region_rows"]} | {-(-grid_rows // k) for k in (1, 2, 4, 8, 16)})
     if "placement" in params:
-        if str(params["placement"]) not in PLACED:
+        if params["placement"] not in PLACED:
             raise ArchcError(f"--search compares placed layouts: set the run's placement to raster or serpentine "
                              f"(it has {params['placement']}, which takes consecutive regions to touch)")
         space["placement"] = list(PLACED)
@@ -236,8 +236,7 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
     if not any(k in params for k in SEARCHED):
         raise ArchcError(f"run '{run}' has none of the mapping parameters {', '.join(SEARCHED)}: "
                          "nothing to search")
-    space, fixed, par = build_space({k: (str(v) if k == "placement" else v) for k, v in params.items()},
-                                    start_run.machine.chip.rows if start_run.mapping.strategy == "spatial" else 0)
+    space, fixed, par = build_space(params, start_run.machine.chip.rows if start_run.mapping.strategy == "spatial" else 0)
     if level != "event" and any(k in space for k in EVENT_ONLY):
         raise ArchcError(f"run '{run}' has {', '.join(k for k in EVENT_ONLY if k in space)}, which only the event "
                          f"level sees: search it with --search --level event")
