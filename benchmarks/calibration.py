@@ -7,7 +7,9 @@ Usage: python benchmarks/calibration.py [--level analytic|event|both] [--only IN
 --level event simulates each run's task graph (runtime/event_level.py) and also prints each
 entry's wall time (checking, lowering, the analytic pass, graph building and simulation; the
 kernels are compiled, or loaded from the cache, before the clock starts) and its event graph size (tasks,
-events); --level both prints the analytic and event estimates side by side."""
+events); --level both prints the analytic and event estimates side by side. An entry whose run is
+known not to match the measured workload carries a `caveat` in its `archc` field, printed under
+the table."""
 from __future__ import annotations
 
 import argparse
@@ -113,6 +115,12 @@ def _summary(rows, key, level) -> str:
             f"max {max(errs) * 100:.1f}%")
 
 
+def _caveats(entries, idx) -> str:
+    """The entries whose run is known not to match the measured workload, and why."""
+    lines = [f"  [{i}] {entries[i]['archc']['caveat']}" for i in idx if entries[i]["archc"].get("caveat")]
+    return ("caveats (the error of these entries is not like for like):\n" + "\n".join(lines)) if lines else ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--level", default="analytic", choices=["analytic", "event", "both"])
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
         e = entries[i]
         meas = measured_value(e)
         row = dict(index=i, machine=e["machine"], workload=label_of(e), metric=e["metric"], unit=e["unit"],
-                   measured=meas)
+                   measured=meas, caveat=e["archc"].get("caveat"))
         if do_an:
             est, rep = estimate(e, "analytic")
             row.update(estimated=est, error=(est - meas) / meas, bottleneck=rep["bottleneck"])
@@ -154,7 +162,7 @@ def main(argv=None) -> int:
                            event_bottleneck=rep_ev["bottleneck"], **info)
         if args.level == "analytic":
             row = {k: row[k] for k in ("machine", "workload", "metric", "unit", "measured", "estimated",
-                                       "error", "bottleneck")}
+                                       "error", "bottleneck", "caveat")}
         rows.append(row)
         if stream and row.get("failed"):
             r = row
@@ -180,6 +188,8 @@ def main(argv=None) -> int:
             print(f"{r['machine']:<16} {r['workload']:<28} {r['measured']:>10.4g} {r['estimated']:>10.4g} "
                   f"{r['error'] * 100:>+7.1f}%  {r['unit']} / {r['bottleneck']}")
         print("\n" + _summary(rows, "error", "analytic"))
+        if _caveats(entries, idx):
+            print(_caveats(entries, idx))
         return 0
     print()
     if do_an:
@@ -196,6 +206,8 @@ def main(argv=None) -> int:
     print(f"event level wall time: total {sum(r['wall_s'] for r in rows):.1f} s, "
           f"max {max(r['wall_s'] for r in rows):.1f} s (entry {max(rows, key=lambda r: r['wall_s'])['index']})"
           + (f"; over 60 s: {', '.join(str(r['index']) for r in slow)}" if slow else ""))
+    if _caveats(entries, idx):
+        print(_caveats(entries, idx))
     return 0
 
 

@@ -82,6 +82,7 @@ def lower(run: Run) -> Plan:
 
     fused = _fused_tensors(run) if run.fusion == "elementwise" else set()
     sharded: set[int] = set()
+    grad_reduced: set[int] = set()  # tensors whose input gradient is already all-reduced
     flops = {"forward": 0.0, "backward": 0.0, "recompute": 0.0}  # whole model, one micro-batch
     rows: list[list[float]] = []
     labels: list[str] = []
@@ -112,7 +113,12 @@ def lower(run: Run) -> Plan:
                     comm_fwd = op.output.elems * ab
                 else:  # column parallel: output split; input gradient all-reduced
                     sharded.add(op.output.id)
-                    comm_bwd = op.inputs[0].elems * ab
+                    # once per input: column-parallel ops reading the same tensor (q, k and v
+                    # of one x) sum their input gradients locally and all-reduce the sum once,
+                    # on the first of them in forward order (the last to finish backward)
+                    if op.inputs[0].id not in grad_reduced:
+                        grad_reduced.add(op.inputs[0].id)
+                        comm_bwd = op.inputs[0].elems * ab
             elif op.kind == "embedding":  # vocabulary parallel
                 weights = op.weight_elems / tp
                 comm_fwd = op.output.elems * ab

@@ -118,3 +118,26 @@ def test_mapping_that_does_not_fit_says_by_how_much(tmp_path):
     msg = e.value.render()
     assert "run 'big' does not fit: each chip needs 160 GB (weights 160 GB" in msg
     assert "but has 100 GB of hbm (c); 60 GB too much" in msg
+
+
+def test_column_parallel_ops_sharing_an_input_all_reduce_its_gradient_once(tmp_path):
+    # tp = 2: q, k and v are column-parallel linears of the same x. In backward each gives a
+    # partial dx; the three are summed locally and all-reduced once (as Megatron's fused QKV
+    # does), not three times: one ring all-reduce of x, 2(p-1)/p * S / B + 2(p-1) * latency.
+    b, d = 64, 512
+    model = f"""model qkv(b, d) {{
+      input x : [b, d]
+      q = linear(x, d, bias = false)
+      k = linear(x, d, bias = false)
+      v = linear(x, d, bias = false)
+      return q + k + v
+    }}
+    run r {{ model qkv({b}, {d}); on node; mode train; strategy parallel, tp = 2, micro_batch = {b}
+      precision fp16 }}"""
+    r = _run(tmp_path, model)
+    size = b * d * 2  # the fp16 activation gradient of x
+    assert sum(op.comm_bytes for op in r.ops) == size
+    # q (first in forward order, last to finish backward) carries it; k and v are alike but for it
+    t = {op.name: op.time_s for op in r.ops}
+    assert t["k"] == t["v"]
+    assert t["q"] - t["k"] == pytest.approx(2 * 1 / 2 * size / 100e9 + 2 * 1 * 1e-6, rel=1e-9)

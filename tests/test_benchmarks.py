@@ -43,6 +43,19 @@ def test_calibration_event_one_entry():
 
 
 @pytest.mark.build
+def test_calibration_prints_the_caveat_of_an_entry_that_is_not_like_for_like():
+    import json
+    entries = json.loads((BENCH / "calibration.json").read_text())["measurements"]
+    flagged = [i for i, e in enumerate(entries) if e["archc"].get("caveat")]
+    clean = next(i for i, e in enumerate(entries) if not e["archc"].get("caveat"))
+    assert flagged  # the BERT seq-512 entry: binned variable-length data against a padded run
+    p = _run("calibration.py", "--only", f"{flagged[0]},{clean}")
+    assert p.returncode == 0, p.stderr
+    assert f"  [{flagged[0]}] " + entries[flagged[0]]["archc"]["caveat"][:40] in p.stdout, p.stdout
+    assert f"  [{clean}] " not in p.stdout
+
+
+@pytest.mark.build
 def test_calibration_only_rejects_bad_index():
     p = _run("calibration.py", "--level", "event", "--only", "999")
     assert p.returncode != 0
