@@ -245,6 +245,11 @@ class Graph:
     layers: tuple[tuple[str, int], ...]  # repeat bodies and their trip counts
 
 
+# PyTorch DistributedDataParallel's default bucket_cap_mb = 25 (MiB): gradients are all-reduced
+# in buckets of about this many bytes, each as soon as its gradients are complete
+DDP_BUCKET = 25 * 2.0 ** 20
+
+
 @dataclass(frozen=True)
 class Mapping:
     strategy: str  # single | data | parallel | spatial | weight_streaming
@@ -260,6 +265,7 @@ class Mapping:
     schedule: str = "one_f_one_b"  # one_f_one_b (1F1B) | gpipe: the order of a pipeline stage's micro-batches
     region_rows: int = 0  # spatial: the height in tiles of the bands regions are laid out in (0: archc's choice)
     placement: str = "adjacent"  # spatial: adjacent | raster | serpentine (dsl/runs.py PLACEMENTS)
+    bucket: float = DDP_BUCKET  # overlap_dp: bytes of gradient per all-reduce bucket
     span: Span | None = _span()
 
     @property

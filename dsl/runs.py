@@ -5,7 +5,8 @@ from __future__ import annotations
 from . import ast
 from .diagnostics import did_you_mean as _hint
 from .footprint import footprint
-from .ir import Mapping, Precision, Run
+from . import units as U
+from .ir import DDP_BUCKET, Mapping, Precision, Run
 from .models import Builder
 from .source import Span
 from .values import EvalError, Q, Str, Sym, show
@@ -20,7 +21,7 @@ SCHEDULES = ("one_f_one_b", "gpipe")
 PLACEMENTS = ("adjacent", "raster", "serpentine")  # names cannot start with a digit: 1F1B is one_f_one_b
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
-                    "recompute", "seq_parallel", "overlap_dp", "schedule", "region_rows", "placement")
+                    "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "accuracy": False}
 FUSION = ("none", "elementwise")
@@ -231,7 +232,13 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     schedule = ck.symbol(kw["schedule"].value, SCHEDULES, "the pipeline schedule", env) if "schedule" in kw else "one_f_one_b"
     region_rows = count("region_rows", 0, minimum=0)  # 0: archc chooses
     placement = ck.symbol(kw["placement"].value, PLACEMENTS, "the placement", env) if "placement" in kw else "adjacent"
-    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, schedule, region_rows, placement) or ("chips" in kw and chips is None):
+    bucket = ck.quantity(kw["bucket"].value, [U.BYTES], "a gradient bucket size", env=env) if "bucket" in kw else DDP_BUCKET
+    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, schedule, region_rows, placement,
+                bucket) or ("chips" in kw and chips is None):
+        return None
+    if "bucket" in kw and not overlap:
+        ck.diag.error(kw["bucket"].span, "'bucket' sizes the gradient all-reduce buckets of overlap_dp = true; "
+                                         "this run does not overlap its gradient exchange")
         return None
     if strategy == "single":
         tp = pp = dp = 1
@@ -271,7 +278,7 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
     return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule,
-                   region_rows, placement, span=p.span)
+                   region_rows, placement, bucket, span=p.span)
 
 
 def _precision(ck, p, env, machine, mode) -> Precision | None:

@@ -41,8 +41,10 @@ How a run becomes a task graph
   the graph. Full recomputation runs just before its micro-batch's backward. Then the stage's
   gradient all-reduce, then its optimizer step. Interleaved 1F1B (interleave = v > 1, m a
   multiple of pp): v chunks per stage, each 1/v of its layers, in Megatron's order; the last
-  stage hands chunk c to the first stage's chunk c + 1. overlap_dp: the all-reduce starts once
-  the last micro-batch's forward ends (overlapping its backward), not bucket by bucket. On a
+  stage hands chunk c to the first stage's chunk c + 1. overlap_dp: the last micro-batch's
+  backward runs layer instance by layer instance and each gradient bucket's all-reduce starts
+  when its gradients are complete (runtime/buckets.py; with interleave, in the stage's last
+  backward chunk). On a
   bulk-synchronous chip (`bsp true`) an op is two tasks: compute and sync, then exchange.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
   link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
@@ -637,6 +639,30 @@ class _Builder:
                 computes = [computes[1], c]
         return last
 
+    def bucketed_backward(self, rows, s, res, after, tag, scale, ar):
+        """The last micro-batch's backward under overlap_dp: its rows piece by piece in the order
+        the gradients complete (buckets.backward_pieces), each gradient bucket's all-reduce (its
+        launch, then its flows) started once its last piece and the bucket before have ended.
+        Returns (the last piece, the last bucket's end or None)."""
+        from .buckets import backward_pieces, bucket_closings
+        T = self.T
+        pieces = backward_pieces(self.plan, rows)
+        closings = bucket_closings(self.plan, pieces, T[ar, COL["comm_bytes"]], self.mp.bucket)
+        deps, last, bucket, computes = list(after), None, None, [None, None]
+        for k, (i, f) in enumerate(pieces):
+            c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
+                              scale=(scale(i) if scale is not None else 1.0) * f)
+            deps, computes = [last], [computes[1], c]
+            if k in closings:
+                n = sum(1 for x in closings if x <= k)
+                go = self._name(self.g.add_delay(self.local(ar), after=[x for x in (last, bucket) if x is not None]),
+                                f"gradient bucket {n} stage {s} launch")
+                bucket = self.collective(1, closings[k], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s, 1.0, go,
+                                         f"gradient bucket {n} stage {s}")
+        if last is None:
+            last = self.barrier(deps, f"{tag} (nothing to do)")
+        return last, bucket
+
     # -- schedules
     def build_stages(self):
         T, mp = self.T, self.mp
@@ -731,8 +757,11 @@ class _Builder:
                 order += [("B",) + B[k] for k in range(m * v - warm, m * v)]
             else:
                 order = [("F",) + x for x in F]
-            prev, last_f, last_b = None, None, None
-            for what, i, c in order:
+            # overlap_dp: the last backward runs piece by piece and starts the gradient buckets
+            bucketed = train and ar is not None and mp.overlap_dp
+            last_b_at = max((k for k, x in enumerate(order) if x[0] == "B"), default=-1) if bucketed else -1
+            prev, last_f, last_b, buckets_end = None, None, None, None
+            for at, (what, i, c) in enumerate(order):
                 vs = c * pp + s
                 tag = f"mb {i}" + (f" chunk {c}" if v > 1 else "")
                 if what == "F":
@@ -743,18 +772,23 @@ class _Builder:
                     last_f = prev
                 else:
                     dep = [prev, arrive(b_in, "backward", i, s, c)] if vs < last_v else [prev]
-                    prev = self.seq(rows(c, True), s, res, dep, f"backward {tag}", scale)
+                    if at == last_b_at:
+                        prev, buckets_end = self.bucketed_backward(rows(c, True), s, res, dep, f"backward {tag}",
+                                                                   scale, ar)
+                    else:
+                        prev = self.seq(rows(c, True), s, res, dep, f"backward {tag}", scale)
                     if vs > 0 and xfer is not None:
                         send(prev, i, s, c, False)
                     last_b = prev
             end = prev
             span = None
             if train and ar is not None:
-                start = last_f if mp.overlap_dp else prev
-                # its fixed cost (a launch), then the flows
-                go = self._name(self.g.add_delay(self.local(ar), after=[start]), f"gradient all-reduce stage {s} launch")
-                a = self.collective(1, T[ar, COL["comm_bytes"]], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]],
-                                    s, 1.0, go, f"gradient all-reduce stage {s}")
+                if buckets_end is not None:  # overlap_dp: the buckets ran during the last backward
+                    a = buckets_end
+                else:  # after the last backward: its fixed cost (a launch), then the flows
+                    go = self._name(self.g.add_delay(self.local(ar), after=[prev]), f"gradient all-reduce stage {s} launch")
+                    a = self.collective(1, T[ar, COL["comm_bytes"]], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]],
+                                        s, 1.0, go, f"gradient all-reduce stage {s}")
                 self.instances.append((ar, s, None, a, -1))
                 span = (prev, a)
                 end = self.barrier([prev, a], f"gradients ready stage {s}")
@@ -777,6 +811,24 @@ class _Builder:
         lat_s = self.net.lat[pl[0][0]] if pl else 0.0
         bw = T[xfer, COL["comm_bytes"]] / max(R[xfer, RC["link"]] - lat_s, 1e-30)
         return xfer, self.net.extra_link(bw, "chip-to-chip (spatial pipeline)"), lat_s
+
+    def _to_next_chip(self, xfer, xlink, lat_s, prev, j):
+        """Sample j's activations sent to the next chip of a spatial pipeline after `prev`
+        (nothing to send on the last chip or a single one); returns the task the sample ends with."""
+        if xlink is None:
+            return prev
+        cnt = self.T[xfer, COL["count"]]
+        f = self._name(self.g.add_flow(self.T[xfer, COL["comm_bytes"]] * cnt, [xlink], latency=lat_s * cnt,
+                                       after=[prev]), f"chip-to-chip sample {j}")
+        self.instances.append((xfer, 0, None, f, f))
+        return f
+
+    def _spatial_optimizer(self, phase, ends) -> None:
+        """A spatial training step's optimizer step, after every sample has ended."""
+        opt = next((i for i in range(len(phase)) if phase[i] == 3), None)
+        if opt is not None and self.run.mode == "train":
+            o = self.compute(self.R[opt, RC["time"]], self.resource("optimizer"), ends, "optimizer step")
+            self.instances.append((opt, 0, o, o, -1))
 
     def _regions(self, fwd, bwd) -> tuple[list[int], dict[int, list[int]]]:
         """The spatial regions: (owner row of each region, row -> its region per instance). A
@@ -831,18 +883,8 @@ class _Builder:
                 first = prev if first is None else first
                 self.instances.append((i, 0, prev, prev, -1))
             feed = first
-            if xlink is not None:
-                cnt = T[xfer, COL["count"]]
-                f = self._name(self.g.add_flow(T[xfer, COL["comm_bytes"]] * cnt, [xlink], latency=lat_s * cnt,
-                                               after=[prev]), f"chip-to-chip sample {j}")
-                self.instances.append((xfer, 0, None, f, f))
-                prev = f
-            ends.append(prev)
-        opt = next((i for i in range(n) if phase[i] == 3), None)
-        if opt is not None and self.run.mode == "train":
-            res = self.resource("optimizer")
-            o = self.compute(self.R[opt, RC["time"]], res, ends, "optimizer step")
-            self.instances.append((opt, 0, o, o, -1))
+            ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
+        self._spatial_optimizer(phase, ends)
 
     def _visits(self, rows, backward: bool) -> list[tuple[int, int]]:
         """The order a sample passes the op instances of `rows` (forward order), as (row, k):
@@ -1114,18 +1156,8 @@ class _Builder:
                 first = prev if first is None else first
                 self.instances.append((i, 0, st, prev, -1))
             feed = first
-            if xlink is not None:
-                cnt = T[xfer, COL["count"]]
-                f = self._name(self.g.add_flow(T[xfer, COL["comm_bytes"]] * cnt, [xlink], latency=lat_s * cnt,
-                                               after=[prev]), f"chip-to-chip sample {j}")
-                self.instances.append((xfer, 0, None, f, f))
-                prev = f
-            ends.append(prev)
-        opt = next((i for i in range(n) if phase[i] == 3), None)
-        if opt is not None and self.run.mode == "train":
-            res = self.resource("optimizer")
-            o = self.compute(R[opt, RC["time"]], res, ends, "optimizer step")
-            self.instances.append((opt, 0, o, o, -1))
+            ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
+        self._spatial_optimizer(phase, ends)
 
     def _stream_tiles(self, i, s, after, tag, prev2, scale):
         """A weight-streaming matmul row on the whole wafer: the weights stream in from the

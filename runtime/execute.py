@@ -39,7 +39,11 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     mod = build_kernel(run.machine, version, progress)
     R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
     analyze(mod, plan, R, run)
-    step = mod.compose(plan.tasks, R, plan.scalars)
+    scalars = dict(plan.scalars)
+    if run.mapping.overlap_dp:
+        from .buckets import analytic_exposure
+        scalars["dp_exposed"] = analytic_exposure(plan, R, mod) if run.mode == "train" else 0.0
+    step = mod.compose(plan.tasks, R, scalars)
     return make_report(plan, R, step, "analytic")
 
 
@@ -139,7 +143,9 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "micro_batch": run.mapping.micro_batch, "global_batch": run.mapping.global_batch,
                  "micro_batches_per_chip": int(mb), "recompute": run.mapping.recompute,
                  "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule,
-                 "region_rows": run.mapping.region_rows, "placement": run.mapping.placement},
+                 "region_rows": run.mapping.region_rows, "placement": run.mapping.placement,
+                 "overlap_dp": run.mapping.overlap_dp,
+                 "bucket_bytes": run.mapping.bucket if run.mapping.overlap_dp else None},
         precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,
                    "vector": run.precision.vector},
         memory={**{k: v for k, v in fp.items()}, "where": _where(run)},

@@ -139,6 +139,8 @@ def _mapping_text(m: dict) -> str:
         parts.append(f"region_rows={m['region_rows']}")
     if m.get("placement", "adjacent") != "adjacent":
         parts.append(f"placement={m['placement']}")
+    if m.get("overlap_dp"):
+        parts.append(f"overlap_dp (buckets of {si(m['bucket_bytes'], 'B')})")
     return ", ".join(parts)
 
 

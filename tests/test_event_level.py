@@ -10,6 +10,7 @@ import pytest
 
 from archc import __version__
 from archc.api import check
+from archc.dsl.diagnostics import ArchcError
 from archc.runtime import event_level as el
 from archc.runtime.events import TaskGraph, simulate
 from archc.runtime.execute import run_analytic, run_event
@@ -54,23 +55,60 @@ def test_data_parallel_training_step_agrees_with_analytic(tmp_path):
     assert any("most loaded links" in n for n in e.notes)
 
 
-def test_overlapped_gradient_exchange_hides_under_the_last_backward(tmp_path):
-    """overlap_dp with 2 micro-batches: gradients accumulate, so the all-reduce starts in the
-    last micro-batch's backward and hides under that one backward only (not both): both levels
-    take one micro-batch's backward off the exposed exchange."""
-    body = """run r {{ model stack(8, 1024, 2); on node; mode train
-      strategy data, chips = 4, micro_batch = 8, global_batch = 64, overlap_dp = {}; precision fp16 }}"""
-    a0, e0, _ = _both(tmp_path, body.format("false"))
-    a1, e1, run = _both(tmp_path, body.format("true"))
-    # one micro-batch's backward: the event level's busy time of the last micro-batch's
-    # backward tasks (stage 0 runs forward, backward, forward, backward, then the optimizer)
+def _last_backward(run) -> float:
+    """The event level's busy time of the last micro-batch's backward (mb 1 of 2)."""
     plan, R, b, r = el.simulate_run(run, __version__)
     bwd = sum(r.end[t] - r.start[t] for t in range(r.start.size)
               if r.kind[t] == 0 and b.names[t].endswith("backward mb 1"))
     assert bwd > 0
-    assert a1.breakdown["gradient exchange"] == pytest.approx(a0.breakdown["gradient exchange"] - bwd, rel=1e-9)
-    assert e1.breakdown["gradient exchange"] == pytest.approx(e0.breakdown["gradient exchange"] - bwd, rel=1e-9)
+    return bwd
+
+
+def test_overlapped_gradient_buckets_wait_for_their_gradients(tmp_path):
+    """overlap_dp, 4 equal layers, buckets of one layer's gradients (4 MiB of fp32 each > the
+    4,000 kB bucket): the backward completes them layer by layer (b apart) and the buckets run
+    one after another (c each). Each all-reduce is longer than a layer's backward here (c > b),
+    so the last ends L c after the first starts: exposed = L c - (L - 1) b. Both levels."""
+    body = """run r {{ model stack(8, 1024, 4); on node; mode train
+      strategy data, chips = 4, micro_batch = 8, global_batch = 64, overlap_dp = {}; precision fp16 }}"""
+    a0, e0, _ = _both(tmp_path, body.format("false"))
+    a1, e1, run = _both(tmp_path, body.format("true, bucket = 4000 kB"))
+    b = _last_backward(run) / 4  # one layer's backward (the layers are alike)
+    S = 4 * 1024 * 1024  # one layer's gradients, 4 B each
+    c = 2 * 3 / 4 * S / 100e9 + 2 * 3 * 1e-6 + 1e-6  # ring all-reduce + launch
+    assert c > b
+    # not overlapped: one all-reduce of all 4 layers' gradients after the backward
+    assert e0.breakdown["gradient exchange"] == pytest.approx(2 * 3 / 4 * 4 * S / 100e9 + 2 * 3 * 1e-6 + 1e-6, rel=1e-9)
+    assert a1.breakdown["gradient exchange"] == pytest.approx(4 * c - 3 * b, rel=1e-9)
+    assert e1.breakdown["gradient exchange"] == pytest.approx(4 * c - 3 * b, rel=1e-9)
     assert e1.latency_s == pytest.approx(a1.latency_s, rel=1e-9)
+    # the default bucket (25 MiB, DDP's) holds all 16.8 MB: it can start only after the whole
+    # backward, exactly as without overlap (a model this small cannot hide its exchange)
+    _, e_one, _ = _both(tmp_path, body.format("true"))
+    assert e_one.latency_s == pytest.approx(e0.latency_s, rel=1e-12)
+
+
+def test_overlapped_gradient_buckets_hide_under_a_slower_backward(tmp_path):
+    """On a near-free network each bucket's all-reduce (its 1 us launch) is shorter than a
+    layer's backward (c < b): every bucket but the last hides; exposed = the last one's c."""
+    body = """run r { model stack(8, 1024, 4); on fastnode; mode train
+      strategy data, chips = 4, micro_batch = 8, global_batch = 64, overlap_dp = true, bucket = 4000 kB
+      precision fp16 }"""
+    a, e, run = _both(tmp_path, body)
+    b = _last_backward(run) / 4
+    c = 2 * 3 / 4 * 4 * 1024 * 1024 / 1e18 + 2 * 3 * 1e-12 + 1e-6
+    assert c < b
+    assert a.breakdown["gradient exchange"] == pytest.approx(c, rel=1e-9)
+    assert e.breakdown["gradient exchange"] == pytest.approx(c, rel=1e-9)
+
+
+def test_bucket_needs_overlap(tmp_path):
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + """run r { model stack(8, 1024, 4); on node; mode train
+      strategy data, chips = 4, micro_batch = 8, bucket = 4 MiB; precision fp16 }""")
+    with pytest.raises(ArchcError) as ei:
+        check(f).run("r")
+    assert "'bucket' sizes the gradient all-reduce buckets of overlap_dp = true" in str(ei.value)
 
 
 @pytest.mark.parametrize("pp,m", [(2, 4), (4, 4), (4, 16)])
@@ -378,3 +416,38 @@ def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
             plan, R, b, r = el.simulate_run(run, __version__)
             assert any(b.names[t].endswith("exchange") for t in range(len(b.names)))
     assert times[True] > times[False]
+
+
+def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
+    """The order the last backward runs (and its gradients complete) under overlap_dp: the op
+    after the layers, the second repeat body instance by instance, the first, then the op
+    before the layers; buckets close once they hold `bucket` bytes, the last with the last
+    piece that has gradients."""
+    from archc.codegen.lower import COL, lower
+    from archc.runtime.buckets import backward_pieces, bucket_closings
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + """model two(b, d) {
+      input x : [b, d]
+      x = linear(x, d, bias = false)
+      repeat 2 { x = linear(x, d, bias = false) }
+      repeat 3 { x = linear(x, d, bias = false) }
+      return linear(x, d, bias = false)
+    }
+    run r { model two(8, 256); on node; mode train
+      strategy data, chips = 4, micro_batch = 8, overlap_dp = true, bucket = 300 kB; precision fp16 }""")
+    plan = lower(check(f).run("r"))
+    T = plan.tasks
+    bwd = [i for i in reversed(range(T.shape[0])) if T[i, COL["phase"]] == 1]
+    pieces = backward_pieces(plan, bwd)
+    ops = [int(T[i, COL["op"]]) for i, _ in pieces]
+    frac = [x for _, x in pieces]
+    first, a, b, last = sorted(set(ops))
+    assert ops == [last, b, b, b, a, a, first]
+    assert frac == pytest.approx([1, 1 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2, 1])
+    # 256 x 256 fp32 gradients = 262,144 B per linear: one short of 300 kB each, so a bucket
+    # closes every second piece, and the last with the last piece
+    ar = next(i for i in range(T.shape[0]) if T[i, COL["phase"]] == 4)
+    closings = bucket_closings(plan, pieces, T[ar, COL["comm_bytes"]], 300e3)
+    assert T[ar, COL["comm_bytes"]] == pytest.approx(7 * 256 * 256 * 4)
+    assert sorted(closings) == [1, 3, 5, 6]
+    assert [closings[k] for k in sorted(closings)] == pytest.approx([2 * 262144] * 3 + [262144])

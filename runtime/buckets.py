@@ -1,0 +1,88 @@
+"""Overlapped data parallelism's gradient buckets: the order one micro-batch's backward completes
+its gradients, which bucket each belongs to, and how much of the all-reduce the backward hides.
+
+PyTorch DDP (and Megatron's overlapped gradient reduction) all-reduce the gradients in buckets of
+about `bucket` bytes, each as soon as every gradient in it is complete, one bucket after another
+on one communication stream. With gradient accumulation only the last micro-batch's backward
+completes them (the earlier ones run under no_sync). Both levels use these functions: the event
+level builds that backward piece by piece and starts each bucket's flows after its piece; the
+analytic level runs the same recurrence on the per-op times."""
+from __future__ import annotations
+
+from archc.codegen.lower import COL
+
+
+def backward_pieces(plan, rows) -> list[tuple[int, float]]:
+    """The task rows of one micro-batch's backward as (row, fraction of the row) pieces, in the
+    order their gradients complete: the ops after the repeated layers first, then each repeat
+    body (the last one first) instance by instance (an instance's recomputation, then its
+    backward), then the ops before the layers. `rows` lists the rows as a stage runs them
+    (recompute rows in forward order, then backward rows in reverse); a row of n repeats is n
+    pieces of 1/n."""
+    ops, T = plan.run.graph.ops, plan.tasks
+    op_of = {i: ops[int(T[i, COL["op"]])] for i in rows}
+    layered = [i for i in rows if op_of[i].layer]
+    if not layered:
+        return [(i, 1.0) for i in rows]
+    first = min(int(T[i, COL["op"]]) for i in layered)
+    bodies: dict[str, list[int]] = {}
+    for i in layered:
+        bodies.setdefault(op_of[i].layer, []).append(i)
+    out = [(i, 1.0) for i in rows if not op_of[i].layer and int(T[i, COL["op"]]) > first]
+    for body in sorted(bodies.values(), key=lambda b: -min(int(T[i, COL["op"]]) for i in b)):
+        n = {i: max(1, int(round(T[i, COL["count"]]))) for i in body}
+        for k in range(max(n.values())):
+            out += [(i, 1.0 / n[i]) for i in body if k < n[i]]
+    return out + [(i, 1.0) for i in rows if not op_of[i].layer and int(T[i, COL["op"]]) < first]
+
+
+def bucket_closings(plan, pieces, total_bytes: float, bucket: float) -> dict[int, float]:
+    """{piece index: bytes} of the buckets: the pieces' gradients (their rows' weights, in
+    proportion, `total_bytes` in all) fill a bucket until it holds `bucket` bytes or more (a
+    tensor is never split between buckets, as in DDP); the last bucket closes with the last
+    piece that has gradients."""
+    T = plan.tasks
+    w = [T[i, COL["weight_bytes"]] * T[i, COL["count"]] * f if T[i, COL["phase"]] == 1 else 0.0
+         for i, f in pieces]
+    whole = sum(w)
+    if whole <= 0 or total_bytes <= 0:
+        return {}
+    last = max(k for k, x in enumerate(w) if x > 0)
+    out, fill = {}, 0.0
+    for k, x in enumerate(w):
+        fill += x / whole * total_bytes
+        if fill > 0 and (fill >= bucket or k == last):
+            out[k], fill = fill, 0.0
+    return out
+
+
+def exposed_exchange(piece_times, closings: dict[int, float], allreduce) -> float:
+    """The all-reduce time left after the backward ends: bucket b starts when its last piece
+    has ended and bucket b - 1 has ended, and takes allreduce(bytes)."""
+    clock = end = 0.0
+    for k, t in enumerate(piece_times):
+        clock += t
+        if k in closings:
+            end = max(end, clock) + allreduce(closings[k])
+    return max(0.0, end - clock)
+
+
+def analytic_exposure(plan, R, mod) -> float:
+    """The analytic level's exposed gradient exchange of an overlap_dp training step: the walk
+    of backward_pieces over one chip's rows (with pipeline stages, the first stage's: its
+    backward ends last), each piece taking its row's time per micro-batch."""
+    from archc.codegen.render import RESULTS
+    RC = {name: k for k, name in enumerate(RESULTS)}
+    T, mp = plan.tasks, plan.run.mapping
+    ar = next((i for i in range(T.shape[0]) if T[i, COL["phase"]] == 4), None)
+    if ar is None:
+        return 0.0
+    stages = (0, 1) if mp.pp > 1 else (0, 1, 2)
+    rec = [i for i in range(T.shape[0]) if T[i, COL["phase"]] == 2 and T[i, COL["stage"]] in stages]
+    bwd = [i for i in reversed(range(T.shape[0])) if T[i, COL["phase"]] == 1 and T[i, COL["stage"]] in stages]
+    pieces = backward_pieces(plan, rec + bwd)
+    closings = bucket_closings(plan, pieces, T[ar, COL["comm_bytes"]], mp.bucket)
+    launch = R[ar, RC["time"]] - R[ar, RC["link"]]
+    p, stride = T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]]
+    return exposed_exchange([R[i, RC["time"]] * T[i, COL["count"]] * f for i, f in pieces], closings,
+                            lambda nbytes: mod.collective_time(1, nbytes, p, stride) + launch)
