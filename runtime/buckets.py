@@ -12,13 +12,14 @@ from __future__ import annotations
 from archc.codegen.lower import COL
 
 
-def backward_pieces(plan, rows) -> list[tuple[int, float]]:
+def backward_pieces(plan, rows, scale=None) -> list[tuple[int, float]]:
     """The task rows of one micro-batch's backward as (row, fraction of the row) pieces, in the
     order their gradients complete: the ops after the repeated layers first, then each repeat
     body (the last one first) instance by instance (an instance's recomputation, then its
     backward), then the ops before the layers. `rows` lists the rows as a stage runs them
     (recompute rows in forward order, then backward rows in reverse); a row of n repeats is n
-    pieces of 1/n."""
+    pieces of 1/n (n x scale(row) pieces where a stage runs scale(row) of the row: an
+    interleaved chunk's share of its layers)."""
     ops, T = plan.run.graph.ops, plan.tasks
     op_of = {i: ops[int(T[i, COL["op"]])] for i in rows}
     layered = [i for i in rows if op_of[i].layer]
@@ -30,20 +31,28 @@ def backward_pieces(plan, rows) -> list[tuple[int, float]]:
         bodies.setdefault(op_of[i].layer, []).append(i)
     out = [(i, 1.0) for i in rows if not op_of[i].layer and int(T[i, COL["op"]]) > first]
     for body in sorted(bodies.values(), key=lambda b: -min(int(T[i, COL["op"]]) for i in b)):
-        n = {i: max(1, int(round(T[i, COL["count"]]))) for i in body}
+        n = {i: max(1, int(round(T[i, COL["count"]] * (scale(i) if scale else 1.0)))) for i in body}
         for k in range(max(n.values())):
             out += [(i, 1.0 / n[i]) for i in body if k < n[i]]
     return out + [(i, 1.0) for i in rows if not op_of[i].layer and int(T[i, COL["op"]]) < first]
 
 
-def bucket_closings(plan, pieces, total_bytes: float, bucket: float) -> dict[int, float]:
-    """{piece index: bytes} of the buckets: the pieces' gradients (their rows' weights, in
-    proportion, `total_bytes` in all) fill a bucket until it holds `bucket` bytes or more (a
-    tensor is never split between buckets, as in DDP); the last bucket closes with the last
-    piece that has gradients."""
+def weights_of(plan, rows, scale=None) -> float:
+    """The weight bytes the backward rows among `rows` hold (x scale(row): an interleaved
+    chunk's share of a layer row)."""
     T = plan.tasks
-    w = [T[i, COL["weight_bytes"]] * T[i, COL["count"]] * f if T[i, COL["phase"]] == 1 else 0.0
-         for i, f in pieces]
+    return sum(T[i, COL["weight_bytes"]] * T[i, COL["count"]] * (scale(i) if scale else 1.0)
+               for i in rows if T[i, COL["phase"]] == 1)
+
+
+def bucket_closings(plan, pieces, total_bytes: float, bucket: float, scale=None) -> dict[int, float]:
+    """{piece index: bytes} of the buckets: the pieces' gradients (their rows' weights x
+    scale(row), in proportion, `total_bytes` in all) fill a bucket until it holds `bucket`
+    bytes or more (a tensor is never split between buckets, as in DDP); the last bucket closes
+    with the last piece that has gradients."""
+    T = plan.tasks
+    w = [T[i, COL["weight_bytes"]] * T[i, COL["count"]] * f * (scale(i) if scale else 1.0)
+         if T[i, COL["phase"]] == 1 else 0.0 for i, f in pieces]
     whole = sum(w)
     if whole <= 0 or total_bytes <= 0:
         return {}

@@ -42,9 +42,8 @@ How a run becomes a task graph
   gradient all-reduce, then its optimizer step. Interleaved 1F1B (interleave = v > 1, m a
   multiple of pp): v chunks per stage, each 1/v of its layers, in Megatron's order; the last
   stage hands chunk c to the first stage's chunk c + 1. overlap_dp: the last micro-batch's
-  backward runs layer instance by layer instance and each gradient bucket's all-reduce starts
-  when its gradients are complete (runtime/buckets.py; with interleave, in the stage's last
-  backward chunk). On a
+  backward (each chunk's last, interleaved) runs layer instance by layer instance and each
+  gradient bucket's all-reduce starts when its gradients are complete (runtime/buckets.py). On a
   bulk-synchronous chip (`bsp true`) an op is two tasks: compute and sync, then exchange.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
   link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
@@ -89,6 +88,7 @@ from archc.codegen.lower import COL, Plan, lower
 from archc.codegen.render import _LINK_FACTOR, RESULTS
 
 from . import events as ev
+from .buckets import backward_pieces, bucket_closings, weights_of
 
 RC = {name: i for i, name in enumerate(RESULTS)}
 MAX_TASKS = 3_000_000
@@ -639,16 +639,17 @@ class _Builder:
                 computes = [computes[1], c]
         return last
 
-    def bucketed_backward(self, rows, s, res, after, tag, scale, ar):
-        """The last micro-batch's backward under overlap_dp: its rows piece by piece in the order
-        the gradients complete (buckets.backward_pieces), each gradient bucket's all-reduce (its
-        launch, then its flows) started once its last piece and the bucket before have ended.
-        Returns (the last piece, the last bucket's end or None)."""
-        from .buckets import backward_pieces, bucket_closings
+    def bucketed_backward(self, rows, s, res, after, tag, scale, ar, share=1.0, bucket=None):
+        """The last micro-batch's backward (of a chunk, interleaved) under overlap_dp: its rows
+        piece by piece in the order the gradients complete (buckets.backward_pieces), each
+        gradient bucket's all-reduce (its launch, then its flows) started once its last piece
+        and the bucket before (`bucket`: the chunk before's last) have ended. `share`: the part
+        of the stage's gradients these rows complete. Returns (the last piece, the last
+        bucket's end or None)."""
         T = self.T
-        pieces = backward_pieces(self.plan, rows)
-        closings = bucket_closings(self.plan, pieces, T[ar, COL["comm_bytes"]], self.mp.bucket)
-        deps, last, bucket, computes = list(after), None, None, [None, None]
+        pieces = backward_pieces(self.plan, rows, scale)
+        closings = bucket_closings(self.plan, pieces, T[ar, COL["comm_bytes"]] * share, self.mp.bucket, scale)
+        deps, last, computes = list(after), None, [None, None]
         for k, (i, f) in enumerate(pieces):
             c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
                               scale=(scale(i) if scale is not None else 1.0) * f)
@@ -656,9 +657,9 @@ class _Builder:
             if k in closings:
                 n = sum(1 for x in closings if x <= k)
                 go = self._name(self.g.add_delay(self.local(ar), after=[x for x in (last, bucket) if x is not None]),
-                                f"gradient bucket {n} stage {s} launch")
+                                f"gradient bucket {n} of {tag} stage {s} launch")
                 bucket = self.collective(1, closings[k], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s, 1.0, go,
-                                         f"gradient bucket {n} stage {s}")
+                                         f"gradient bucket {n} of {tag} stage {s}")
         if last is None:
             last = self.barrier(deps, f"{tag} (nothing to do)")
         return last, bucket
@@ -757,9 +758,13 @@ class _Builder:
                 order += [("B",) + B[k] for k in range(m * v - warm, m * v)]
             else:
                 order = [("F",) + x for x in F]
-            # overlap_dp: the last backward runs piece by piece and starts the gradient buckets
-            bucketed = train and ar is not None and mp.overlap_dp
-            last_b_at = max((k for k, x in enumerate(order) if x[0] == "B"), default=-1) if bucketed else -1
+            # overlap_dp: each chunk's last backward runs piece by piece and starts the buckets
+            # of the gradients it completes (its share of the stage's weights)
+            last_b_at, share = {}, {}
+            if train and ar is not None and mp.overlap_dp:
+                last_b_at = {c: k for k, (what, _, c) in enumerate(order) if what == "B"}
+                held = {c: weights_of(self.plan, rows(c, True), scale) for c in last_b_at}
+                share = {c: x / (sum(held.values()) or 1.0) for c, x in held.items()}
             prev, last_f, last_b, buckets_end = None, None, None, None
             for at, (what, i, c) in enumerate(order):
                 vs = c * pp + s
@@ -772,9 +777,9 @@ class _Builder:
                     last_f = prev
                 else:
                     dep = [prev, arrive(b_in, "backward", i, s, c)] if vs < last_v else [prev]
-                    if at == last_b_at:
+                    if last_b_at.get(c) == at:
                         prev, buckets_end = self.bucketed_backward(rows(c, True), s, res, dep, f"backward {tag}",
-                                                                   scale, ar)
+                                                                   scale, ar, share[c], buckets_end)
                     else:
                         prev = self.seq(rows(c, True), s, res, dep, f"backward {tag}", scale)
                     if vs > 0 and xfer is not None:

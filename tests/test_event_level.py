@@ -451,3 +451,29 @@ def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
     assert T[ar, COL["comm_bytes"]] == pytest.approx(7 * 256 * 256 * 4)
     assert sorted(closings) == [1, 3, 5, 6]
     assert [closings[k] for k in sorted(closings)] == pytest.approx([2 * 262144] * 3 + [262144])
+
+
+def test_interleaved_chunks_start_their_buckets_after_their_own_last_backward(tmp_path):
+    """Interleaved 1F1B (pp = 2, v = 2) with overlap_dp: a stage's chunk 1 finishes its last
+    backward before chunk 0's; its gradient buckets start then, under chunk 0's backward, and
+    every layer's gradients go out in exactly one bucket (1-byte buckets: one per layer)."""
+    f = tmp_path / "m.arch"
+    f.write_text(MACHINE + """run r { model stack(4, 512, 8); on node; mode train
+      strategy parallel, pp = 2, dp = 2, interleave = 2, micro_batch = 4, global_batch = 16,
+               overlap_dp = true, bucket = 1 B
+      precision fp16 }""")
+    run = check(f).run("r")
+    plan, R, b, r = el.simulate_run(run, __version__)
+    names = b.names
+    launches = {t: names[t] for t in range(r.start.size)
+                if names[t].startswith("gradient bucket") and names[t].endswith("stage 0 launch")}
+    # 4 layers on stage 0, 2 per chunk: one bucket each
+    assert sorted(launches.values()) == sorted(f"gradient bucket {n} of backward mb {i} chunk {c} stage 0 launch"
+                                               for n in (1, 2) for i, c in ((1, 1), (1, 0)))
+    chunk1 = [t for t, n in launches.items() if "chunk 1" in n]
+    last_bwd = [t for t in range(r.start.size) if r.kind[t] == 0 and names[t].endswith("backward mb 1 chunk 0")]
+    assert last_bwd
+    assert max(r.start[t] for t in chunk1) < max(r.start[t] for t in last_bwd)
+    a = run_analytic(run, __version__)
+    e = run_event(run, __version__)
+    assert e.latency_s > 0 and a.latency_s > 0
