@@ -79,7 +79,8 @@ def exposed_exchange(piece_times, closings: dict[int, float], allreduce) -> floa
 def analytic_exposure(plan, R, mod) -> float:
     """The analytic level's exposed gradient exchange of an overlap_dp training step: the walk
     of backward_pieces over one chip's rows (with pipeline stages, the first stage's: its
-    backward ends last), each piece taking its row's time per micro-batch."""
+    backward ends last; interleaved, its chunks' last backwards taken as one, back to back, as
+    the 1F1B cool-down runs them), each piece taking its row's time per micro-batch."""
     from archc.codegen.render import RESULTS
     RC = {name: k for k, name in enumerate(RESULTS)}
     T, mp = plan.tasks, plan.run.mapping
