@@ -649,13 +649,13 @@ class _Builder:
         T = self.T
         pieces = backward_pieces(self.plan, rows, scale)
         closings = bucket_closings(self.plan, pieces, T[ar, COL["comm_bytes"]] * share, self.mp.bucket, scale)
-        deps, last, computes = list(after), None, [None, None]
+        deps, last, computes, n = list(after), None, [None, None], 0
         for k, (i, f) in enumerate(pieces):
             c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
                               scale=(scale(i) if scale is not None else 1.0) * f)
             deps, computes = [last], [computes[1], c]
             if k in closings:
-                n = sum(1 for x in closings if x <= k)
+                n += 1
                 go = self._name(self.g.add_delay(self.local(ar), after=[x for x in (last, bucket) if x is not None]),
                                 f"gradient bucket {n} of {tag} stage {s} launch")
                 bucket = self.collective(1, closings[k], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s, 1.0, go,
