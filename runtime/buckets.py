@@ -10,6 +10,9 @@ analytic level runs the same recurrence on the per-op times."""
 from __future__ import annotations
 
 from archc.codegen.lower import COL
+from archc.codegen.render import RESULTS
+
+RC = {name: k for k, name in enumerate(RESULTS)}
 
 
 def backward_pieces(plan, rows, scale=None) -> list[tuple[int, float]]:
@@ -81,8 +84,6 @@ def analytic_exposure(plan, R, mod) -> float:
     of backward_pieces over one chip's rows (with pipeline stages, the first stage's: its
     backward ends last; interleaved, its chunks' last backwards taken as one, back to back, as
     the 1F1B cool-down runs them), each piece taking its row's time per micro-batch."""
-    from archc.codegen.render import RESULTS
-    RC = {name: k for k, name in enumerate(RESULTS)}
     T, mp = plan.tasks, plan.run.mapping
     ar = next((i for i in range(T.shape[0]) if T[i, COL["phase"]] == 4), None)
     if ar is None:

@@ -9,6 +9,7 @@ from archc.dsl.diagnostics import BuildError, RunError
 from archc.dsl.ir import Run
 
 from . import cache
+from .buckets import analytic_exposure
 from .report import SCHEMA, OpRow, Report
 
 RC = {name: i for i, name in enumerate(RESULTS)}
@@ -41,7 +42,6 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     analyze(mod, plan, R, run)
     scalars = dict(plan.scalars)
     if run.mapping.overlap_dp:
-        from .buckets import analytic_exposure
         scalars["dp_exposed"] = analytic_exposure(plan, R, mod) if run.mode == "train" else 0.0
     step = mod.compose(plan.tasks, R, scalars)
     return make_report(plan, R, step, "analytic")
