@@ -88,6 +88,7 @@ from archc.codegen.lower import COL, Plan, lower
 from archc.codegen.render import _LINK_FACTOR, RESULTS
 
 from . import events as ev
+from .report import si
 from .buckets import backward_pieces, bucket_closings, weights_of
 
 RC = {name: i for i, name in enumerate(RESULTS)}
@@ -321,7 +322,8 @@ class _Wafer:
         return np.concatenate([self.along(r0, c0, turn), self.down(r0, r1, turn), self.along(r1, turn, c1)])
 
 def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
-            samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None) -> tuple[list, bool]:
+            samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None,
+            rank: int = 0) -> tuple[list | None, bool]:
     """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
     the grid is cut into bands of H block rows, regions are placed left to right in a
     band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
@@ -337,15 +339,16 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     bands run right to left (their regions mirrored), so that consecutive regions meet at
     the band ends. With `hop` (seconds a block) a region that starts a band also pays its
     input's carriage from the band before (_handover): its NoC input time again and the hops.
-    With more regions than blocks, regions share blocks: (rectangles, True)."""
+    With more regions than blocks, regions share blocks: (rectangles, True). `rank` > 0: the
+    layout the estimate ranks rank-th best instead (None if there are not that many)."""
     d = [max(t, 1e-9) / (s * s) for t in tiles]
     n = len(d)
     if not n:
-        return [], False
+        return ([], False) if rank == 0 else (None, False)
     work = work if work is not None else [1.0] * n
     entry = entry if entry is not None else [0.0] * n
     if n > nr * nc:
-        return [((k // nc) % nr, k % nc, 1, 1) for k in range(n)], True
+        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
 
     def widths(H, a):
         return [max(1, math.ceil(a * x / H - 1e-9)) for x in d]
@@ -456,8 +459,13 @@ def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                     t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
             found.append((sum(t) + (samples - 1) * max(t), H, rects))
     if not found:  # not even one block per region in a band of one row: share blocks
-        return [((k // nc) % nr, k % nc, 1, 1) for k in range(n)], True
-    return min(found, key=lambda f: (f[0], f[1]))[2], False
+        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
+    ranked, seen = [], set()
+    for f in sorted(found, key=lambda f: (f[0], f[1])):
+        if tuple(f[2]) not in seen:  # both packings can give the same rectangles
+            seen.add(tuple(f[2]))
+            ranked.append(f[2])
+    return (ranked[rank] if rank < len(ranked) else None), False
 
 
 def _wafer_ok(m) -> bool:
@@ -1046,10 +1054,13 @@ class _Builder:
         self.g.add_deps(fl, np.full(h1, done, np.int32))
         return done, True
 
-    def build_spatial_tiles(self):
+    def build_spatial_tiles(self, rank: int = 0, samples: int | None = None, memo: dict | None = None) -> bool:
         """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
         would exceed TILE_TASKS): each op instance gets a rectangle of the grid (the analytic
-        region size, in op order, packed left to right in bands), see _region_op."""
+        region size, in op order, packed left to right in bands), see _region_op. `rank`: the
+        layout _layout's estimate ranks rank-th best (False if there is none); `samples`: pass
+        only that many samples (a trial of the layout; the block size stays the whole run's);
+        `memo`: layouts already worked out for this plan, by (block size, rank)."""
         T, R, n = self.T, self.R, self.T.shape[0]
         m = int(self.plan.scalars["micro_batches"])
         phase = T[:, COL["phase"]]
@@ -1087,7 +1098,14 @@ class _Builder:
             on_chip.append(min(chips - 1, int((cum + t / 2) / total * chips)))
             cum += t
 
-        def lay_out(s):
+        memo = {} if memo is None else memo
+
+        def lay_out(s, rank=0):
+            if (s, rank) not in memo:
+                memo[s, rank] = place(s, rank)
+            return memo[s, rank]
+
+        def place(s, rank):
             nr = -(-chip.rows // s)
             rects, wrapped = [None] * len(want), False
             for c in range(chips):
@@ -1095,26 +1113,37 @@ class _Builder:
                 sub, wr = _layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
                                   [entry[r] for r in ids], m, -(-self.mp.region_rows // s),
                                   self.mp.placement == "serpentine",
-                                  chip.noc.latency_s * s if self.mp.placement != "adjacent" else None)
+                                  chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, rank)
+                if sub is None:
+                    return None, wr
                 wrapped |= wr
                 for r, (y, x, h, w) in zip(ids, sub):
                     rects[r] = (y + c * nr, x, h, w)
             return rects, wrapped
+
+        seq = [row_regs[visits[v][0]][visits[v][1]] for v, _ in groups]
+
+        def graph_size(rects, wrapped, s):
+            """Tasks of the whole run on `rects`, and the links of a placed layout's carried
+            inputs (one flow a row, across the band and down), which count against the budget."""
+            per = [3 * h * w + 2 for (_, _, h, w) in rects]
+            routed = 0 if self.mp.placement == "adjacent" or wrapped else m * sum(
+                rects[r][2] * (-(-chip.cols // s) + rects[r][2]) for q, r in zip(seq, seq[1:])
+                if q != r and rects[q][0] != rects[r][0])
+            return m * sum(per[r] for r in seq), routed
         # the block size: the smallest s (1, 2, 4, ...) whose graph (laid out) fits TILE_TASKS
         s, top = 1, max(chip.rows, chip.cols)
         while True:
             rects, wrapped = lay_out(s)
-            per = [3 * h * w + 2 for (_, _, h, w) in rects]
-            seq = [row_regs[visits[v][0]][visits[v][1]] for v, _ in groups]
-            tasks = m * sum(per[r] for r in seq)
-            # a placed layout also carries band-starting regions' inputs: the links of those
-            # routes (one flow a row, across the band and down) count against the budget too
-            routed = 0 if self.mp.placement == "adjacent" or wrapped else m * sum(
-                rects[r][2] * (-(-chip.cols // s) + rects[r][2]) for q, r in zip(seq, seq[1:])
-                if q != r and rects[q][0] != rects[r][0])
+            tasks, routed = graph_size(rects, wrapped, s)
             if tasks + routed <= TILE_TASKS or s >= top:
                 break
             s *= 2
+        if rank:
+            rects, wrapped = lay_out(s, rank)
+            if rects is None:
+                return False
+            tasks, _ = graph_size(rects, wrapped, s)
         self.max_tasks = max(MAX_TASKS, int(tasks * 1.05) + 100_000)
         self.wafer = _Wafer(self, s, chips)
         # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
@@ -1144,7 +1173,7 @@ class _Builder:
         xfer, xlink, lat_s = self._spatial_link(phase)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
-        for j in range(m):
+        for j in range(samples or m):
             prev, first, was = feed, None, None
             for v, fol in groups:
                 i, k = visits[v]
@@ -1163,6 +1192,7 @@ class _Builder:
             feed = first
             ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
         self._spatial_optimizer(phase, ends)
+        return True
 
     def _stream_tiles(self, i, s, after, tag, prev2, scale):
         """A weight-streaming matmul row on the whole wafer: the weights stream in from the
@@ -1273,6 +1303,44 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     return np.array([tot[i] / max(1, len(stages[i])) for i in range(len(tot))])
 
 
+# Wafer layouts: the estimate (_layout) ranks candidate layouts; a long pipelined run simulates
+# the best few with TRIAL_SAMPLES samples each and keeps the one whose projected step is
+# shortest. Only from TRIAL_MIN_SAMPLES samples on, where the trials cost at most half the
+# run's own simulation (fewer trial samples project the period less well: 6-15% off on a
+# small wafer at 4 and 8, exact at 8 and 16)
+LAYOUT_TRIALS = 5
+TRIAL_SAMPLES = (8, 16)
+TRIAL_MIN_SAMPLES = 2 * LAYOUT_TRIALS * sum(TRIAL_SAMPLES)
+
+
+def _pick_layout(plan, R, memo: dict) -> tuple[int, str | None]:
+    """The rank of the layout to simulate, and a note saying how it was chosen. Each of the
+    LAYOUT_TRIALS best-estimated layouts passes TRIAL_SAMPLES samples (a, b); its step is
+    projected as T(b) + (m - b) (T(b) - T(a)) / (b - a), the later samples following at the
+    pipeline's period. Runs of fewer than TRIAL_MIN_SAMPLES samples keep the estimate's choice."""
+    m = int(plan.scalars["micro_batches"])
+    a, b_ = TRIAL_SAMPLES
+    if m < TRIAL_MIN_SAMPLES:
+        return 0, None
+    projected = []
+    for rank in range(LAYOUT_TRIALS):
+        times = []
+        for k in TRIAL_SAMPLES:
+            tb = _Builder(plan, R)
+            if not tb.build_spatial_tiles(rank, samples=k, memo=memo):
+                break
+            times.append(float(ev.simulate(tb.g.finalize()).end.max()))
+        if len(times) < 2:
+            break
+        projected.append((times[1] + (m - b_) * (times[1] - times[0]) / (b_ - a), rank))
+    if len(projected) < 2:
+        return 0, None
+    best = min(projected)[1]
+    return best, (f"event level: of the {len(projected)} layouts the estimate ranks best, #{best + 1} is "
+                  f"simulated (projected from {a} and {b_} samples: "
+                  + ", ".join(f"#{r + 1} {si(t, 's')}" for t, r in sorted(projected, key=lambda x: x[1])) + ")")
+
+
 def simulate_run(run, version: str, progress=None):
     """(plan, R, builder, EventResult) of a run at the event level."""
     from .execute import analyze, build_kernel
@@ -1284,7 +1352,11 @@ def simulate_run(run, version: str, progress=None):
     b = _Builder(plan, R)
     if run.mapping.strategy == "spatial":
         if _wafer_ok(run.machine):
-            b.build_spatial_tiles()
+            memo: dict = {}
+            rank, note = _pick_layout(plan, R, memo)
+            b.build_spatial_tiles(rank, memo=memo)
+            if note:
+                b.tile_notes.append(note)
         else:
             b.build_spatial()
     else:

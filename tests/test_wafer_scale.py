@@ -246,3 +246,30 @@ def test_full_wse2_at_tile_granularity(name, sets, says):
     assert res.code == 0, res.stderr[-2000:]
     assert says in res.stdout
     assert dt < 60, dt
+
+
+def test_layout_is_chosen_by_simulating_the_best_estimated_ones(tmp_path, monkeypatch):
+    """A long pipelined spatial run (el.TRIAL_MIN_SAMPLES samples) simulates the layouts the
+    estimate ranks best with 8 and 16 samples and keeps the one whose projected step is
+    shortest. Checked against each candidate simulated in full: the projections hold within
+    2%, and the layout kept is the fastest of them (within that)."""
+    f = _placed_wafer(tmp_path)
+    run = check(f, {"batch": str(el.TRIAL_MIN_SAMPLES), "placement": "adjacent"}, "bert_infer").run("bert_infer")
+    _, _, b, r = el.simulate_run(run, __version__)
+    note = next(n for n in b.tile_notes if "layouts the estimate ranks best" in n)
+    projected = {int(k) - 1: v for k, v in
+                 ((x.split(" ")[0].lstrip("#"), x.split(" ", 1)[1]) for x in note.split("samples: ")[1].rstrip(")").split(", "))}
+    assert len(projected) >= 2
+    full = {}
+    for rank in projected:
+        monkeypatch.setattr(el, "_pick_layout", lambda plan, R, memo, rank=rank: (rank, None))
+        full[rank] = float(el.simulate_run(run, __version__)[3].end.max())
+    from archc.runtime.report import si
+    for rank, t in full.items():
+        # the note prints 3 significant digits: compare the full step at that precision
+        value, unit = projected[rank].split(" ")
+        assert si(t, "s").split(" ")[1] == unit
+        assert float(si(t, "s").split(" ")[0]) == pytest.approx(float(value), rel=0.02)
+    kept = float(r.end.max())
+    assert kept <= min(full.values()) * 1.02
+    assert kept == pytest.approx(full[int(note.split("#")[1].split(" ")[0]) - 1], rel=1e-12)
