@@ -88,8 +88,8 @@ from archc.codegen.lower import COL, Plan, lower
 from archc.codegen.render import _LINK_FACTOR, RESULTS
 
 from . import events as ev
-from .report import si
 from .buckets import backward_pieces, bucket_closings, weights_of
+from .report import si
 
 RC = {name: i for i, name in enumerate(RESULTS)}
 MAX_TASKS = 3_000_000
