@@ -115,10 +115,11 @@ def _summary(rows, key, level) -> str:
             f"max {max(errs) * 100:.1f}%")
 
 
-def _caveats(entries, idx) -> str:
+def _print_caveats(entries, idx) -> None:
     """The entries whose run is known not to match the measured workload, and why."""
     lines = [f"  [{i}] {entries[i]['archc']['caveat']}" for i in idx if entries[i]["archc"].get("caveat")]
-    return ("caveats (the error of these entries is not like for like):\n" + "\n".join(lines)) if lines else ""
+    if lines:
+        print("caveats (the error of these entries is not like for like):\n" + "\n".join(lines))
 
 
 def main(argv=None) -> int:
@@ -188,8 +189,7 @@ def main(argv=None) -> int:
             print(f"{r['machine']:<16} {r['workload']:<28} {r['measured']:>10.4g} {r['estimated']:>10.4g} "
                   f"{r['error'] * 100:>+7.1f}%  {r['unit']} / {r['bottleneck']}")
         print("\n" + _summary(rows, "error", "analytic"))
-        if _caveats(entries, idx):
-            print(_caveats(entries, idx))
+        _print_caveats(entries, idx)
         return 0
     print()
     if do_an:
@@ -206,8 +206,7 @@ def main(argv=None) -> int:
     print(f"event level wall time: total {sum(r['wall_s'] for r in rows):.1f} s, "
           f"max {max(r['wall_s'] for r in rows):.1f} s (entry {max(rows, key=lambda r: r['wall_s'])['index']})"
           + (f"; over 60 s: {', '.join(str(r['index']) for r in slow)}" if slow else ""))
-    if _caveats(entries, idx):
-        print(_caveats(entries, idx))
+    _print_caveats(entries, idx)
     return 0
 
 

@@ -196,7 +196,7 @@ def lower(run: Run) -> Plan:
 
     params_chip = g.params_elems / (tp * pp)
     scalars = dict(strategy=STRATEGIES.index(mp.strategy), train=int(train), tp=tp, pp=pp, dp=mp.dp,
-                   interleave=mp.interleave, micro_batches=mp.micro_batches, overlap_dp=int(mp.overlap_dp), bucket=mp.bucket,
+                   interleave=mp.interleave, micro_batches=mp.micro_batches, overlap_dp=int(mp.overlap_dp),
                    chips=mp.chips)
     # every micro-batch of the step, over all data-parallel replicas
     batches = mp.global_batch / mp.micro_batch

@@ -14,6 +14,7 @@ from .lower import CLASSES, COLUMNS
 from .mangle import comment, identifier, number
 
 RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy")
+RC = {name: i for i, name in enumerate(RESULTS)}  # result column -> index, as lower.COL
 BOUNDS = ("compute", "memory", "sram", "noc", "link", "overhead")
 TEMPLATE_VERSION = "1"
 

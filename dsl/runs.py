@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from . import ast
+from . import units as U
 from .diagnostics import did_you_mean as _hint
 from .footprint import footprint
-from . import units as U
 from .ir import DDP_BUCKET, Mapping, Precision, Run
 from .models import Builder
 from .source import Span
@@ -14,11 +14,11 @@ from .values import EvalError, Q, Str, Sym, show
 MODES = ("train", "infer")
 STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
 RECOMPUTE = ("none", "selective", "full")
-SCHEDULES = ("one_f_one_b", "gpipe")
+SCHEDULES = ("one_f_one_b", "gpipe")  # names cannot start with a digit: 1F1B is one_f_one_b
 # spatial regions: adjacent (consecutive regions taken to touch: an op's input crosses one link
 # of its region's boundary, the analytic level's assumption), or placed in bands and the input
 # carried between them over the fabric's links: raster (every band left to right) or serpentine
-PLACEMENTS = ("adjacent", "raster", "serpentine")  # names cannot start with a digit: 1F1B is one_f_one_b
+PLACEMENTS = ("adjacent", "raster", "serpentine")
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
                     "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement")

@@ -10,9 +10,7 @@ analytic level runs the same recurrence on the per-op times."""
 from __future__ import annotations
 
 from archc.codegen.lower import COL
-from archc.codegen.render import RESULTS
-
-RC = {name: k for k, name in enumerate(RESULTS)}
+from archc.codegen.render import RC
 
 
 def backward_pieces(plan, rows, scale=None) -> list[tuple[int, float]]:

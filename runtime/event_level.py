@@ -85,13 +85,12 @@ from collections import Counter
 import numpy as np
 
 from archc.codegen.lower import COL, Plan, lower
-from archc.codegen.render import _LINK_FACTOR, RESULTS
+from archc.codegen.render import _LINK_FACTOR, RC, RESULTS
 
 from . import events as ev
 from .buckets import backward_pieces, bucket_closings, weights_of
 from .report import si
 
-RC = {name: i for i, name in enumerate(RESULTS)}
 MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
 STREAM_EVERY_TILE = False  # weight streaming: simulate every tile, not each row's last (tests check the two agree)
@@ -629,22 +628,25 @@ class _Builder:
         self.instances.append((i, s, c, last, flow))
         return c, last
 
-    def seq(self, rows, s, res, after, tag, scale=None):
+    def seq(self, rows, s, res, after, tag, scale=None, pieces=None, each=None):
         """The rows in order on stage s, the first after the tasks `after`; returns the last task.
         Weight streaming: a row of `count` repeats is cut into up to 64 pieces so that the
-        weights of one repeat stream in while the one before computes."""
-        deps, last = list(after), None
-        computes = [None, None]
-        if not rows:
+        weights of one repeat stream in while the one before computes. `pieces`: the
+        [(row, fraction of the row)] to run instead; `each(k, task)`: called after piece k."""
+        if pieces is None:
+            pieces = []
+            for i in rows:
+                p = max(1, min(64, int(round(self.T[i, COL["count"]])))) if self.streaming else 1
+                pieces += [(i, 1.0 / p)] * p
+        deps, last, computes = list(after), None, [None, None]
+        if not pieces:
             return self.barrier(deps, f"{tag} (nothing to do)")
-        for i in rows:
-            cnt = self.T[i, COL["count"]]
-            pieces = max(1, min(64, int(round(cnt)))) if self.streaming else 1
-            for _ in range(pieces):
-                c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
-                                  scale=(scale(i) if scale is not None else 1.0) / pieces)
-                deps = [last]
-                computes = [computes[1], c]
+        for k, (i, f) in enumerate(pieces):
+            c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
+                              scale=(scale(i) if scale is not None else 1.0) * f)
+            deps, computes = [last], [computes[1], c]
+            if each is not None:
+                each(k, last)
         return last
 
     def bucketed_backward(self, rows, s, res, after, tag, scale, ar, share=1.0, bucket=None):
@@ -657,19 +659,17 @@ class _Builder:
         T = self.T
         pieces = backward_pieces(self.plan, rows, scale)
         closings = bucket_closings(self.plan, pieces, T[ar, COL["comm_bytes"]] * share, self.mp.bucket, scale)
-        deps, last, computes, n = list(after), None, [None, None], 0
-        for k, (i, f) in enumerate(pieces):
-            c, last = self.op(i, s, res, deps, tag, prev2=computes[0],
-                              scale=(scale(i) if scale is not None else 1.0) * f)
-            deps, computes = [last], [computes[1], c]
+        n = 0
+
+        def each(k, last):
+            nonlocal bucket, n
             if k in closings:
                 n += 1
                 go = self._name(self.g.add_delay(self.local(ar), after=[x for x in (last, bucket) if x is not None]),
                                 f"gradient bucket {n} of {tag} stage {s} launch")
                 bucket = self.collective(1, closings[k], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s, 1.0, go,
                                          f"gradient bucket {n} of {tag} stage {s}")
-        if last is None:
-            last = self.barrier(deps, f"{tag} (nothing to do)")
+        last = self.seq(rows, s, res, after, tag, scale, pieces, each)
         return last, bucket
 
     # -- schedules

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from archc.codegen.lower import CLASSES, COL, PHASES, Plan, lower
-from archc.codegen.render import BOUNDS, RESULTS, module_stem, render_analytic
+from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
 from archc.dsl.ir import Run
 
@@ -12,7 +12,6 @@ from . import cache
 from .buckets import analytic_exposure
 from .report import SCHEMA, OpRow, Report
 
-RC = {name: i for i, name in enumerate(RESULTS)}
 
 
 def kernel_source(run_or_machine, version: str) -> str:
