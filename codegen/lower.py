@@ -80,7 +80,7 @@ def lower(run: Run) -> Plan:
     first_layer_idx = next((i for i, op in enumerate(g.ops) if op.layer), len(g.ops))
     before = {id(op) for op in g.ops[:first_layer_idx]}
 
-    fused = _fused_tensors(run) if run.fusion == "elementwise" else set()
+    fused = _fused_tensors(run) if run.fusion != "none" else set()
     sharded: set[int] = set()
     grad_reduced: set[int] = set()  # tensors whose input gradient is already all-reduced
     flops = {"forward": 0.0, "backward": 0.0, "recompute": 0.0}  # whole model, one micro-batch
@@ -228,14 +228,18 @@ def lower(run: Run) -> Plan:
     return Plan(run, tasks, tuple(labels), scalars, tuple(notes))
 
 
-# Ops an inference engine or a fused training kernel folds into the op producing their input:
-# elementwise ops (bias, activation, dropout, residual add) and batch norm (folded).
+# Ops a fused kernel takes in: elementwise ops (bias, activation, dropout, residual add) and,
+# in inference, batch norm (folded into the convolution before it).
 _FUSABLE = {"elementwise"}
 
 
 def _fused_tensors(run: Run) -> set[int]:
     """Tensors that never reach memory: produced by one op and consumed only by the
-    elementwise op that follows it directly, which runs in the same kernel."""
+    elementwise op that follows it directly, which runs in the same kernel. `fuse epilogue`
+    runs it in the producer's kernel whatever the producer (an inference engine's GEMM
+    epilogue); `fuse elementwise` only joins elementwise ops to each other, so a matrix op's
+    output is written and read back (Megatron's fused bias-GELU and bias-dropout-add kernels,
+    TorchScript/NVFuser)."""
     ops = [op for op in run.graph.ops if op.cls != "view"]
     consumers: dict[int, int] = {}
     for op in ops:
@@ -244,6 +248,8 @@ def _fused_tensors(run: Run) -> set[int]:
     fused = set()
     for prev, op in zip(ops, ops[1:]):
         fusable = op.cls in _FUSABLE or (op.kind == "batchnorm" and run.mode == "infer")
+        if run.fusion == "elementwise" and prev.cls not in _FUSABLE:
+            continue
         if fusable and prev.cls != "collective" and any(t.id == prev.output.id for t in op.inputs) \
                 and consumers.get(prev.output.id) == 1:
             fused.add(prev.output.id)

@@ -303,7 +303,7 @@ class Run:
     throughput_unit: str
     footprint: tuple[tuple[str, float], ...]  # bytes per chip and the capacity it fits in
     format_bytes: tuple[tuple[str, float], ...]  # storage bytes of the formats the run uses
-    fusion: str  # none | elementwise: elementwise ops fused into the op producing their input
+    fusion: str  # none | elementwise (elementwise ops into one kernel) | epilogue (into the producing op)
     accuracy: tuple[tuple[str, str], ...] = ()  # run parameters of the reduced accuracy instance
     span: Span | None = _span()
 

@@ -24,7 +24,7 @@ STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "glo
                     "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "accuracy": False}
-FUSION = ("none", "elementwise")
+FUSION = ("none", "elementwise", "epilogue")
 
 
 def _gb(x: float) -> str:

@@ -80,6 +80,31 @@ def test_elementwise_is_memory_bound(tmp_path):
     assert r.bottleneck == "memory"
 
 
+@pytest.mark.parametrize("fuse, written", [
+    # h = x W, g = gelu(h), r = g + x over n x d fp16 elements (E bytes each tensor) and a
+    # d x d weight (W bytes). Unfused: linear reads x, W, writes h; gelu reads h, writes g;
+    # add reads g and x, writes r.
+    ("none", lambda E, W: (E + W + E) + (E + E) + (E + E + E)),
+    # elementwise: gelu and add run as one kernel (g never reaches memory), but the GEMM's h
+    # is written and read back, as Megatron's fused bias-GELU / bias-dropout-add kernels do
+    ("elementwise", lambda E, W: (E + W + E) + E + (E + E)),
+    # epilogue: gelu and add run in the GEMM's kernel: h and g stay on chip
+    ("epilogue", lambda E, W: (E + W) + 0 + (E + E)),
+])
+def test_fusion_modes_move_the_bytes_written_out_by_hand(tmp_path, fuse, written):
+    n, d = 4096, 256
+    fuse_line = "" if fuse == "none" else f"fuse {fuse}"
+    r = _run(tmp_path, f"""model lg(n, d) {{
+      input x : [n, d]
+      h = linear(x, d, bias = false)
+      return gelu(h) + x
+    }}
+    run r {{ model lg({n}, {d}); on c; precision fp16; {fuse_line} }}""")
+    E, W = n * d * 2, d * d * 2
+    assert [o.kind for o in r.ops] == ["linear", "gelu", "add"]
+    assert sum(o.bytes for o in r.ops) == pytest.approx(written(E, W), rel=1e-12)
+
+
 def test_ring_allreduce_of_gradients(tmp_path):
     # data parallel over 4 chips: the gradients (fp32 main gradients in mixed precision,
     # 4 B per parameter) are all-reduced in a ring: 2(p-1)/p * S / B + 2(p-1) * latency
