@@ -270,9 +270,17 @@ class Checker:
         schema = {"clock": False, "sram": False, "matrix": True, "vector": True}
         for name, d in self.decls["tile"].items():
             ps = self.props(d, schema, "tile")
-            clock = None
-            if (p := self.need(ps, "clock", d, "tile")) and (a := self.only(p, 1)):
+            clock = sustained = None
+            if (p := self.need(ps, "clock", d, "tile")) and (a := self.only(p, 1, ("sustained",))):
                 clock = self.quantity(a[0][0], [U.FREQUENCY], "a clock")
+                if "sustained" in a[1]:
+                    e = a[1]["sustained"].value
+                    sustained = self.quantity(e, [U.FREQUENCY], "a sustained clock")
+                    if sustained and clock and sustained > clock:
+                        self.diag.error(e.span, f"the sustained clock ({sustained / 1e9:g} GHz) is above the "
+                                                f"clock ({clock / 1e9:g} GHz): it is the clock held at the power "
+                                                "limit, at most the boost clock")
+                        sustained = None
             clock = clock or BAD_CLOCK
             sram = (0.0, 0.0, 0.0, None)
             if (p := self.need(ps, "sram", d, "tile")) and (a := self.only(p, 1, ("bandwidth", "latency", "energy"))):
@@ -303,7 +311,7 @@ class Checker:
                 self.diag.error(d.args[0].span, f"tile '{name}' declares no compute: add a 'matrix' or 'vector' unit")
             if clock > 0 and all(x is not None for x in sram[:3]):
                 self.tiles[name] = Tile(name, clock, sram[0], sram[1], sram[2], sram[3], tuple(matrix),
-                                        tuple(vector), span=d.span)
+                                        tuple(vector), sustained_hz=sustained, span=d.span)
 
     def _rate(self, e, clock, what):
         """MACs or FLOPs per cycle (or per second), as FLOP/s."""

@@ -1,7 +1,7 @@
 """The IR: resolved, SI-normalised, immutable. Sizes in bytes, times in s, rates per second."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from . import ast
 from .source import Span
@@ -72,7 +72,23 @@ class Tile:
     matrix: tuple[MatrixUnit, ...]
     vector: tuple[VectorUnit, ...]
     derived: tuple[str, ...] = ()  # figures archc derived (cost model), for the report
+    sustained_hz: float | None = None  # the clock held at the power limit under dense load
+    boost_hz: float | None = None  # the declared clock, once the tile runs at its sustained one
     span: Span | None = _span()
+
+    @property
+    def peak_clock_hz(self) -> float:
+        """The clock datasheet peaks (and so utilisation, MFU) are quoted at."""
+        return self.boost_hz or self.clock_hz
+
+    def at_sustained_clock(self) -> Tile:
+        """This tile at its sustained clock: its matrix and vector rates (per cycle) follow the
+        clock, so does the SRAM's bandwidth, and its latency stretches by the same ratio."""
+        if not self.sustained_hz:
+            return self
+        r = self.sustained_hz / self.clock_hz
+        return replace(self, clock_hz=self.sustained_hz, sram_bandwidth=self.sram_bandwidth * r,
+                       sram_latency_s=self.sram_latency_s / r, boost_hz=self.clock_hz)
 
 
 ALLREDUCE = ("ring", "tree", "mesh2d")  # all-reduce algorithms a network may declare
@@ -305,6 +321,7 @@ class Run:
     format_bytes: tuple[tuple[str, float], ...]  # storage bytes of the formats the run uses
     fusion: str  # none | elementwise (elementwise ops into one kernel) | epilogue (into the producing op)
     accuracy: tuple[tuple[str, str], ...] = ()  # run parameters of the reduced accuracy instance
+    clock: str = "boost"  # boost | sustained: the tile clock the run is estimated at
     span: Span | None = _span()
 
 

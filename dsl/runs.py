@@ -2,6 +2,8 @@
 (with `--set` overrides) and checking that the mapping fits."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from . import ast
 from . import units as U
 from .diagnostics import did_you_mean as _hint
@@ -23,8 +25,9 @@ OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
                     "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
-              "optimizer": False, "throughput": False, "fuse": False, "accuracy": False}
+              "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False}
 FUSION = ("none", "elementwise", "epilogue")
+CLOCKS = ("sustained", "boost")
 
 
 def _gb(x: float) -> str:
@@ -81,6 +84,19 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
         else:
             ck.diag.error(e.span, f"'on' names a chip or system; '{ast.expr_text(e)}' is not one"
                           f"{_hint(target or '', list(ck.chips) + list(ck.systems))}")
+    # a tile that declares a sustained clock runs at it unless the run says `clock boost`
+    clock = "boost"
+    if machine is not None:
+        clock = "sustained" if machine.tile.sustained_hz else "boost"
+        if (p := one("clock", False)) and (a := ck.only(p, 1)):
+            c = ck.symbol(a[0][0], CLOCKS, "the clock", env)
+            if c == "sustained" and not machine.tile.sustained_hz:
+                ck.diag.error(a[0][0].span, f"tile '{machine.tile.name}' declares no sustained clock "
+                                            "(`clock 1.41 GHz, sustained = 1.3 GHz`)")
+            elif c:
+                clock = c
+        if clock == "sustained":
+            machine = replace(machine, tile=machine.tile.at_sustained_clock())
     mode = "infer"
     if (p := one("mode", False)) and (a := ck.only(p, 1)):
         mode = ck.symbol(a[0][0], MODES, "the mode", env) or "infer"
@@ -158,7 +174,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     used = {prec.matrix, prec.acc, prec.vector, prec.weights} | {t.dtype for t in graph.inputs if t.dtype}
     fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
     return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
-               fp.items(), fbytes, fusion, tuple(reduced), span=decl.span)
+               fp.items(), fbytes, fusion, tuple(reduced), clock, span=decl.span)
 
 
 def _shown(v):

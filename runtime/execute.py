@@ -121,7 +121,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     model_flops = s["flops_forward"] + s["flops_backward"]
     achieved = flops / latency
     unit = next(u for u in tile.matrix if (u.a, u.b) == (run.precision.matrix, run.precision.matrix))
-    peak = unit.flops_per_cycle * tile.clock_hz * chip.tiles
+    peak = unit.flops_per_cycle * tile.peak_clock_hz * chip.tiles  # the datasheet peak, at boost
     dyn = float((R[:, RC["energy"]] * reps).sum())
     energy = (dyn + (chip.idle_power_w or 0.0) * latency) * chips
     fp = dict(run.footprint)
@@ -150,7 +150,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         memory={**{k: v for k, v in fp.items()}, "where": _where(run)},
         breakdown=breakdown, time_by_resource=by_res,
         machine={"chip": chip.name, "tile": tile.name, "tiles_per_chip": chip.tiles,
-                 "clock_hz": tile.clock_hz, "efficiency": dict(chip.efficiency),
+                 "clock_hz": tile.clock_hz, "clock": run.clock if tile.sustained_hz else None,
+                 "efficiency": dict(chip.efficiency),
                  "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None,
                  "derived": list(tile.derived)},
         notes=plan.notes, ops=ops)

@@ -94,7 +94,8 @@ class Report:
             f" ({self.memory['where']})",
             f"  bottleneck  {self.bottleneck}: {self.bottleneck_reason}",
             f"  machine     {self.machine['tiles_per_chip']} x {self.machine['tile']} per {self.machine['chip']}"
-            f" at {si(self.machine['clock_hz'], 'Hz')}; fixed cost per op {si(self.machine['launch_s'], 's')}"
+            f" at {si(self.machine['clock_hz'], 'Hz')}{_clock_note(self.machine.get('clock'))}; "
+            f"fixed cost per op {si(self.machine['launch_s'], 's')}"
             + (f"; efficiency {', '.join(f'{k} {v:.0%}' for k, v in self.machine['efficiency'].items())}"
                if self.machine["efficiency"] else ""),
             "",
@@ -146,6 +147,12 @@ def _mapping_text(m: dict) -> str:
 
 _PREFIX = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
            (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")]
+
+
+def _clock_note(clock: str | None) -> str:
+    """How the clock was chosen, for a tile that declares a sustained clock."""
+    return {"sustained": " (sustained at the power limit; `clock boost` for a burst)",
+            "boost": " (boost: a burst; the sustained clock is lower)"}.get(clock or "", "")
 
 
 def si(x: float, unit: str) -> str:

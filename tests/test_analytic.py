@@ -166,3 +166,41 @@ def test_column_parallel_ops_sharing_an_input_all_reduce_its_gradient_once(tmp_p
     t = {op.name: op.time_s for op in r.ops}
     assert t["k"] == t["v"]
     assert t["q"] - t["k"] == pytest.approx(2 * 1 / 2 * size / 100e9 + 2 * 1 * 1e-6, rel=1e-9)
+
+
+def _sustained(clock_line: str) -> str:
+    return MACHINE.replace("  clock 1 GHz\n", f"  {clock_line}\n")
+
+
+@pytest.mark.parametrize("run_clock, hz", [("", 0.8e9), ("clock sustained", 0.8e9), ("clock boost", 1e9)])
+def test_a_tile_runs_at_its_sustained_clock_unless_the_run_says_boost(tmp_path, run_clock, hz):
+    # 1000^3 in whole waves (10 x 10 blocks over 10 tiles): 2e9 FLOP at 10 tiles x 2000
+    # FLOP/cycle x the clock; the sustained clock (0.8 GHz) is the default when declared
+    f = tmp_path / "m.arch"
+    f.write_text(_sustained("clock 1 GHz, sustained = 0.8 GHz")
+                 + f"run r {{ model mm(1000, 1000, 1000); on c; precision fp16; {run_clock} }}")
+    r = run_analytic(check(f).run("r"), __version__)
+    assert r.latency_s == pytest.approx(2e9 / (10 * 2000 * hz) + LAUNCH, rel=1e-12)
+    assert r.machine["clock_hz"] == hz
+    assert r.machine["clock"] == ("boost" if run_clock == "clock boost" else "sustained")
+
+
+def test_sustained_clock_scales_the_sram_with_the_tile(tmp_path):
+    # 100 B/cycle per tile: 100 GB/s at 1 GHz, 80 GB/s at 0.8 GHz
+    f = tmp_path / "m.arch"
+    f.write_text(_sustained("clock 1 GHz, sustained = 0.8 GHz") + "run r { model vadd(10); on c; precision fp16 }")
+    tile = check(f).run("r").machine.tile
+    assert (tile.clock_hz, tile.sram_bandwidth) == (0.8e9, pytest.approx(80e9))
+
+
+@pytest.mark.parametrize("clock_line, run_clock, message", [
+    ("clock 1 GHz", "clock sustained", "tile 't' declares no sustained clock"),
+    ("clock 1 GHz, sustained = 1.2 GHz", "", "the sustained clock (1.2 GHz) is above the clock (1 GHz)"),
+    ("clock 1 GHz, sustained = 0.8 GHz", "clock turbo", "the clock must be one of sustained, boost; found 'turbo'"),
+])
+def test_clock_mistakes_are_reported(tmp_path, clock_line, run_clock, message):
+    f = tmp_path / "m.arch"
+    f.write_text(_sustained(clock_line) + f"run r {{ model vadd(10); on c; precision fp16; {run_clock} }}")
+    with pytest.raises(ArchcError) as e:
+        check(f)
+    assert message in e.value.render()

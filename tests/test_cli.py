@@ -101,7 +101,9 @@ def test_run_gemm_json_contract():
     assert rep["run"] == "gemm" and rep["model"] == "gemm" and rep["system"] == "h100"
     M = N = K = 8192
     assert rep["flops"] == 2 * M * N * K
-    assert 0.70 * H100_BF16_PEAK <= rep["achieved_flops_per_s"] <= 0.95 * H100_BF16_PEAK
+    # at the sustained clock: the H200 (the same die at 700 W) holds 71% of this peak in long
+    # BF16 GEMMs (ml-engineering's MSMF); at most the best burst (80%) and far from none
+    assert 0.65 * H100_BF16_PEAK <= rep["achieved_flops_per_s"] <= 0.85 * H100_BF16_PEAK
     assert rep["achieved_flops_per_s"] == pytest.approx(rep["flops"] / rep["latency_s"], rel=1e-6)
     assert rep["utilization"] == pytest.approx(rep["achieved_flops_per_s"] / H100_BF16_PEAK, rel=0.01)
     assert rep["bottleneck"] == "compute"
