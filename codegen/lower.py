@@ -229,7 +229,7 @@ def lower(run: Run) -> Plan:
 
 
 # Ops a fused kernel takes in: elementwise ops (bias, activation, dropout, residual add) and,
-# in inference, batch norm (folded into the convolution before it).
+# in inference, batch norm (with `fuse epilogue`, folded into the convolution before it).
 _FUSABLE = {"elementwise"}
 
 
