@@ -550,7 +550,24 @@ class Checker:
             if tile and noc and m and launch is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
-                                        tuple(sorted(eff)), wave, bsp, span=d.span)
+                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), span=d.span)
+
+    def _in_cycles(self, ps) -> tuple[str, ...]:
+        """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles
+        (they follow the tile's clock when it runs at its sustained one)."""
+        def cyc(e, si_dim) -> bool:  # the conversions quantity() makes with a clock
+            v = self.value(e)
+            return isinstance(v, Q) and (v.dim * U.CYCLES / U.TIME == si_dim or v.dim / U.CYCLES * U.TIME == si_dim)
+        out = []
+        if "noc" in ps:
+            kw = {a.name: a.value for a in ps["noc"][0].args if isinstance(a, ast.Kwarg)}
+            if (e := kw.get("link") or kw.get("bandwidth")) is not None and cyc(e, U.BANDWIDTH):
+                out.append("noc_bandwidth")
+            if (e := kw.get("hop") or kw.get("latency")) is not None and cyc(e, U.TIME):
+                out.append("noc_latency")
+        if "launch" in ps and ps["launch"][0].args and cyc(ps["launch"][0].args[0], U.TIME):
+            out.append("launch")
+        return tuple(out)
 
     def costed(self, tile: Tile, node_nm: float | None) -> Tile | None:
         """The tile with every figure it leaves open derived from the cost model at the chip's

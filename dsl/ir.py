@@ -132,11 +132,19 @@ class Chip:
     efficiency: tuple[tuple[str, float], ...]  # op class -> fraction of compute peak reached
     wave: tuple[int, int] | None  # output block one tile computes at a time (GPU-style waves)
     bsp: bool = False  # bulk-synchronous supersteps: an op computes, syncs, then exchanges
+    in_cycles: tuple[str, ...] = ()  # figures declared in tile cycles: noc_bandwidth noc_latency launch
     span: Span | None = _span()
 
     @property
     def tiles(self) -> int:
         return self.rows * self.cols
+
+    def at_clock_ratio(self, r: float) -> Chip:
+        """This chip with its tiles' clock scaled by r: the figures declared in cycles follow it
+        (a NoC of so many bytes per cycle, a launch of so many cycles); the rest keep their own."""
+        noc = replace(self.noc, link_bandwidth=self.noc.link_bandwidth * (r if "noc_bandwidth" in self.in_cycles else 1),
+                      latency_s=self.noc.latency_s / (r if "noc_latency" in self.in_cycles else 1))
+        return replace(self, noc=noc, launch_s=self.launch_s / (r if "launch" in self.in_cycles else 1))
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,12 @@ class Machine:
         for lv in self.levels:
             n *= lv.fanout
         return n
+
+    def at_sustained_clock(self) -> Machine:
+        """This machine with its tiles at their sustained clock (Tile.at_sustained_clock), and the
+        chip's figures declared in cycles with them."""
+        tile = self.tile.at_sustained_clock()
+        return replace(self, tile=tile, chip=self.chip.at_clock_ratio(tile.clock_hz / self.tile.clock_hz))
 
 
 @dataclass(frozen=True)

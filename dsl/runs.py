@@ -2,8 +2,6 @@
 (with `--set` overrides) and checking that the mapping fits."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from . import ast
 from . import units as U
 from .diagnostics import did_you_mean as _hint
@@ -96,7 +94,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
             elif c:
                 clock = c
         if clock == "sustained":
-            machine = replace(machine, tile=machine.tile.at_sustained_clock())
+            machine = machine.at_sustained_clock()
     mode = "infer"
     if (p := one("mode", False)) and (a := ck.only(p, 1)):
         mode = ck.symbol(a[0][0], MODES, "the mode", env) or "infer"

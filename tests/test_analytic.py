@@ -204,3 +204,22 @@ def test_clock_mistakes_are_reported(tmp_path, clock_line, run_clock, message):
     with pytest.raises(ArchcError) as e:
         check(f)
     assert message in e.value.render()
+
+
+def test_sustained_clock_scales_the_chip_figures_written_in_cycles(tmp_path):
+    # a NoC of 8 B/cycle per link with 2-cycle hops and a 1000-cycle launch: at 1 GHz 8 GB/s,
+    # 2 ns and 1 us; at the 0.8 GHz sustained clock 6.4 GB/s, 2.5 ns and 1.25 us. The HBM
+    # (in B/s) keeps its figure.
+    f = tmp_path / "m.arch"
+    f.write_text(_sustained("clock 1 GHz, sustained = 0.8 GHz")
+                 .replace("noc crossbar, bandwidth = 100 TB/s", "noc mesh, link = 8 B/cycle, hop = 2 cycles")
+                 .replace("launch 1 us", "launch 1000 cycles")
+                 + "run r { model vadd(10); on c; precision fp16 }\n"
+                 + "run b { model vadd(10); on c; precision fp16; clock boost }")
+    d = check(f)
+    for name, hz in (("r", 0.8e9), ("b", 1e9)):
+        chip = d.run(name).machine.chip
+        assert chip.noc.link_bandwidth == pytest.approx(8 * hz)
+        assert chip.noc.latency_s == pytest.approx(2 / hz)
+        assert chip.launch_s == pytest.approx(1000 / hz)
+        assert chip.memory.bandwidth == 1e12
