@@ -142,9 +142,11 @@ class Chip:
     def at_clock_ratio(self, r: float) -> Chip:
         """This chip with its tiles' clock scaled by r: the figures declared in cycles follow it
         (a NoC of so many bytes per cycle, a launch of so many cycles); the rest keep their own."""
-        noc = replace(self.noc, link_bandwidth=self.noc.link_bandwidth * (r if "noc_bandwidth" in self.in_cycles else 1),
-                      latency_s=self.noc.latency_s / (r if "noc_latency" in self.in_cycles else 1))
-        return replace(self, noc=noc, launch_s=self.launch_s / (r if "launch" in self.in_cycles else 1))
+        def k(figure: str) -> float:
+            return r if figure in self.in_cycles else 1.0
+        noc = replace(self.noc, link_bandwidth=self.noc.link_bandwidth * k("noc_bandwidth"),
+                      latency_s=self.noc.latency_s / k("noc_latency"))
+        return replace(self, noc=noc, launch_s=self.launch_s / k("launch"))
 
 
 @dataclass(frozen=True)
