@@ -38,6 +38,17 @@ def _is_mx(kw: ast.Kwarg) -> bool:
     return isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "mx"
 
 
+def cycle_exponent(dim, d) -> int:
+    """How a figure of dimension `dim` converts to `d` with a clock: 1 if it is `d` per cycle
+    (B/cycle for B/s: times the clock), -1 if it is `d` in cycles (cycles for s: over the
+    clock), 0 if neither."""
+    if dim * U.CYCLES / U.TIME == d:
+        return 1
+    if dim / U.CYCLES * U.TIME == d:
+        return -1
+    return 0
+
+
 class Checker:
     def __init__(self, file: ast.File, source_name: str):
         self.file = file
@@ -52,6 +63,7 @@ class Checker:
         self.callables: dict[str, Callable_] = {}
         self.imported: set[str] = set()
         self.costed_nodes: dict[str, float] = {}
+        self.bad_sustained: set[str] = set()  # tiles whose sustained clock was refused (reported)
 
     # ---- collection --------------------------------------------------------------------
     def collect(self, stmts) -> None:
@@ -132,12 +144,9 @@ class Checker:
         for d in dims:
             if v.dim == d:
                 return self._sign(e, v.value, what, positive, allow_zero)
-            if clock and clock > 0 and v.dim * U.CYCLES / U.TIME == d:  # B/cycle -> B/s
-                return self._sign(e, v.value * clock, what, positive, allow_zero)
-            if clock and clock > 0 and v.dim / U.CYCLES * U.TIME == d:  # cycles -> s
-                return self._sign(e, v.value / clock, what, positive, allow_zero)
-        if clock == BAD_CLOCK and any(v.dim * U.CYCLES / U.TIME == d or v.dim / U.CYCLES * U.TIME == d
-                                      for d in dims):
+            if (x := cycle_exponent(v.dim, d)) and clock and clock > 0:
+                return self._sign(e, v.value * clock if x > 0 else v.value / clock, what, positive, allow_zero)
+        if clock == BAD_CLOCK and any(cycle_exponent(v.dim, d) for d in dims):
             return None  # a per-cycle figure, and the clock is missing or wrong: reported there
         want = " or ".join(U.describe(d) for d in dims)
         self.diag.error(e.span, f"{what} must be {want}, found {U.describe(v.dim)}")
@@ -281,6 +290,7 @@ class Checker:
                                                 f"clock ({clock / 1e9:g} GHz): it is the clock held at the power "
                                                 "limit, at most the boost clock")
                         sustained = None
+                        self.bad_sustained.add(name)
             clock = clock or BAD_CLOCK
             sram = (0.0, 0.0, 0.0, None)
             if (p := self.need(ps, "sram", d, "tile")) and (a := self.only(p, 1, ("bandwidth", "latency", "energy"))):
@@ -555,9 +565,9 @@ class Checker:
     def _in_cycles(self, ps) -> tuple[str, ...]:
         """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles
         (they follow the tile's clock when it runs at its sustained one)."""
-        def cyc(e, si_dim) -> bool:  # the conversions quantity() makes with a clock
+        def cyc(e, si_dim) -> bool:
             v = self.value(e)
-            return isinstance(v, Q) and (v.dim * U.CYCLES / U.TIME == si_dim or v.dim / U.CYCLES * U.TIME == si_dim)
+            return isinstance(v, Q) and cycle_exponent(v.dim, si_dim) != 0
         out = []
         if "noc" in ps:
             kw = {a.name: a.value for a in ps["noc"][0].args if isinstance(a, ast.Kwarg)}

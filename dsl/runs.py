@@ -89,8 +89,9 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
         if (p := one("clock", False)) and (a := ck.only(p, 1)):
             c = ck.symbol(a[0][0], CLOCKS, "the clock", env)
             if c == "sustained" and not machine.tile.sustained_hz:
-                ck.diag.error(a[0][0].span, f"tile '{machine.tile.name}' declares no sustained clock "
-                                            "(`clock 1.41 GHz, sustained = 1.3 GHz`)")
+                if machine.tile.name not in ck.bad_sustained:  # else reported at the tile
+                    ck.diag.error(a[0][0].span, f"tile '{machine.tile.name}' declares no sustained clock "
+                                                "(`clock 1.41 GHz, sustained = 1.3 GHz`)")
             elif c:
                 clock = c
         if clock == "sustained":

@@ -223,3 +223,14 @@ def test_sustained_clock_scales_the_chip_figures_written_in_cycles(tmp_path):
         assert chip.noc.latency_s == pytest.approx(2 / hz)
         assert chip.launch_s == pytest.approx(1000 / hz)
         assert chip.memory.bandwidth == 1e12
+
+
+def test_a_refused_sustained_clock_is_reported_once(tmp_path):
+    # the run asking for the sustained clock is not told again that the tile has none
+    f = tmp_path / "m.arch"
+    f.write_text(_sustained("clock 1 GHz, sustained = 1.2 GHz")
+                 + "run r { model vadd(10); on c; precision fp16; clock sustained }")
+    with pytest.raises(ArchcError) as e:
+        check(f)
+    msg = e.value.render()
+    assert msg.count("error:") == 1 and "is above the clock (1 GHz)" in msg

@@ -101,9 +101,11 @@ def test_run_gemm_json_contract():
     assert rep["run"] == "gemm" and rep["model"] == "gemm" and rep["system"] == "h100"
     M = N = K = 8192
     assert rep["flops"] == 2 * M * N * K
-    # at the sustained clock: the H200 (the same die at 700 W) holds 71% of this peak in long
-    # BF16 GEMMs (ml-engineering's MSMF); at most the best burst (80%) and far from none
-    assert 0.65 * H100_BF16_PEAK <= rep["achieved_flops_per_s"] <= 0.85 * H100_BF16_PEAK
+    # a burst at the boost clock reaches 70-95% of the datasheet peak; the default, sustained
+    # clock (1.55 of 1.83 GHz) scales the compute time by the clock ratio (plus the 3 us launch)
+    burst = run_json(*GEMM, *SQUARE, "--set", "clock=boost")
+    assert 0.70 * H100_BF16_PEAK <= burst["achieved_flops_per_s"] <= 0.95 * H100_BF16_PEAK
+    assert rep["latency_s"] - 3e-6 == pytest.approx((burst["latency_s"] - 3e-6) * 1.83 / 1.55, rel=1e-9)
     assert rep["achieved_flops_per_s"] == pytest.approx(rep["flops"] / rep["latency_s"], rel=1e-6)
     assert rep["utilization"] == pytest.approx(rep["achieved_flops_per_s"] / H100_BF16_PEAK, rel=0.01)
     assert rep["bottleneck"] == "compute"
