@@ -95,7 +95,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         r = rows.get(label)
         if r is None:
             r = rows[label] = dict(kind=kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
-                                   bound_t={}, cls=CLASSES[int(T[i, COL["cls"]])], wave=1.0)
+                                   bound_t={}, cls=CLASSES[int(T[i, COL["cls"]])], ideal=0.0, waved=0.0)
             order.append(label)
         r["time"] += t_tot[i]
         r["flops"] += (T[i, COL["mflops"]] + T[i, COL["vflops"]]) * reps[i]
@@ -104,11 +104,12 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         r["energy"] += R[i, RC["energy"]] * reps[i]
         b = BOUNDS[int(R[i, RC["bound"]])]
         r["bound_t"][b] = r["bound_t"].get(b, 0.0) + t_tot[i]
-        if T[i, COL["phase"]] == 0 and T[i, COL["mflops"]] > 0:
-            r["wave"] = 1.0 / R[i, RC["wave"]]
+        if T[i, COL["mflops"]] > 0:  # every pass (forward, backward, recompute), by its matrix work
+            r["ideal"] += T[i, COL["mflops"]] * reps[i]
+            r["waved"] += T[i, COL["mflops"]] * reps[i] * R[i, RC["wave"]]
     ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
                       max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
-                      r["time"] / busy, eff.get(r["cls"], 1.0), r["wave"])
+                      r["time"] / busy, eff.get(r["cls"], 1.0), r["ideal"] / r["waved"] if r["waved"] else 1.0)
                 for name, r in ((n, rows[n]) for n in order))
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
     for i in range(T.shape[0]):

@@ -21,7 +21,7 @@ class OpRow:
     energy_j: float
     share: float  # of the step's busy time
     efficiency: float  # declared efficiency of the op's class
-    wave_efficiency: float  # ideal / wave-quantised compute time (1 when not a GEMM)
+    wave_efficiency: float  # ideal / wave-quantised compute time over all its passes (1 when not a GEMM)
 
 
 @dataclass(frozen=True)

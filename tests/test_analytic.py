@@ -48,6 +48,34 @@ def test_partial_wave_is_paid_in_full(tmp_path):
     assert r.ops[0].wave_efficiency == pytest.approx(10.5 / 11)
 
 
+def test_narrow_product_uses_a_quarter_width_block(tmp_path):
+    # 1000 x 25 output (as narrow as an attention head): 25-column blocks (two halvings of
+    # 100, 12% penalty) make 10 blocks = 1 wave of 2*100*25*1000 FLOP per tile; a 100-wide
+    # block would waste 3/4 (1 wave of 4x the work), halving the rows as well takes 2 waves
+    # (x 1.18), and splitting K in two takes 2 waves of half the depth (x 1.12 x 1.03).
+    r = _run(tmp_path, "run r { model mm(1000, 25, 1000); on c; precision fp16 }")
+    ideal = 2 * 1000 * 25 * 1000 / PEAK
+    assert r.latency_s == pytest.approx(ideal * 1.12 + LAUNCH, rel=1e-12)
+    assert r.ops[0].wave_efficiency == pytest.approx(1 / 1.12, rel=1e-12)
+
+
+def test_backward_gemms_are_quantised_in_their_own_shapes(tmp_path):
+    # Training y = x W with x [1050, 1000], W [1000, 1000]. Forward: a 1050 x 1000 output =
+    # 11 x 10 blocks = 11 waves where 10.5 would do (as above). Backward: dX = dY W^T is again
+    # 1050 x 1000 (11 waves for 10.5), but dW = x^T dY is 1000 x 1000 (10 whole waves, summing
+    # over the 1050 rows); each has half the backward's 2 x 2.1 GFLOP.
+    r = _run(tmp_path, """run r { model stack(1050, 1000, 1); on c; mode train; precision fp16 }""")
+    flops = 2 * 1050 * 1000 * 1000
+    forward = flops / PEAK * 11 / 10.5 + LAUNCH
+    backward = flops / PEAK * 11 / 10.5 + flops / PEAK * 10 / 10 + LAUNCH
+    (lin,) = [o for o in r.ops if o.kind == "linear"]
+    assert lin.time_s == pytest.approx(forward + backward, rel=1e-12)
+    # the report's wave efficiency weighs every pass by its matrix work: in forward-wave units
+    # the three GEMMs would ideally take 10.5 each and take 11, 11 and 10.5 (dW's 10 waves are
+    # each 1050/1000 as long)
+    assert lin.wave_efficiency == pytest.approx(3 * 10.5 / (11 + 11 + 10.5), rel=1e-12)
+
+
 def test_skinny_product_uses_small_blocks_and_split_k(tmp_path):
     # M = 1: a 100-row block would waste 99%. 16-row blocks (3 halvings, 18% penalty) with
     # K split 8 ways (gk/s = 512 >= 256; 3 doublings, 9% penalty): 10 column blocks x 8 = 80
@@ -57,7 +85,7 @@ def test_skinny_product_uses_small_blocks_and_split_k(tmp_path):
     for i, tm in enumerate((100, 50, 25, 12.5)):
         if i and tm < 16:
             break
-        for j, tn in enumerate((100, 50)):
+        for j, tn in enumerate((100, 50, 25)):
             for k in range(5):
                 s = 2 ** k
                 if k and 4096 / s < 256:
