@@ -103,6 +103,7 @@ def lower(run: Run) -> Plan:
         count = op.count * (per_stage if stage == 0 and pp > 1 else 1.0)
         ins_sharded = any(t.id in sharded for t in op.inputs)
         split = 1
+        row_parallel = False  # a linear whose input is split: it splits the summed dimension
         comm_fwd = comm_bwd = 0.0
         weights = op.weight_elems
         if tp > 1:
@@ -110,6 +111,7 @@ def lower(run: Run) -> Plan:
                 split = tp
                 weights = op.weight_elems / tp
                 if ins_sharded:  # row parallel: partial sums all-reduced
+                    row_parallel = True
                     comm_fwd = op.output.elems * ab
                 else:  # column parallel: output split; input gradient all-reduced
                     sharded.add(op.output.id)
@@ -161,8 +163,8 @@ def lower(run: Run) -> Plan:
         colocate = spatial and not op.matrix_flops and i > 0 and (op.cls != "embedding" or not w_bytes)
         common = dict(op=i, stage=stage, count=count, colocate=float(colocate),
                       cls=CLASSES.index(op.cls) if op.cls in CLASSES else 3,
-                      gb=gm.batch if gm else 0, gm=gm.m if gm else 0, gn=(gm.n / split) if gm else 0,
-                      gk=gm.k if gm else 0, weight_bytes=w_bytes)
+                      **_gemm_shape(gm, split, row_parallel, heads=op.kind == "attention"),
+                      weight_bytes=w_bytes)
         group = dict(comm_p=tp, comm_stride=1)
         if op.cls == "collective":  # an explicit collective in the model spans the run's chips
             comm_fwd = op.output.elems * ab
@@ -186,7 +188,7 @@ def lower(run: Run) -> Plan:
         flops["backward"] += (2 * op.matrix_flops + factor * op.vector_flops) * op.count
         add(op.name, phase=1, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
             sram_bytes=bwd_sram, noc_bytes=2 * noc_f, comm_kind=1 if comm_bwd else 0,
-            comm_bytes=comm_bwd, **group, **{**common, "gk": common["gk"]})
+            comm_bytes=comm_bwd, **group, **common)
         recompute = mp.recompute == "full" and op.layer or \
             (mp.recompute == "selective" and op.kind == "attention")
         if recompute:
@@ -226,6 +228,17 @@ def lower(run: Run) -> Plan:
     if not has_mem and not spatial:
         notes.append("no off-chip memory: tensors live in on-chip SRAM")
     return Plan(run, tasks, tuple(labels), scalars, tuple(notes))
+
+
+def _gemm_shape(gm, split: int, row_parallel: bool, heads: bool) -> dict[str, float]:
+    """The GEMM one chip computes (for wave quantisation) when the op is split `split` ways:
+    a row-parallel linear splits the summed dimension K, attention splits its heads (the
+    batch of GEMMs), any other op its output columns N."""
+    if gm is None:
+        return dict(gb=0, gm=0, gn=0, gk=0)
+    return dict(gb=gm.batch / split if heads else gm.batch, gm=gm.m,
+                gn=gm.n if heads or row_parallel else gm.n / split,
+                gk=gm.k / split if row_parallel else gm.k)
 
 
 # Ops a fused kernel takes in: elementwise ops (bias, activation, dropout, residual add) and,

@@ -59,6 +59,25 @@ def test_narrow_product_uses_a_quarter_width_block(tmp_path):
     assert r.ops[0].wave_efficiency == pytest.approx(1 / 1.12, rel=1e-12)
 
 
+def test_row_parallel_linear_is_quantised_with_its_k_split(tmp_path):
+    # tp = 2 over two 1050-wide linears. The first (column parallel) computes 1000 x 525 per
+    # chip: 50-wide blocks, 10 x 11 = 110 blocks = 11 waves of 2*100*50*1050 FLOP x 1.06,
+    # against 2*1000*525*1050/10 ideal (100-wide blocks: 6 waves of twice the work, slower).
+    # The second (row parallel) sums over 525 of the 1050 inputs but writes the whole
+    # 1000 x 1050 output: 11 waves where 10.5 would do. (Splitting its N instead would have
+    # made it a second 1000 x 525.)
+    r = _run(tmp_path, """model two(b, d) {
+      input x : [b, d]
+      h = linear(x, d, bias = false)
+      return linear(h, d, bias = false)
+    }
+    run r { model two(1000, 1050); on node; strategy parallel, tp = 2, micro_batch = 1000; precision fp16 }""")
+    col, row = [o for o in r.ops if o.kind == "linear"]
+    assert col.wave_efficiency == pytest.approx((2 * 1000 * 525 * 1050 / 10) / (11 * 2 * 100 * 50 * 1050 * 1.06),
+                                                rel=1e-12)
+    assert row.wave_efficiency == pytest.approx(10.5 / 11, rel=1e-12)
+
+
 def test_backward_gemms_are_quantised_in_their_own_shapes(tmp_path):
     # Training y = x W with x [1050, 1000], W [1000, 1000]. Forward: a 1050 x 1000 output =
     # 11 x 10 blocks = 11 waves where 10.5 would do (as above). Backward: dX = dY W^T is again
