@@ -23,6 +23,7 @@ CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "emb
 COLLECTIVES = ("none", "allreduce", "allgather", "reduce_scatter", "p2p")
 STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
 TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+ACCUMULATE = "gradient accumulation"  # the label of the rows adding weight gradients into the step's buffer
 OPTIMIZER_FLOPS = {"adam": 12, "adamw": 13, "lamb": 16, "sgd": 2, "none": 0}
 
 # Which ops' inputs or outputs carry Megatron tensor-parallel sharding (Shoeybi et al. 2019):
@@ -68,6 +69,11 @@ def lower(run: Run) -> Plan:
     # Dojo's interface processors) only feeds weight streaming.
     dram = chip.memory is not None
     has_mem = dram or (streaming and m.memory is not None)
+    # Training accumulates weight gradients into a buffer per micro-batch unless one micro-batch
+    # writes them in the buffer's format; a spatial pipeline keeps them in place and weight
+    # streaming sends them out to the memory system, which sums them there.
+    accumulate = train and not (spatial or streaming) and \
+        (mp.micro_batches > 1 or prec.grad_bytes != fmt_bytes[prec.weights])
     notes: list[str] = []
 
     # pipeline stages: ops before the first layer go to the first stage, after it to the last
@@ -177,6 +183,17 @@ def lower(run: Run) -> Plan:
             noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
         if not train:
             continue
+        if accumulate and op.weight_elems:
+            # The weight gradient of each micro-batch is added into the step's gradient buffer
+            # (Megatron-LM's main_grad.add_ in a hook as each gradient is ready; PyTorch's
+            # AccumulateGrad): a memory-bound pass of its own after the op's backward, reading
+            # the fresh gradient and reading and writing the buffer. Backward rows run in
+            # reverse table order, so this row, before the backward's, runs after it.
+            # The gradient is complete (ready for its data-parallel bucket) after this row.
+            acc = weights * (ab + 2 * prec.grad_bytes)
+            add(ACCUMULATE, op=i, phase=1, stage=stage, count=count, cls=CLASSES.index("elementwise"),
+                vflops=weights, mem_bytes=acc if dram else 0.0, sram_bytes=acc, weight_bytes=w_bytes)
+            common["weight_bytes"] = 0.0
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
@@ -206,6 +223,8 @@ def lower(run: Run) -> Plan:
     if train:
         ob = OPTIMIZER_FLOPS[run.optimizer]
         opt_bytes = params_chip * (2 * (prec.master_bytes + ab) - prec.grad_bytes)
+        if accumulate:
+            opt_bytes += params_chip * prec.grad_bytes  # and zeroes the gradient buffer for the next step
         add("optimizer step", op=-1, phase=3, stage=3, count=1, cls=CLASSES.index("optimizer"),
             vflops=ob * params_chip, mem_bytes=opt_bytes if dram and not spatial else 0.0, sram_bytes=opt_bytes)
         if mp.dp > 1:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from archc.codegen.lower import CLASSES, COL, PHASES, Plan, lower
+from archc.codegen.lower import ACCUMULATE, CLASSES, COL, PHASES, Plan, lower
 from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
 from archc.dsl.ir import Run
@@ -91,7 +91,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     order: list[str] = []
     for i, label in enumerate(plan.labels):
         op_i = int(T[i, COL["op"]])
-        kind = run.graph.ops[op_i].kind if op_i >= 0 else PHASES[int(T[i, COL["phase"]])]
+        kind = "accumulation" if label == ACCUMULATE else \
+            run.graph.ops[op_i].kind if op_i >= 0 else PHASES[int(T[i, COL["phase"]])]
         r = rows.get(label)
         if r is None:
             r = rows[label] = dict(kind=kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,

@@ -163,6 +163,35 @@ def test_ring_allreduce_of_gradients(tmp_path):
     assert r.breakdown["gradient exchange"] == pytest.approx(expected, rel=1e-12)
 
 
+
+def test_gradients_accumulate_per_micro_batch(tmp_path):
+    # 2 layers of 1024 x 1024 weights, 4 micro-batches of 8 per step. After each layer's
+    # backward its fp16 weight gradient (2 B) is added into the fp32 gradient buffer (4 B read,
+    # 4 B written): 10 B per parameter, 10.49 MB = 10.49 us at 1 TB/s, plus a 1 us launch, per
+    # layer per micro-batch; the optimizer zeroes the buffer (4 B per parameter) once per step.
+    d, layers, m = 1024, 2, 4
+    r = _run(tmp_path, f"""run r {{ model stack(8, {d}, {layers}); on c; mode train
+      strategy data, chips = 1, micro_batch = 8, global_batch = {8 * m}; precision fp16 }}""")
+    acc = next(o for o in r.ops if o.name == "gradient accumulation")
+    assert acc.kind == "accumulation" and acc.bound_by == "memory"
+    per_layer = d * d * (2 + 4 + 4)
+    assert acc.bytes == pytest.approx(m * layers * per_layer, rel=1e-12)
+    assert acc.time_s == pytest.approx(m * layers * (per_layer / MEM + LAUNCH), rel=1e-12)
+    # one micro-batch: fp16 gradients are still added into the fp32 buffer; fp32 ones are the
+    # buffer already (a tile with fp32 matrix units), so nothing is added
+    f = tmp_path / "fp32.arch"
+    f.write_text(MACHINE.replace("matrix fp16", "matrix fp32 x fp32 -> fp32 : 250 mac/cycle\n  matrix fp16") +
+                 f"""run r(p = fp16) {{ model stack(8, {d}, {layers}); on c; mode train
+                 strategy data, chips = 1, micro_batch = 8, global_batch = 8; precision p }}""")
+    names = {p: [o.name for o in run_analytic(check(f, {"p": p}).run("r"), __version__).ops]
+             for p in ("fp16", "fp32")}
+    assert "gradient accumulation" in names["fp16"] and "gradient accumulation" not in names["fp32"]
+    opt = {o.name: o.bytes for o in r.ops}["optimizer step"]
+    # Adam over fp16 weights: reads and writes the 16 B of master weights and moments and the
+    # 2 B weights, reads the 4 B gradient (2 x 18 - 4 = 32 B), and zeroes the gradient (4 B)
+    assert opt == pytest.approx(d * d * layers * (32 + 4), rel=1e-12)
+
+
 def test_two_equal_transfers_take_twice_one(tmp_path):
     # doubling the gradient bytes doubles the bandwidth term of the exchange
     def exchange(d):

@@ -421,8 +421,9 @@ def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
 def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
     """The order the last backward runs (and its gradients complete) under overlap_dp: the op
     after the layers, the second repeat body instance by instance, the first, then the op
-    before the layers; buckets close once they hold `bucket` bytes, the last with the last
-    piece that has gradients."""
+    before the layers, each op's backward followed by the addition of its fp16 weight
+    gradient into the fp32 buffer, which completes it; buckets close once they hold `bucket`
+    bytes, the last with the last piece that has gradients."""
     from archc.codegen.lower import COL, lower
     from archc.runtime.buckets import backward_pieces, bucket_closings
     f = tmp_path / "m.arch"
@@ -442,14 +443,15 @@ def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
     ops = [int(T[i, COL["op"]]) for i, _ in pieces]
     frac = [x for _, x in pieces]
     first, a, b, last = sorted(set(ops))
-    assert ops == [last, b, b, b, a, a, first]
-    assert frac == pytest.approx([1, 1 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2, 1])
+    assert ops == [last] * 2 + [b] * 6 + [a] * 4 + [first] * 2
+    assert [plan.labels[i] == "gradient accumulation" for i, _ in pieces] == [False, True] * 7
+    assert frac == pytest.approx([1, 1] + [1 / 3] * 6 + [1 / 2] * 4 + [1, 1])
     # 256 x 256 fp32 gradients = 262,144 B per linear: one short of 300 kB each, so a bucket
-    # closes every second piece, and the last with the last piece
+    # closes with every second accumulation, and the last with the last piece
     ar = next(i for i in range(T.shape[0]) if T[i, COL["phase"]] == 4)
     closings = bucket_closings(plan, pieces, T[ar, COL["comm_bytes"]], 300e3)
     assert T[ar, COL["comm_bytes"]] == pytest.approx(7 * 256 * 256 * 4)
-    assert sorted(closings) == [1, 3, 5, 6]
+    assert sorted(closings) == [3, 7, 11, 13]
     assert [closings[k] for k in sorted(closings)] == pytest.approx([2 * 262144] * 3 + [262144])
 
 
