@@ -73,7 +73,7 @@ def lower(run: Run) -> Plan:
     # writes them in the buffer's format; a spatial pipeline keeps them in place and weight
     # streaming sends them out to the memory system, which sums them there.
     accumulate = train and not (spatial or streaming) and \
-        (mp.micro_batches > 1 or prec.grad_bytes != fmt_bytes[prec.weights])
+        (mp.micro_batches > 1 or prec.grad_bytes != ab)
     notes: list[str] = []
 
     # pipeline stages: ops before the first layer go to the first stage, after it to the last
