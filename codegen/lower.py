@@ -183,13 +183,16 @@ def lower(run: Run) -> Plan:
             noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
         if not train:
             continue
-        if accumulate and op.weight_elems:
-            # The weight gradient of each micro-batch is added into the step's gradient buffer
-            # (Megatron-LM's main_grad.add_ in a hook as each gradient is ready; PyTorch's
-            # AccumulateGrad): a memory-bound pass of its own after the op's backward, reading
-            # the fresh gradient and reading and writing the buffer. Backward rows run in
-            # reverse table order, so this row, before the backward's, runs after it.
-            # The gradient is complete (ready for its data-parallel bucket) after this row.
+        # The weight gradient of each micro-batch is added into the step's gradient buffer.
+        # With accumulate_in_gemm a matrix op's weight-gradient GEMM does it in its epilogue
+        # (Megatron-LM's --gradient-accumulation-fusion): it reads and writes the buffer in
+        # place of writing the gradient. Otherwise it is a memory-bound pass of its own
+        # (Megatron-LM's main_grad.add_ in a hook as each gradient is ready; PyTorch's
+        # AccumulateGrad) reading the fresh gradient and reading and writing the buffer.
+        in_gemm = accumulate and mp.accumulate_in_gemm and op.matrix_flops > 0
+        if accumulate and op.weight_elems and not in_gemm:
+            # Backward rows run in reverse table order, so this row, before the backward's,
+            # runs after it; the gradient is complete (its data-parallel bucket may go) then.
             acc = weights * (ab + 2 * prec.grad_bytes)
             add(ACCUMULATE, op=i, phase=1, stage=stage, count=count, cls=CLASSES.index("elementwise"),
                 vflops=weights, mem_bytes=acc if dram else 0.0, sram_bytes=acc, weight_bytes=w_bytes)
@@ -197,6 +200,8 @@ def lower(run: Run) -> Plan:
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
+        if in_gemm:
+            bwd_bytes += weights * (2 * prec.grad_bytes - ab)
         bwd_sram = max(bwd_bytes, 2 * op.matrix_flops / split * operand_traffic)
         mem_b = bwd_bytes if dram and not spatial else 0.0
         if streaming:

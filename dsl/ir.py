@@ -298,6 +298,9 @@ class Mapping:
     region_rows: int = 0  # spatial: the height in tiles of the bands regions are laid out in (0: archc's choice)
     placement: str = "adjacent"  # spatial: adjacent | raster | serpentine (dsl/runs.py PLACEMENTS)
     bucket: float = DDP_BUCKET  # overlap_dp: bytes of gradient per all-reduce bucket
+    # training: the weight-gradient GEMM adds into the gradient buffer in its epilogue (Megatron-LM's
+    # --gradient-accumulation-fusion) instead of a kernel of its own after it
+    accumulate_in_gemm: bool = False
     span: Span | None = _span()
 
     @property

@@ -21,7 +21,8 @@ SCHEDULES = ("one_f_one_b", "gpipe")  # names cannot start with a digit: 1F1B is
 PLACEMENTS = ("adjacent", "raster", "serpentine")
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
-                    "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement")
+                    "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement",
+                    "accumulate_in_gemm")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False}
 FUSION = ("none", "elementwise", "epilogue")
@@ -243,13 +244,13 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     tp, pp, dp, chips = count("tp"), count("pp"), count("dp"), count("chips", None)
     interleave, micro = count("interleave"), count("micro_batch")
     recompute = ck.symbol(kw["recompute"].value, RECOMPUTE, "recompute", env) if "recompute" in kw else "none"
-    sp, overlap = flag("seq_parallel"), flag("overlap_dp")
+    sp, overlap, in_gemm = flag("seq_parallel"), flag("overlap_dp"), flag("accumulate_in_gemm")
     schedule = ck.symbol(kw["schedule"].value, SCHEDULES, "the pipeline schedule", env) if "schedule" in kw else "one_f_one_b"
     region_rows = count("region_rows", 0, minimum=0)  # 0: archc chooses
     placement = ck.symbol(kw["placement"].value, PLACEMENTS, "the placement", env) if "placement" in kw else "adjacent"
     bucket = ck.quantity(kw["bucket"].value, [U.BYTES], "a gradient bucket size", env=env) if "bucket" in kw else DDP_BUCKET
-    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, schedule, region_rows, placement,
-                bucket) or ("chips" in kw and chips is None):
+    if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, in_gemm, schedule, region_rows,
+                placement, bucket) or ("chips" in kw and chips is None):
         return None
     if "bucket" in kw and not overlap:
         ck.diag.error(kw["bucket"].span, "'bucket' sizes the gradient all-reduce buckets of overlap_dp = true; "
@@ -276,6 +277,10 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     if interleave > 1 and pp == 1:
         ck.diag.error(kw["interleave"].span, "interleave > 1 needs pipeline parallelism (pp > 1)")
         return None
+    if in_gemm and strategy in ("spatial", "weight_streaming"):
+        ck.diag.error(kw["accumulate_in_gemm"].span, f"'accumulate_in_gemm' adds weight gradients into a gradient "
+                                                     f"buffer in the GEMM; a {strategy} run keeps no such buffer")
+        return None
     for key in ("region_rows", "placement"):
         if key in kw and strategy != "spatial":
             ck.diag.error(kw[key].span, f"'{key}' lays out the regions of a spatial run; this run's strategy is {strategy}")
@@ -293,7 +298,7 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
     return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule,
-                   region_rows, placement, bucket, span=p.span)
+                   region_rows, placement, bucket, in_gemm, span=p.span)
 
 
 def _precision(ck, p, env, machine, mode) -> Precision | None:

@@ -145,7 +145,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "micro_batches_per_chip": int(mb), "recompute": run.mapping.recompute,
                  "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule,
                  "region_rows": run.mapping.region_rows, "placement": run.mapping.placement,
-                 "overlap_dp": run.mapping.overlap_dp,
+                 "overlap_dp": run.mapping.overlap_dp, "accumulate_in_gemm": run.mapping.accumulate_in_gemm,
                  "bucket_bytes": run.mapping.bucket if run.mapping.overlap_dp else None},
         precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,
                    "vector": run.precision.vector},

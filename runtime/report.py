@@ -142,6 +142,8 @@ def _mapping_text(m: dict) -> str:
         parts.append(f"placement={m['placement']}")
     if m.get("overlap_dp"):
         parts.append(f"overlap_dp (buckets of {si(m['bucket_bytes'], 'B')})")
+    if m.get("accumulate_in_gemm"):
+        parts.append("accumulate_in_gemm")
     return ", ".join(parts)
 
 
