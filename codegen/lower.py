@@ -17,6 +17,9 @@ COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", 
            "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_kind",
            "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
 COL = {name: i for i, name in enumerate(COLUMNS)}
+# weight_bytes: the weights an op holds (a spatial region's SRAM need); on backward rows, the
+# weight gradient the row completes (runtime/buckets.py), which is the accumulation row's when
+# the gradient is added into the buffer by a pass of its own.
 PHASES = ("forward", "backward", "recompute", "optimizer", "gradient exchange", "pipeline transfer")
 CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
            "reduction", "pool", "loss", "collective", "optimizer")
@@ -190,13 +193,14 @@ def lower(run: Run) -> Plan:
         # (Megatron-LM's main_grad.add_ in a hook as each gradient is ready; PyTorch's
         # AccumulateGrad) reading the fresh gradient and reading and writing the buffer.
         in_gemm = accumulate and mp.accumulate_in_gemm and op.matrix_flops > 0
-        if accumulate and op.weight_elems and not in_gemm:
+        apart = bool(accumulate and op.weight_elems and not in_gemm)
+        if apart:
             # Backward rows run in reverse table order, so this row, before the backward's,
-            # runs after it; the gradient is complete (its data-parallel bucket may go) then.
+            # runs after it; the gradient is complete (its data-parallel bucket may go) then:
+            # the backward row that holds the weight bytes completes it (runtime/buckets.py).
             acc = weights * (ab + 2 * prec.grad_bytes)
             add(ACCUMULATE, op=i, phase=1, stage=stage, count=count, cls=CLASSES.index("elementwise"),
                 vflops=weights, mem_bytes=acc if dram else 0.0, sram_bytes=acc, weight_bytes=w_bytes)
-            common["weight_bytes"] = 0.0
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
@@ -210,7 +214,7 @@ def lower(run: Run) -> Plan:
         flops["backward"] += (2 * op.matrix_flops + factor * op.vector_flops) * op.count
         add(op.name, phase=1, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
             sram_bytes=bwd_sram, noc_bytes=2 * noc_f, comm_kind=1 if comm_bwd else 0,
-            comm_bytes=comm_bwd, **group, **common)
+            comm_bytes=comm_bwd, **group, **{**common, "weight_bytes": 0.0 if apart else w_bytes})
         recompute = mp.recompute == "full" and op.layer or \
             (mp.recompute == "selective" and op.kind == "attention")
         if recompute:

@@ -277,6 +277,10 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     if interleave > 1 and pp == 1:
         ck.diag.error(kw["interleave"].span, "interleave > 1 needs pipeline parallelism (pp > 1)")
         return None
+    if in_gemm and mode != "train":
+        ck.diag.error(kw["accumulate_in_gemm"].span, "'accumulate_in_gemm' adds weight gradients in the GEMM; "
+                                                     "this run does not train (`mode train`)")
+        return None
     if in_gemm and strategy in ("spatial", "weight_streaming"):
         ck.diag.error(kw["accumulate_in_gemm"].span, f"'accumulate_in_gemm' adds weight gradients into a gradient "
                                                      f"buffer in the GEMM; a {strategy} run keeps no such buffer")

@@ -214,15 +214,20 @@ def test_gradients_accumulate_in_the_gemm_with_accumulate_in_gemm(tmp_path):
     assert sep.latency_s - fused.latency_s == pytest.approx(m * layers * (d * d * 10 / MEM + LAUNCH), rel=1e-9)
 
 
-def test_accumulate_in_gemm_needs_a_gradient_buffer(tmp_path):
+@pytest.mark.parametrize("mode, strategy, message", [
+    ("train", "spatial, chips = 2", "adds weight gradients into a gradient buffer in the GEMM; "
+                                    "a spatial run keeps no such buffer"),
+    ("infer", "data, chips = 2", "adds weight gradients in the GEMM; this run does not train (`mode train`)"),
+])
+def test_accumulate_in_gemm_needs_a_gradient_buffer(tmp_path, mode, strategy, message):
     f = tmp_path / "m.arch"
-    f.write_text(MACHINE + """run r { model stack(4, 512, 8); on node; mode train
-      strategy spatial, chips = 2, accumulate_in_gemm = true; precision fp16 }""")
+    f.write_text(MACHINE + f"""run r {{ model stack(4, 512, 8); on node; mode {mode}
+      strategy {strategy}, accumulate_in_gemm = true; precision fp16 }}""")
     with pytest.raises(ArchcError) as e:
         check(f)
     msg = e.value.render()
-    assert f"{f}:36:" in msg and "error: 'accumulate_in_gemm' adds weight gradients into a gradient buffer" in msg
-    assert "a spatial run keeps no such buffer" in msg and "^" in msg
+    assert f"{f}:36:" in msg and "error: 'accumulate_in_gemm' " + message in msg and "^" in msg
+
 
 def test_two_equal_transfers_take_twice_one(tmp_path):
     # doubling the gradient bytes doubles the bandwidth term of the exchange
