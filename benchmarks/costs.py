@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-# Published comparison figures (shared/reference/machines.md)
+# Published comparison figures (docs/sources.md)
 THEORY_BF16_VS_FP64 = 64.0  # "at equal silicon, a bf16 matrix unit does roughly 64x the work"
 REAL_CHIPS = "15-32x (H100 BF16 vs FP64: 29.5x vector, 14.8x tensor)"
 

@@ -83,7 +83,7 @@ K_FADD_SHIFT_A = math.sqrt(1360 / _S16 * 4184 / _S32)  # 36.86 um^2 per bit-stag
 #   leading-zero/one counter or rounding logic, n lg(n) mux-bits. Calibrated, not fitted to the
 #   table (the table has no posit entries): IEEE operators are reported 30-60% smaller and faster
 #   than posit operators of equal width (Forget, Uguen, de Dinechin, "Comparing posit and
-#   IEEE-754 hardware cost", 2021; shared/reference/machines.md). A posit unit pays two
+#   IEEE-754 hardware cost", 2021; docs/sources.md). A posit unit pays two
 #   decodes and one encode, 3 K n lg(n); K is the value that keeps posit16 and posit32 multipliers
 #   and adders furthest from both edges of +30..+60% (maximin over the four ratios):
 #     energy K = 7.4e-4 pJ per mux-bit (about 1/4 of an integer adder bit, 2.9e-3: a 2:1 mux vs
@@ -380,11 +380,11 @@ def adder(fmt: Format, node_nm: float = 45, *, formats: Mapping[str, Format] | N
 # - FP8 (E4M3) x FP8 -> FP32 vs INT8 x INT8 -> INT32: 3.9x the energy (1.16 vs 0.30 pJ at 45 nm)
 #   and 10.2x the area. The FP8 multiplier alone is 1.3x INT8's energy (0.26 vs 0.20 pJ); the
 #   full IEEE fp32 accumulator adder (0.9 pJ, 4056 um^2) is what makes FP8 MACs costlier
-#   (machines.md: "FP8 MACs are reported less efficient than INT8"). The gap is an upper end:
+#   (docs/sources.md: "FP8 MACs are reported less efficient than INT8"). The gap is an upper end:
 #   real FP8 units often accumulate in wider fixed point or share normalisation across a dot
 #   product, which this per-MAC model does not credit.
 # - Equal silicon, bf16 x bf16 -> fp32 vs fp64 x fp64 -> fp64: 9.8x the MACs per area. The
-#   multipliers alone give 42x (~ (53/8)^2 = 44, the theoretical p^2 ratio; machines.md's
+#   multipliers alone give 42x (~ (53/8)^2 = 44, the theoretical p^2 ratio; docs/sources.md's
 #   "roughly 64x"); the fp32 adder, 82% of a bf16 MAC's area, pulls the MAC ratio down. Real
 #   chips (15-32x, H100) sit between the two, because tensor cores amortise alignment and
 #   normalisation over a dot-product tree instead of paying one full fp32 adder per MAC.

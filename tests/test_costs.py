@@ -12,7 +12,7 @@ from archc.dsl.ir import Format
 
 PJ, UM2 = 1e-12, 1e-12
 
-# Horowitz, ISSCC 2014, 45 nm, 0.9 V (shared/reference/machines.md), written out here so
+# Horowitz, ISSCC 2014, 45 nm, 0.9 V (docs/sources.md), written out here so
 # the test does not trust the module's copy: (op, format) -> (pJ, um^2).
 TABLE = {
     ("add", "int8"): (0.03, 36),
