@@ -44,6 +44,15 @@ class Plan:
     notes: tuple[str, ...]  # assumptions the report prints
 
 
+def _class_code(op: Op) -> int:
+    """The op's class as the kernels number it. Every class dsl/models.py produces has one; an
+    op of any other class is a bug in archc, never silently costed as another class."""
+    if op.cls not in CLASSES:
+        raise AssertionError(f"op '{op.name}' ({op.kind}) has the class '{op.cls}', which the lowering "
+                             f"does not know ({', '.join(CLASSES)})")
+    return CLASSES.index(op.cls)
+
+
 def _stage_of(op: Op, ops_before_layers: set[int], pp: int) -> int:
     if pp == 1 or op.layer:
         return 0
@@ -171,7 +180,7 @@ def lower(run: Run) -> Plan:
         # (an embedding keeps its table in a region of its own; a gather of activations does not).
         colocate = spatial and not op.matrix_flops and i > 0 and (op.cls != "embedding" or not w_bytes)
         common = dict(op=i, stage=stage, count=count, colocate=float(colocate),
-                      cls=CLASSES.index(op.cls) if op.cls in CLASSES else 3,
+                      cls=_class_code(op),
                       **_gemm_shape(gm, split, row_parallel, heads=op.kind == "attention"),
                       weight_bytes=w_bytes)
         group = dict(comm_p=tp, comm_stride=1)

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from archc.dsl.diagnostics import CodegenError
+from archc.dsl.formats import float_extremes
 from archc.dsl.ir import Format
 
 from .mangle import comment, number
@@ -50,27 +51,13 @@ def float_info(f: Format, index: int) -> FormatInfo:
     p_ = dict(f.params)
     exp, man, bias, signed = p_["exp"], p_["man"], p_["bias"], p_["signed"]
     has_sub, inf, nan, overflow = p_["subnormals"], p_["inf"], p_["nan"], p_["overflow"]
-    if exp > 11 or man > 52:
-        raise CodegenError(f"format '{f.name}': archc simulates formats of at most 11 exponent and 52 "
-                           f"fraction bits (values must be exact in float64)", f.span)
+    # the checker (dsl/formats.py) admits only formats whose every value a float64 holds
     k, t, p, w = exp + man + int(signed), man, man + 1, exp
-    if nan == "ieee":
-        high_nans = (1 << t) - 1 if inf else 1 << t
-    else:
-        high_nans = 1 if nan == "single" else 0
+    high_nans, isig, emax = float_extremes(exp, man, bias, signed, has_sub, inf, nan)
     has_nz, has_zero = signed, p > 1 or has_sub
     num_nans = high_nans if not signed else (0 if has_nz else 1) + 2 * high_nans
     posinfs = 1 if inf else 0
     # largest finite value (gfloat's FormatInfo.max)
-    non_finites = high_nans + posinfs
-    if non_finites == 1 << t:
-        isig, emax = (1 << t) - 1, (1 << w) - 2
-    elif non_finites == 1 << (t + 1):
-        isig, emax = (1 << t) - 1, (1 << w) - 3
-    else:
-        if non_finites >= 1 << t:
-            raise CodegenError(f"format '{f.name}' has no finite values", f.span)
-        isig, emax = (1 << t) - 1 - non_finites, (1 << w) - 1
     maxv = math.ldexp((1 << t) + isig, emax - bias - t)
     if has_sub:
         min_normal = math.ldexp(1.0, 1 - bias)
@@ -140,10 +127,7 @@ def _fast_path(p: int, bias: int, has_sub: bool, maxv: float, min_normal: float,
 
 def posit_info(f: Format, index: int) -> FormatInfo:
     n, es = f.param("n"), f.param("es")
-    top = (n - 2) * (1 << es)
-    if n > 32 or top > 1000:
-        raise CodegenError(f"format '{f.name}': archc simulates posits of at most 32 bits whose range fits "
-                           f"float64 exactly", f.span)
+    top = (n - 2) * (1 << es)  # at most MAX_POSIT_SCALE: the checker refuses wider posits
     maxpos, minpos = math.ldexp(1.0, top), math.ldexp(1.0, -top)
     return FormatInfo(index, f.name, "posit", n, maxpos, minpos, minpos, math.ldexp(1.0, -max(0, n - 3 - es)),
                       True, False, True, tuple(dict(n=n, es=es).items()), -top, top)
@@ -172,10 +156,7 @@ def infos(formats: dict[str, Format]) -> dict[str, FormatInfo]:
         make = {"float": float_info, "posit": posit_info, "int": fixed_info, "fixed": fixed_info}.get(f.kind)
         if make is None:
             continue
-        try:
-            out[name] = make(f, i)
-        except CodegenError:
-            continue  # a format too wide for float64 is declared but gets no kernel
+        out[name] = make(f, i)
         i += 1
     return out
 

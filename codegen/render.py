@@ -55,6 +55,15 @@ class _Level:
 _LINK_FACTOR = {"mesh": 2.0, "torus": 4.0, "ring": 2.0}
 
 
+def c_int(x: int, what: str) -> int:
+    """A whole number written into generated code as a C `int`/`long`. The checker bounds every
+    such figure (MAX_MEMBERS, MAX_WAVE); one out of range here is a bug in archc, refused
+    rather than left to overflow silently in C."""
+    if isinstance(x, bool) or int(x) != x or not -(2**31) <= x < 2**31:
+        raise AssertionError(f"{what} = {x!r} does not fit a C int; the checker should have refused it")
+    return int(x)
+
+
 def machine_view(m: Machine) -> dict:
     chip, tile = m.chip, m.tile
     n = chip.tiles
@@ -77,9 +86,9 @@ def machine_view(m: Machine) -> dict:
                                      f"{lv.network.topology}, {lv.network.link_bandwidth / 1e9:g} GB/s per member"
                                      f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
                                      f", all-reduce: {lv.network.allreduce}"),
-                             lv.fanout, number(lv.network.link_bandwidth * f), number(lv.network.latency_s),
+                             c_int(lv.fanout, "fanout"), number(lv.network.link_bandwidth * f), number(lv.network.latency_s),
                              number(lv.network.energy_per_byte or 0.0), ALLREDUCE.index(lv.network.allreduce),
-                             lv.cols))
+                             c_int(lv.cols, "level columns")))
     mem_bw = mem.bandwidth * mem.efficiency if mem else 0.0
     summary = [("tiles", n), ("clock_hz", number(tile.clock_hz)), ("sram_bytes", number(n * tile.sram_bytes)),
                ("mem_bw", number(mem_bw)), ("chips", m.chips)]
@@ -87,11 +96,11 @@ def machine_view(m: Machine) -> dict:
         title=comment(f"{m.name} ({m.chips} x {chip.name}, {n} x {tile.name})"),
         chip_comment=comment(f"{chip.name}: {chip.rows} x {chip.cols} tiles of {tile.name} at "
                              f"{tile.clock_hz / 1e9:g} GHz, {topo} network"),
-        tiles=n, rows=chip.rows, cols=chip.cols, tile_sram=number(tile.sram_bytes),
+        tiles=c_int(n, "tiles"), rows=c_int(chip.rows, "rows"), cols=c_int(chip.cols, "columns"), tile_sram=number(tile.sram_bytes),
         sram_bw=number(tile.sram_bandwidth * n), mem_bw=number(mem_bw), noc_bw=number(noc_bw),
         noc_comment=comment(noc_note), noc_link=number(chip.noc.link_bandwidth),
         noc_hop=number(chip.noc.latency_s), launch=number(chip.launch_s), bsp=int(chip.bsp),
-        wave_m=chip.wave[0] if chip.wave else 0, wave_n=chip.wave[1] if chip.wave else 0,
+        wave_m=c_int(chip.wave[0] if chip.wave else 0, "wave M"), wave_n=c_int(chip.wave[1] if chip.wave else 0, "wave N"),
         idle_w=number(chip.idle_power_w or 0.0),
         matrix=[_Unit(comment(f"{u.a} x {u.b} -> {u.acc}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
                       number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))

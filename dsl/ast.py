@@ -140,3 +140,39 @@ def expr_text(e) -> str:
     if isinstance(e, Attr):
         return f"{expr_text(e.base)}.{e.name}"
     raise TypeError(type(e).__name__)
+
+
+def walk(node):
+    """Every node under `node` (a node, or a tuple of them), `node` first, depth first."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n is None:
+            continue
+        if isinstance(n, tuple):
+            stack.extend(reversed(n))
+            continue
+        yield n
+        if isinstance(n, File):
+            stack.append(n.stmts)
+        elif isinstance(n, Prop):
+            stack.extend((n.body, n.args))
+        elif isinstance(n, Assign):
+            stack.append(n.value)
+        elif isinstance(n, ListExpr):
+            stack.append(n.items)
+        elif isinstance(n, BinOp):
+            stack.extend((n.right, n.left))
+        elif isinstance(n, Unary):
+            stack.append(n.operand)
+        elif isinstance(n, Kwarg):
+            stack.append(n.value)
+        elif isinstance(n, (Call, Index)):
+            stack.extend((n.args, n.func if isinstance(n, Call) else n.base))
+        elif isinstance(n, Attr):
+            stack.append(n.base)
+
+
+def names_in(node) -> set[str]:
+    """The names an expression or statement refers to (not the names of keyword arguments)."""
+    return {n.id for n in walk(node) if isinstance(n, Name)}

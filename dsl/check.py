@@ -14,12 +14,35 @@ from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Format, Level, Mach
                  Param, Run, System, Tile, VectorUnit)
 from .parser import parse
 from .source import Source, Span
-from .values import MAX_INT, EvalError, Evaluator, Q, Sym, show
+from .values import MAX_INT, EvalError, Evaluator, Q, Sym, brief, fmt_q, show
 
 DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
 STDLIB = ("std.formats", "std.blocks", "std.models")
 TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
 MAX_MEMBERS = 10**8  # tiles per chip, members per system: 100x a wafer, and C ints stay safe
+# Plausible ranges (SI, with the dimension they are shown in): a figure outside its range is a
+# typo or a unit slip, not a machine. Wide on purpose: a whole wafer declared as one tile, a
+# microcontroller-class tile, a data hall's pooled memory all fall inside.
+RANGES = {
+    "clock": (1e6, 100e9, U.FREQUENCY),
+    "sram size": (1.0, 1e12, U.BYTES),
+    "bandwidth": (1e3, 1e18, U.BANDWIDTH),
+    "latency": (1e-12, 1.0, U.TIME),
+    "energy per byte": (1e-18, 1e-6, U.ENERGY_PER_BYTE),
+    "energy per flop": (1e-18, 1e-9, U.ENERGY_PER_FLOP),
+    "matrix rate": (1e6, 1e19, U.FLOP_RATE),
+    "vector rate": (1e-3, 1e9, U.FLOPS_PER_CYCLE),
+    "lanes": (1.0, 1e8, U.NONE),
+    "area": (1e-12, 0.1, U.AREA),
+    "traffic": (1e-6, 1e3, U.BYTES_PER_FLOP),
+    "noise": (1e-9, 10.0, U.NONE),
+    "adc bound": (1e-3, 1e6, U.NONE),
+    "memory size": (1e3, 1e21, U.BYTES),
+    "process": (1e-10, 1e-5, U.LENGTH),
+    "power": (1e-3, 1e6, U.POWER),
+    "bucket": (1.0, 1e12, U.BYTES),
+}
+MAX_WAVE = 1 << 16  # a GPU thread block's output tile is at most 256 x 256; a C int holds this
 BAD_CLOCK = -1.0
 ANALOG_OPTIONS = ("analog", "dac", "adc", "noise", "program_noise", "bound", "array")  # a tile's clock is missing or invalid (already reported)
 OP_CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
@@ -36,6 +59,30 @@ def _stdlib(name: str) -> ast.File:
 def _is_mx(kw: ast.Kwarg) -> bool:
     v = kw.value
     return isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "mx"
+
+
+def _dependency_order(deps: dict[str, list[str]], cycle) -> list[str]:
+    """Names in an order where each comes after those it depends on, in declaration order
+    otherwise; `cycle(chain)` is called once per cycle (`a -> b -> a`), whose names and their
+    dependents are left out."""
+    order, state = [], {}
+
+    def visit(n, stack):
+        if state.get(n) == 2:
+            return n in order
+        if state.get(n) == 1:
+            cycle(stack[stack.index(n):] + [n])
+            return False
+        state[n] = 1
+        ok = all([visit(m, stack + [n]) for m in deps[n]])
+        state[n] = 2
+        if ok:
+            order.append(n)
+        return ok
+
+    for n in deps:
+        visit(n, [])
+    return order
 
 
 def cycle_exponent(dim, d) -> int:
@@ -64,6 +111,8 @@ class Checker:
         self.imported: set[str] = set()
         self.costed_nodes: dict[str, float] = {}
         self.bad_sustained: set[str] = set()  # tiles whose sustained clock was refused (reported)
+        self.duplicated: set[str] = set()  # names declared twice (reported once, at the second)
+        self.system_chips: dict[str, int] = {}  # chips in each resolved system
 
     # ---- collection --------------------------------------------------------------------
     def collect(self, stmts) -> None:
@@ -107,6 +156,7 @@ class Checker:
             other_kind, other = self.where[key]
             self.diag.error(span, f"'{name}' is already declared as a {other_kind}",
                             (other, f"'{name}' was first declared here"))
+            self.duplicated.add(name)  # its uses would only repeat this error
             return
         if name in ("true", "false", "amp"):
             self.diag.error(span, f"'{name}' is reserved")
@@ -133,36 +183,56 @@ class Checker:
             return None
 
     def quantity(self, e, dims, what: str, clock: float | None = None, env=None,
-                 positive=True, allow_zero=False) -> float | None:
-        """Evaluate `e` as one of `dims` (cycle-based dims convert with `clock`); SI value."""
+                 positive=True, allow_zero=False, within: str | None = None) -> float | None:
+        """Evaluate `e` as one of `dims` (cycle-based dims convert with `clock`); SI value,
+        refused outside the plausible range RANGES[within]."""
         v = self.value(e, env)
         if v is None:
             return None
         if not isinstance(v, Q):
             self.diag.error(e.span, f"{what} must be {U.describe(dims[0])}, found {show(v)}")
             return None
+        if dims == [U.BYTES] and v.dim == U.BYTES:
+            self._bits_for_bytes(e, what)
         for d in dims:
             if v.dim == d:
-                return self._sign(e, v.value, what, positive, allow_zero)
+                return self._sign(e, v.value, what, positive, allow_zero, within)
             if (x := cycle_exponent(v.dim, d)) and clock and clock > 0:
-                return self._sign(e, v.value * clock if x > 0 else v.value / clock, what, positive, allow_zero)
+                return self._sign(e, v.value * clock if x > 0 else v.value / clock, what, positive, allow_zero,
+                                  within)
         if clock == BAD_CLOCK and any(cycle_exponent(v.dim, d) for d in dims):
             return None  # a per-cycle figure, and the clock is missing or wrong: reported there
         want = " or ".join(U.describe(d) for d in dims)
         self.diag.error(e.span, f"{what} must be {want}, found {U.describe(v.dim)}")
         return None
 
-    def _sign(self, e, x, what, positive, allow_zero):
+    def _bits_for_bytes(self, e, what: str) -> None:
+        """A capacity written in bits (`48 Kb`) is the classic slip for bytes: say what it
+        means and how to write bytes, but accept it (an HBM die's 16 Gb is a capacity)."""
+        for n in ast.walk(e):
+            if isinstance(n, ast.Number) and n.unit in U.BIT_UNITS:
+                nbytes = fmt_q(Q(float(n.value) * U.UNITS[n.unit][0], U.BYTES))
+                byte_unit = n.unit[:-1] + "B" if n.unit not in ("b", "bit") else "B"
+                self.diag.warning(n.span, f"{what} in bits: {n.text} {n.unit} is {nbytes}; "
+                                          f"for bytes write {n.text} {byte_unit}")
+
+    def _sign(self, e, x, what, positive, allow_zero, within=None):
+        found = brief(ast.expr_text(e).strip("()"), 60)
         if positive and (x < 0 or (x == 0 and not allow_zero)):
-            self.diag.error(e.span, f"{what} must be {'≥ 0' if allow_zero else 'positive'}, "
-                                    f"found {ast.expr_text(e).strip('()')}")
+            self.diag.error(e.span, f"{what} must be {'≥ 0' if allow_zero else 'positive'}, found {found}")
             return None
+        if within is not None:
+            lo, hi, dim = RANGES[within]
+            if not (lo <= x <= hi or (x == 0 and allow_zero)):
+                self.diag.error(e.span, f"{what} must be {'0 or ' if allow_zero else ''}between "
+                                        f"{fmt_q(Q(lo, dim))} and {fmt_q(Q(hi, dim))}, found {found}")
+                return None
         if x > 1e30:
             self.diag.error(e.span, f"{what} of {x:.3g} is absurdly large")
             return None
         return x
 
-    def count(self, e, what: str, env=None, minimum=1) -> int | None:
+    def count(self, e, what: str, env=None, minimum=1, maximum=MAX_INT) -> int | None:
         v = self.value(e, env)
         if v is None:
             return None
@@ -177,6 +247,9 @@ class Checker:
             return None
         if v.value > MAX_INT:
             self.diag.error(e.span, f"{what} of {v.value:.3g} is absurdly large")
+            return None
+        if v.value > maximum:
+            self.diag.error(e.span, f"{what} must be at most {maximum:,}, found {int(v.value):,}")
             return None
         return int(v.value)
 
@@ -256,18 +329,28 @@ class Checker:
     # ---- formats -----------------------------------------------------------------------
     def check_formats(self) -> None:
         from .formats import resolve_format  # format semantics live in one place
-        decls = self.decls["format"].items()
-        # MX formats name their element format, so they resolve after the others.
-        for name, kw in sorted(decls, key=lambda item: _is_mx(item[1])):
-            fmt = resolve_format(self, name, kw)
+        decls = self.decls["format"]
+        # MX formats name their element and scale formats, which resolve first; a format that
+        # refers to itself, directly or through others, is refused with the chain
+        deps = {name: sorted(n for n in ast.names_in(kw.value.args) if n in decls) if _is_mx(kw) else []
+                for name, kw in decls.items()}
+        for name in _dependency_order(deps, lambda chain: self.diag.error(
+                decls[chain[0]].span, f"format '{chain[0]}' is defined in terms of itself: "
+                                      f"{' -> '.join(chain)}")):
+            fmt = resolve_format(self, name, decls[name])
             if fmt is not None:
                 self.formats[name] = fmt
+
+    def reported(self, name: str, *kinds: str) -> bool:
+        """Whether a use of `name` as one of `kinds` fails only because of an error already
+        reported: the name is declared twice, or declared as one of `kinds` and refused."""
+        return name in self.duplicated or any(name in self.decls[k] for k in kinds)
 
     def format_name(self, e, what="a format") -> str | None:
         if isinstance(e, ast.Name) and e.id in self.formats:
             return e.id
         if isinstance(e, ast.Name):
-            if e.id in self.decls["format"]:
+            if self.reported(e.id, "format"):
                 return None  # already reported
             self.diag.error(e.span, f"unknown format '{e.id}'{_hint(e.id, self.formats)}")
         else:
@@ -281,10 +364,10 @@ class Checker:
             ps = self.props(d, schema, "tile")
             clock = sustained = None
             if (p := self.need(ps, "clock", d, "tile")) and (a := self.only(p, 1, ("sustained",))):
-                clock = self.quantity(a[0][0], [U.FREQUENCY], "a clock")
+                clock = self.quantity(a[0][0], [U.FREQUENCY], "a clock", within="clock")
                 if "sustained" in a[1]:
                     e = a[1]["sustained"].value
-                    sustained = self.quantity(e, [U.FREQUENCY], "a sustained clock")
+                    sustained = self.quantity(e, [U.FREQUENCY], "a sustained clock", within="clock")
                     if sustained and clock and sustained > clock:
                         self.diag.error(e.span, f"the sustained clock ({sustained / 1e9:g} GHz) is above the "
                                                 f"clock ({clock / 1e9:g} GHz): it is the clock held at the power "
@@ -295,14 +378,17 @@ class Checker:
             sram = (0.0, 0.0, 0.0, None)
             if (p := self.need(ps, "sram", d, "tile")) and (a := self.only(p, 1, ("bandwidth", "latency", "energy"))):
                 pos, kw = a
-                size = self.quantity(pos[0], [U.BYTES], "an SRAM size")
-                bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "an SRAM bandwidth", clock) \
+                size = self.quantity(pos[0], [U.BYTES], "an SRAM size", within="sram size")
+                bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "an SRAM bandwidth", clock,
+                                   within="bandwidth") \
                     if "bandwidth" in kw else None
                 if "bandwidth" not in kw:
                     self.diag.error(p.span, "'sram' needs `bandwidth = ...` (per tile, B/s or B/cycle)")
-                lat = self.quantity(kw["latency"].value, [U.TIME], "an SRAM latency", clock, allow_zero=True) \
+                lat = self.quantity(kw["latency"].value, [U.TIME], "an SRAM latency", clock, allow_zero=True,
+                                    within="latency") \
                     if "latency" in kw else 0.0
-                en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "an SRAM energy", allow_zero=True) \
+                en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "an SRAM energy", allow_zero=True,
+                                   within="energy per byte") \
                     if "energy" in kw else None
                 sram = (size, bw, lat, en)
             matrix = []
@@ -325,7 +411,7 @@ class Checker:
 
     def _rate(self, e, clock, what):
         """MACs or FLOPs per cycle (or per second), as FLOP/s."""
-        return self.quantity(e, [U.FLOP_RATE], what, clock)
+        return self.quantity(e, [U.FLOP_RATE], what, clock, within="matrix rate")
 
     def _energy_per_flop(self, kw):
         if "energy" not in kw:
@@ -333,8 +419,9 @@ class Checker:
         e = kw["energy"].value
         v = self.value(e)
         if isinstance(v, Q) and v.dim == U.ENERGY:
-            return self._sign(e, v.value / 2, "an energy", True, True)  # per MAC / FMA = 2 flop
-        return self.quantity(e, [U.ENERGY_PER_FLOP], "an energy per operation", allow_zero=True)
+            return self._sign(e, v.value / 2, "an energy per operation", True, True, "energy per flop")  # per MAC / FMA = 2 flop
+        return self.quantity(e, [U.ENERGY_PER_FLOP], "an energy per operation", allow_zero=True,
+                             within="energy per flop")
 
     def _matrix(self, p: ast.Prop, clock) -> MatrixUnit | None:
         a = self.only(p, 1, ("energy", "sram") + ANALOG_OPTIONS)
@@ -353,13 +440,13 @@ class Checker:
         v = self.value(sig.right)
         area = None
         if isinstance(v, Q) and v.dim == U.AREA:
-            area = self._sign(sig.right, v.value, "a matrix unit's area", True, False)
+            area = self._sign(sig.right, v.value, "a matrix unit's area", True, False, "area")
             rate = 0.0 if area is not None else None
         else:
             rate = self._rate(sig.right, clock, "a matrix throughput")
         en = self._energy_per_flop(kw)
         # operand bytes a MAC moves to and from SRAM, for datapaths that work memory to memory
-        traffic = self.quantity(kw["sram"].value, [U.BYTES / U.FLOPS], "SRAM traffic per operation",
+        traffic = self.quantity(kw["sram"].value, [U.BYTES / U.FLOPS], "SRAM traffic per operation", within="traffic",
                                 allow_zero=True) if "sram" in kw else 0.0
         analog = self._analog(p, kw)
         if None in (fa, fb, fc, rate, traffic) or analog is False:
@@ -384,12 +471,13 @@ class Checker:
         d = {k: kw[k].value for k in given}
         dac = self.count(d["dac"], "DAC bits") if "dac" in d else 7
         adc = self.count(d["adc"], "ADC bits") if "adc" in d else 9
-        # IBM aihwkit's defaults (machines.md): output noise 0.06 of the weight range, 2% programming
+        # IBM aihwkit's defaults (docs/sources.md): output noise 0.06 of the weight range, 2% programming
         # noise, an ADC bound of 12 weight ranges, 256 x 256 arrays
-        noise = self.quantity(d["noise"], [U.NONE], "output noise", allow_zero=True) if "noise" in d else 0.06
-        prog = self.quantity(d["program_noise"], [U.NONE], "programming noise", allow_zero=True) \
+        noise = self.quantity(d["noise"], [U.NONE], "output noise", allow_zero=True, within="noise") if "noise" in d else 0.06
+        prog = self.quantity(d["program_noise"], [U.NONE], "programming noise", allow_zero=True,
+                                 within="noise") \
             if "program_noise" in d else 0.02
-        bound = self.quantity(d["bound"], [U.NONE], "the ADC bound") if "bound" in d else 12.0
+        bound = self.quantity(d["bound"], [U.NONE], "the ADC bound", within="adc bound") if "bound" in d else 12.0
         rows = cols = 256
         if "array" in d:
             e = d["array"]
@@ -419,9 +507,10 @@ class Checker:
         v = self.value(sig.right)
         rate = None
         if isinstance(v, Q) and v.dim.dimensionless:
-            rate = self._sign(sig.right, 2 * v.value, "a vector width", True, False)  # FMA lanes
+            lanes = self._sign(sig.right, v.value, "a vector width", True, False, "lanes")
+            rate = 2 * lanes if lanes is not None else None  # FMA lanes
         elif v is not None:
-            rate = self.quantity(sig.right, [U.FLOPS_PER_CYCLE], "a vector throughput")
+            rate = self.quantity(sig.right, [U.FLOPS_PER_CYCLE], "a vector throughput", within="vector rate")
         en = self._energy_per_flop(kw)
         if None in (f, rate):
             return None
@@ -438,10 +527,11 @@ class Checker:
         if bw_e is None:
             self.diag.error(p.span, f"'{p.name}' needs `link = ...` or `bandwidth = ...`")
             return None
-        bw = self.quantity(bw_e.value, [U.BANDWIDTH], "a link bandwidth", clock)
+        bw = self.quantity(bw_e.value, [U.BANDWIDTH], "a link bandwidth", clock, within="bandwidth")
         lat_e = kw.get("hop") or kw.get("latency")
-        lat = self.quantity(lat_e.value, [U.TIME], "a latency", clock, allow_zero=True) if lat_e else 0.0
-        en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a link energy", allow_zero=True) \
+        lat = self.quantity(lat_e.value, [U.TIME], "a latency", clock, allow_zero=True, within="latency") if lat_e else 0.0
+        en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a link energy", allow_zero=True,
+                                within="energy per byte") \
             if "energy" in kw else None
         alg = self.symbol(kw["allreduce"].value, ALLREDUCE, "an all-reduce algorithm") if "allreduce" in kw else "ring"
         if alg == "mesh2d" and topo is not None and topo not in ("mesh", "torus"):
@@ -460,21 +550,24 @@ class Checker:
         name = name_e.id if isinstance(name_e, ast.Name) else None
         if name is None:
             self.diag.error(name_e.span, "a memory is written `memory NAME, CAPACITY, bandwidth = ...`")
-        cap = self.quantity(cap_e, [U.BYTES], "a memory capacity")
+        cap = self.quantity(cap_e, [U.BYTES], "a memory capacity", within="memory size")
         if "bandwidth" not in kw:
             self.diag.error(p.span, "'memory' needs `bandwidth = ...`")
             return None
-        bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "a memory bandwidth")
+        bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "a memory bandwidth", within="bandwidth")
         eff = self.fraction(kw["efficiency"].value, "a memory efficiency") if "efficiency" in kw else 1.0
-        lat = self.quantity(kw["latency"].value, [U.TIME], "a memory latency", allow_zero=True) \
+        lat = self.quantity(kw["latency"].value, [U.TIME], "a memory latency", allow_zero=True, within="latency") \
             if "latency" in kw else 0.0
-        en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a memory energy", allow_zero=True) \
+        en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a memory energy", allow_zero=True,
+                                within="energy per byte") \
             if "energy" in kw else None
         if None in (name, cap, bw, eff, lat):
             return None
         return Memory(name, cap, bw, eff, lat, en, span=p.span)
 
-    def members(self, props, decl, kind, keys, known: dict) -> tuple[int, int, str] | None:
+    def members(self, props, decl, kind, keys, known: dict, kinds: tuple[str, ...]) -> tuple[int, int, str] | None:
+        """`N of NAME` or `R x C of NAME`: (rows, columns, NAME) where NAME is in `known`
+        (resolved declarations of `kinds`)."""
         given = [k for k in keys if k in props]
         if len(given) != 1:
             self.diag.error(decl.args[0].span, f"{kind} '{decl.args[0].id}' needs exactly one of "
@@ -494,12 +587,15 @@ class Checker:
         else:
             r, c = 1, self.count(shape, "a count")
         member = e.right.id
+        if member not in known and self.reported(member, *kinds):
+            return None
         if member not in known:
-            kinds = " or ".join(sorted({self.where[n][0] for n in known} or {"declaration"}))
+            what = " or ".join(sorted({self.where[n][0] for n in known if n in self.where}) or kinds)
             if member in self.where:
-                self.diag.error(e.right.span, f"'{member}' is a {self.where[member][0]}, not a {kinds}")
+                self.diag.error(e.right.span, f"'{member}' is a {self.where[member][0]}, not a {what}")
             else:
-                self.diag.error(e.right.span, f"unknown {kinds} '{member}'{_hint(member, known)}")
+                declared = set(known).union(*(self.decls[k] for k in kinds))
+                self.diag.error(e.right.span, f"unknown {what} '{member}'{_hint(member, sorted(declared))}")
             return None
         if r is None or c is None:
             return None
@@ -515,23 +611,23 @@ class Checker:
                   "bsp": False}
         for name, d in self.decls["chip"].items():
             ps = self.props(d, schema, "chip")
-            m = self.members(ps, d, "chip", ("grid", "tiles"), {**self.tiles, **{
-                k: v for k, v in self.decls["tile"].items() if k not in self.tiles}})
+            m = self.members(ps, d, "chip", ("grid", "tiles"), self.tiles, ("tile",))
             tile = self.tiles.get(m[2]) if m else None
             clock = tile.clock_hz if tile else BAD_CLOCK
             noc = self.network(p, clock) if (p := self.need(ps, "noc", d, "chip")) else None
             mem = self.memory(ps["memory"][0]) if "memory" in ps else None
             proc = power = idle = None
             if "process" in ps and (a := self.only(ps["process"][0], 1)):
-                proc = self.quantity(a[0][0], [U.LENGTH], "a process node")
+                proc = self.quantity(a[0][0], [U.LENGTH], "a process node", within="process")
                 proc = proc * 1e9 if proc else None
             if "power" in ps and (a := self.only(ps["power"][0], 1)):
-                power = self.quantity(a[0][0], [U.POWER], "a power")
+                power = self.quantity(a[0][0], [U.POWER], "a power", within="power")
             if "idle" in ps and (a := self.only(ps["idle"][0], 1)):
-                idle = self.quantity(a[0][0], [U.POWER], "an idle power", allow_zero=True)
+                idle = self.quantity(a[0][0], [U.POWER], "an idle power", allow_zero=True, within="power")
             launch = 0.0
             if "launch" in ps and (a := self.only(ps["launch"][0], 1)):
-                launch = self.quantity(a[0][0], [U.TIME], "a launch overhead", clock, allow_zero=True)
+                launch = self.quantity(a[0][0], [U.TIME], "a launch overhead", clock, allow_zero=True,
+                                       within="latency")
             eff = []
             if "efficiency" in ps:
                 p = ps["efficiency"][0]
@@ -550,7 +646,8 @@ class Checker:
             if "wave" in ps and (a := self.only(ps["wave"][0], 1)):
                 e = a[0][0]
                 if isinstance(e, ast.BinOp) and e.op == "x":
-                    wm, wn = self.count(e.left, "a wave block height"), self.count(e.right, "a wave block width")
+                    wm = self.count(e.left, "a wave block height", maximum=MAX_WAVE)
+                    wn = self.count(e.right, "a wave block width", maximum=MAX_WAVE)
                     wave = (wm, wn) if wm and wn else None
                 else:
                     self.diag.error(e.span, "a wave block is written `wave M x N` (the output block one tile computes)")
@@ -639,7 +736,7 @@ class Checker:
             d = self.decls["system"][name]
             ps = self.props(d, schema, "system")
             known = {**self.chips, **self.systems}
-            m = self.members(ps, d, "system", ("chips", "nodes", "systems", "grid"), known)
+            m = self.members(ps, d, "system", ("chips", "nodes", "systems", "grid"), known, ("chip", "system"))
             net = self.network(ps["network"][0]) if "network" in ps else None
             if m and m[0] * m[1] > 1 and "network" not in ps:
                 self.diag.error(d.args[0].span, f"system '{name}' joins {m[0] * m[1]} members but has no 'network'")
@@ -647,6 +744,12 @@ class Checker:
             if m and (net or m[0] * m[1] == 1):
                 net = net or Network("switch", 1.0, 0.0, None)
                 kind = "chip" if m[2] in self.chips else "system"
+                chips = m[0] * m[1] * (self.system_chips[m[2]] if kind == "system" else 1)
+                if chips > MAX_MEMBERS:
+                    self.diag.error(d.args[0].span, f"system '{name}' holds {chips:,} chips; archc accepts up to "
+                                                    f"{MAX_MEMBERS:,} chips in a machine")
+                    continue
+                self.system_chips[name] = chips
                 self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, span=d.span)
 
     def _system_order(self) -> list[str]:
@@ -661,24 +764,8 @@ class Checker:
                         if isinstance(a, ast.BinOp) and a.op == "of" and isinstance(a.right, ast.Name) \
                                 and a.right.id in decls:
                             deps[n].add(a.right.id)
-        order, state = [], {}
-
-        def visit(n, stack):
-            if state.get(n) == 2:
-                return
-            if state.get(n) == 1:
-                self.diag.error(decls[n].args[0].span, f"system '{n}' contains itself "
-                                f"({' -> '.join(stack + [n])})")
-                return
-            state[n] = 1
-            for m in sorted(deps[n]):
-                visit(m, stack + [n])
-            state[n] = 2
-            order.append(n)
-
-        for n in decls:
-            visit(n, [])
-        return [n for n in order if all(state.get(m) == 2 for m in deps[n])]
+        return _dependency_order({n: sorted(d) for n, d in deps.items()}, lambda chain: self.diag.error(
+            decls[chain[0]].args[0].span, f"system '{chain[0]}' contains itself ({' -> '.join(chain)})"))
 
     def machine(self, name: str) -> Machine | None:
         if name in self.chips:
@@ -701,6 +788,33 @@ class Checker:
                 params = self.params(d.args[0], kind, with_defaults=False)
                 if params is not None:
                     self.callables[name] = Callable_(kind, name, params, d.body, span=d.span)
+
+    def check_unused_callables(self) -> None:
+        """The models and blocks of this file that no run instantiates are checked too: a model
+        whose parameters all have defaults is built with them; any other, and every block no
+        run reaches, is checked statically (statements, calls, names). The standard library's
+        are tested with archc."""
+        from .models import Builder, static_check
+        used: set[str] = set()
+        for d in self.decls["run"].values():
+            for st in d.body:
+                if isinstance(st, ast.Prop) and st.name == "model":
+                    used |= ast.names_in(st.args)
+        reached, todo = set(), [n for n in used if n in self.callables]
+        while todo:  # blocks and models a run's model calls, transitively
+            n = todo.pop()
+            if n not in reached:
+                reached.add(n)
+                c = self.callables[n]
+                todo += [m for m in ast.names_in((c.body, tuple(p.default for p in c.params if p.default)))
+                         if m in self.callables]
+        for name, c in self.callables.items():
+            if name in reached or c.span.source.name != self.source_name:
+                continue
+            if c.kind == "model" and all(p.default is not None for p in c.params):
+                Builder(self.callables, set(self.formats), self.diag).build(c, {}, c.span)
+            else:
+                static_check(c, self.callables, set(self.formats), self.diag)
 
     def params(self, head, kind, with_defaults: bool) -> tuple[Param, ...] | None:
         if isinstance(head, ast.Name):
@@ -756,6 +870,8 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
     c.check_systems()
     c.check_callables()
     resolved = c.check_runs(overrides or {}, only) if runs else []
+    if only is None:
+        c.check_unused_callables()
     if overrides and only is None and not c.decls["run"]:
         c.diag.error(None, "--set needs a run, and this design declares none")
     c.diag.raise_if_any(CheckError)
@@ -763,7 +879,7 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
                   tuple(sorted(c.chips.items())), tuple(sorted(c.systems.items())),
                   tuple(sorted((n, x) for n, x in c.callables.items() if x.kind == "model")),
                   tuple(sorted((n, x) for n, x in c.callables.items() if x.kind == "block")),
-                  tuple(resolved))
+                  tuple(resolved), tuple(c.diag.warnings))
 
 
 @lru_cache(maxsize=None)

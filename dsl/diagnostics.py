@@ -16,6 +16,15 @@ def did_you_mean(name: str, options, n: int = 1, cutoff: float = 0.6) -> str:
     return "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
 
 
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (ESC sequences, carriage returns, bidi
+    overrides) and undecodable bytes become U+FFFD; line breaks and tabs stay. Every user
+    string archc prints passes through here or through the source-line rendering below."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     span: Span | None
@@ -32,8 +41,8 @@ class Diagnostic:
 
 def _render_one(span: Span | None, severity: str, message: str) -> str:
     if span is None:
-        return f"archc: {severity}: {message}"
-    head = f"{span}: {severity}: {message}"
+        return printable(f"archc: {severity}: {message}")
+    head = printable(f"{span}: {severity}: {message}")
     # control characters and undecodable bytes would garble a terminal: shown as U+FFFD
     line = "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in span.source.line(span.line))
     if not line and span.line > len(span.source.text.splitlines()):
@@ -108,6 +117,12 @@ class Collector:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []  # reported, but the design is still valid
+
+    def warning(self, span: Span | None, message: str) -> None:
+        diag = Diagnostic(span, message, "warning")
+        if diag not in self.warnings:
+            self.warnings.append(diag)
 
     def error(self, span: Span | None, message: str, *notes: tuple[Span | None, str]) -> None:
         diag = Diagnostic(span, message, notes=tuple(notes))

@@ -7,7 +7,49 @@ from .ir import Format
 from .values import Q, show
 
 NAN_POLICIES = ("ieee", "single", "none")
-OVERFLOW = ("inf", "saturate", "nan", "wrap")
+OVERFLOW = ("inf", "saturate", "nan")  # a float never wraps: its codes are not a ring
+
+# The format kernels hold every value of a format exactly in a float64 (codegen/numerics.py):
+# its significand and exponent range bound the formats archc can simulate.
+F64_EXP_BITS, F64_MAN_BITS = 11, 52
+F64_MAX_EXP, F64_MIN_EXP = 1023, -1074  # largest power of two; lowest bit of a subnormal
+# posits: maxpos = 2^((n-2) 2^es) with room left for the kernels' products of two values
+MAX_POSIT_BITS, MAX_POSIT_SCALE = 32, 1000
+
+
+def float_extremes(exp: int, man: int, bias: int, signed: bool, subnormals: bool, inf: bool,
+                   nan: str) -> tuple[int, int, int]:
+    """(high NaN codes, largest significand's extra fraction, largest biased exponent) of an
+    IEEE-like format, as gfloat's FormatInfo counts them; ValueError if no value is finite."""
+    t, w = man, exp
+    if nan == "ieee":
+        high_nans = (1 << t) - 1 if inf else 1 << t
+    else:
+        high_nans = 1 if nan == "single" else 0
+    non_finites = high_nans + (1 if inf else 0)
+    if non_finites == 1 << t:
+        return high_nans, (1 << t) - 1, (1 << w) - 2
+    if non_finites == 1 << (t + 1):
+        return high_nans, (1 << t) - 1, (1 << w) - 3
+    if non_finites >= 1 << t:
+        raise ValueError("its infinities and NaNs take every code of the top exponent and more: "
+                         "no value is finite")
+    return high_nans, (1 << t) - 1 - non_finites, (1 << w) - 1
+
+
+def float_exponents(exp: int, man: int, bias: int, signed: bool, subnormals: bool, inf: bool,
+                    nan: str) -> tuple[int, int]:
+    """(exponent of the largest finite value, exponent of the lowest bit of the smallest
+    nonzero value): the powers of two the format's values span."""
+    _, _, emax = float_extremes(exp, man, bias, signed, subnormals, inf, nan)
+    has_zero = man > 0 or subnormals
+    if subnormals:
+        low = 1 - bias - man
+    elif has_zero:
+        low = -bias - man  # exponent field 0 is normal; its smallest significand is zero
+    else:
+        low = -bias
+    return emax - bias, low
 ROUNDING = ("rne", "rna", "rtz", "rup", "rdown", "stochastic")
 
 _SIGNATURES = {
@@ -17,6 +59,9 @@ _SIGNATURES = {
     "fixed": ("int", "frac", "signed", "overflow", "rounding"),
     "mx": ("elem", "block", "scale"),
 }
+
+
+_EXACT = ": archc's format kernels hold every value exactly in a float64"
 
 
 def resolve_format(ck, name: str, kw: ast.Kwarg) -> Format | None:
@@ -44,14 +89,14 @@ def resolve_format(ck, name: str, kw: ast.Kwarg) -> Format | None:
                 return None
             args[a.name] = a.value
 
-    def whole(key, lo, hi, default=None):
+    def whole(key, lo, hi, default=None, why=""):
         if key not in args:
             if default is None:
                 ck.diag.error(call.span, f"{kind}(...) needs '{key}'")
             return default
         n = ck.count(args[key], f"'{key}'", minimum=lo)
         if n is not None and n > hi:
-            ck.diag.error(args[key].span, f"'{key}' = {n} is too large for a format (at most {hi})")
+            ck.diag.error(args[key].span, f"'{key}' = {n} is too large for a format (at most {hi}{why})")
             return None
         return n
 
@@ -71,7 +116,7 @@ def resolve_format(ck, name: str, kw: ast.Kwarg) -> Format | None:
 
     rounding = choice("rounding", ROUNDING, "rne")
     if kind == "float":
-        exp, man = whole("exp", 1, 15), whole("man", 0, 112)
+        exp, man = whole("exp", 1, F64_EXP_BITS, why=_EXACT), whole("man", 0, F64_MAN_BITS, why=_EXACT)
         signed = flag("signed", True)
         if exp is None or man is None or signed is None:
             return None
@@ -104,13 +149,32 @@ def resolve_format(ck, name: str, kw: ast.Kwarg) -> Format | None:
         if man == 0 and dict(p)["inf"] and dict(p)["nan"] == "ieee" and exp < 2:
             ck.diag.error(call.span, "a 1-bit exponent with IEEE Inf/NaN leaves no finite values")
             return None
+        q = dict(p)
+        try:
+            top, low = float_exponents(exp, man, bias, signed, q["subnormals"], q["inf"], q["nan"])
+        except ValueError as e:
+            ck.diag.error(call.span, f"float(exp = {exp}, man = {man}): {e}")
+            return None
+        where = args["bias"].span if "bias" in args else call.span
+        if top > F64_MAX_EXP:
+            ck.diag.error(where, f"with bias {bias}, the largest value is about 2^{top}, beyond float64's "
+                                 f"2^{F64_MAX_EXP}{_EXACT}; raise the bias to at least {bias + top - F64_MAX_EXP}")
+            return None
+        if low < F64_MIN_EXP:
+            ck.diag.error(where, f"with bias {bias}, the smallest value is 2^{low}, below float64's smallest "
+                                 f"2^{F64_MIN_EXP}{_EXACT}; lower the bias to at most {bias - (F64_MIN_EXP - low)}")
+            return None
         return Format(name, "float", storage, p, span=kw.span)
     if kind == "posit":
-        n, es = whole("n", 2, 64), whole("es", 0, 32, 2)
+        n, es = whole("n", 2, MAX_POSIT_BITS, why=_EXACT), whole("es", 0, 32, 2)
         if n is None or es is None:
             return None
         if es > n - 2 and n > 2:
             ck.diag.error(call.span, f"posit({n}, {es}): es must be at most n - 2 = {n - 2}")
+            return None
+        if (n - 2) << es > MAX_POSIT_SCALE:
+            ck.diag.error(call.span, f"posit({n}, {es}) spans 2^-{(n - 2) << es} to 2^{(n - 2) << es}; archc's "
+                                     f"kernels hold posits up to 2^{MAX_POSIT_SCALE}{_EXACT}")
             return None
         return Format(name, "posit", n, (("n", n), ("es", es), ("rounding", rounding)), span=kw.span)
     if kind == "int":

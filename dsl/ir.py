@@ -354,6 +354,7 @@ class Design:
     models: tuple[tuple[str, Callable_], ...]
     blocks: tuple[tuple[str, Callable_], ...]
     runs: tuple[tuple[str, Run], ...]
+    warnings: tuple = field(default=(), compare=False)  # Diagnostics of a valid design, for stderr
 
     def run(self, name: str) -> Run:
         return dict(self.runs)[name]
@@ -368,7 +369,7 @@ def dump(node, indent: int = 0) -> str:
         parts = [f"{type(node).__name__.rstrip('_')}"]
         body = []
         for f in fields(node):
-            if f.name in ("span", "body"):
+            if f.name in ("span", "body", "warnings"):
                 continue
             v = getattr(node, f.name)
             text = dump(v, indent + 1)

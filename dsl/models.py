@@ -169,13 +169,11 @@ class Builder:
         if len(st.args) != 1 or st.body is None:
             raise EvalError(st.span, "'repeat' takes a count and a block: `repeat N { ... }`")
         n = self._eval(st.args[0], frame)
-        if not (isinstance(n, Q) and n.dim.dimensionless and float(n.value).is_integer() and n.value >= 0):
-            raise EvalError(st.args[0].span, f"a repeat count is a whole number, found {show(n)}")
+        if not (isinstance(n, Q) and n.dim.dimensionless and float(n.value).is_integer() and n.value >= 1):
+            raise EvalError(st.args[0].span, f"a repeat count must be a positive whole number, found {show(n)}")
+        if n.value > MAX_INT:
+            raise EvalError(st.args[0].span, f"repeat count {int(n.value)} is absurdly large")
         n = int(n.value)
-        if n > MAX_INT:
-            raise EvalError(st.args[0].span, f"repeat count {n} is absurdly large")
-        if n == 0:
-            return
         label = st.args[0].id if isinstance(st.args[0], ast.Name) else f"repeat@{st.span.line}"
         layer = f"{frame.path}{label}"
         self.layers[layer] = self.layers.get(layer, 0) + n * frame.mult
@@ -572,3 +570,42 @@ OPS: dict[str, OpSpec] = {
     **{k: OpSpec(1, (), (), _collective) for k in ("allreduce", "allgather", "reduce_scatter")},
 }
 
+
+
+_STATEMENTS = ("input", "repeat", "if", "else", "return", "output")
+
+
+def static_check(c: Callable_, callables: dict[str, Callable_], formats: set[str], diag: Collector) -> None:
+    """Check a model or block without instantiating it (it may have parameters without
+    defaults): every statement is one the builder runs, every call names an op, a block or a
+    built-in function with the arguments it takes, and every name is defined somewhere."""
+    from .values import BUILTINS
+    defined = {p.name for p in c.params} | set(formats) | set(callables) | {"true", "false", "int32", "int64", "uint8"}
+    for n in ast.walk(c.body):
+        if isinstance(n, ast.Assign):
+            defined.add(n.target)
+        elif isinstance(n, ast.Prop) and n.name == "input" and len(n.args) == 1 and \
+                isinstance(n.args[0], ast.BinOp) and isinstance(n.args[0].left, ast.Name):
+            defined.add(n.args[0].left.id)
+    nodes = (c.body, tuple(p.default for p in c.params if p.default is not None))
+    callees = set()
+    for n in ast.walk(nodes):
+        if isinstance(n, ast.Prop) and n.name not in _STATEMENTS:
+            diag.error(n.name_span or n.span, f"unknown statement '{n.name}' in a {c.kind}; expected "
+                                              "`name = value`, input, repeat, if, else or return")
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            callees.add(id(n.func))
+            name = n.func.id
+            if name in OPS:
+                spec = OPS[name]
+                for a in n.args:
+                    if isinstance(a, ast.Kwarg) and a.name not in spec.kwargs:
+                        diag.error(a.span, f"op '{name}' has no argument '{a.name}'{_hint(a.name, spec.kwargs)}")
+            elif name in callables and callables[name].kind == "model":
+                diag.error(n.func.span, f"'{name}' is a model; only blocks and ops can be called in a {c.kind}")
+            elif name not in callables and name not in BUILTINS and name != "dim":
+                known = list(OPS) + [k for k, v in callables.items() if v.kind == "block"]
+                diag.error(n.func.span, f"unknown op or block '{name}'{_hint(name, known)}")
+    for n in ast.walk(nodes):
+        if isinstance(n, ast.Name) and id(n) not in callees and n.id not in defined:
+            diag.error(n.span, f"unknown name '{n.id}' in {c.kind} '{c.name}'{_hint(n.id, sorted(defined))}")

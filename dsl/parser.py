@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
+import stat
 import sys
-import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
@@ -41,6 +42,10 @@ def _word(token_type: str) -> str:
 MAX_OPERATORS = 2000
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "DOT", "COMPARE", "OR", "AND", "NOT",
               "X", "OF", "COLON", "__ANON_0", "__ANON_1", "EQUAL"}
+
+# Whole numbers with more digits than this are beyond float64 (1.8e308) and taken as infinite.
+_MAX_INT_DIGITS = 309
+_FLOAT_MAX = int(sys.float_info.max)
 
 # A statement continues on the next line after one of these.
 _CONTINUES = {"COMMA", "EQUAL", "COLON", "OF", "X"}
@@ -186,7 +191,14 @@ class _ToAst(Transformer):
         tok, unit = children
         text = str(tok)
         clean = text.replace("_", "")
-        value = float(clean) if any(c in clean for c in ".eE") else int(clean)
+        if any(c in clean for c in ".eE"):
+            value = float(clean)  # beyond float64: inf, refused where it is evaluated
+        else:
+            # a whole number beyond float64 is refused where it is evaluated; converting it
+            # here would hit Python's int-to-float overflow or its 4,300-digit parsing limit
+            value = int(clean) if len(clean.lstrip("0")) <= _MAX_INT_DIGITS else math.inf
+            if value != math.inf and value > _FLOAT_MAX:
+                value = math.inf
         return ast.Number(value, text, str(unit) if unit is not None else None, span=self._s(meta))
 
     def name(self, meta, children):
@@ -206,16 +218,35 @@ def _grammar_text() -> str:
     return resources.files("archc.grammar").joinpath("arch.lark").read_text(encoding="utf-8")
 
 
-def _cache_path(grammar: str) -> str:
+def _cache_path(grammar: str) -> str | None:
+    """The parser's on-disk cache (a pickle Lark loads before any check of its own) in archc's
+    cache directory, or None: parse without a disk cache. Unpickling runs code, so the file
+    is used only where no other user can write: a directory owned by this user and not
+    writable by group or others, and a file, if present, that is a regular file owned by this
+    user and not writable by others. There is no fallback to a shared temporary directory."""
     from lark import __version__ as lark_version
     digest = hashlib.sha256((grammar + lark_version).encode()).hexdigest()[:20]
     base = os.environ.get("ARCHC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "archc")
     try:
-        os.makedirs(base, exist_ok=True)
-        return os.path.join(base, f"parser-{digest}.lark.pickle")
-    except OSError:
-        return os.path.join(tempfile.gettempdir(), f"archc-parser-{digest}.lark.pickle")
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        if not _private(os.stat(base), directory=True):
+            return None
+        path = os.path.join(base, f"parser-{digest}.lark.pickle")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return path
+        return path if _private(st, directory=False) else None
+    except (OSError, ValueError):  # no home, a path through a regular file, a NUL in the name
+        return None
+
+
+def _private(st: os.stat_result, directory: bool) -> bool:
+    """Whether only this user can change what is at `st` (on systems without uids: trusted)."""
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    return kind_ok and (uid is None or st.st_uid == uid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 @lru_cache(maxsize=None)
@@ -223,10 +254,13 @@ def _parser() -> Lark:
     grammar = _grammar_text()
     kwargs = dict(parser="lalr", lexer="contextual", propagate_positions=True,
                   maybe_placeholders=True, postlex=_PostLexer())
-    try:
-        return Lark(grammar, cache=_cache_path(grammar), **kwargs)
-    except OSError:
-        return Lark(grammar, **kwargs)
+    path = _cache_path(grammar)
+    if path is not None:
+        try:
+            return Lark(grammar, cache=path, **kwargs)
+        except Exception:  # an unreadable, truncated or foreign cache file: parse the grammar afresh
+            pass
+    return Lark(grammar, **kwargs)
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 (with `--set` overrides) and checking that the mapping fits."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from . import ast
 from . import units as U
 from .diagnostics import did_you_mean as _hint
@@ -9,7 +11,7 @@ from .footprint import footprint
 from .ir import DDP_BUCKET, Mapping, Precision, Run
 from .models import Builder
 from .source import Span
-from .values import EvalError, Q, Str, Sym, show
+from .values import EvalError, Q, Str, Sym, brief, show
 
 MODES = ("train", "infer")
 STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
@@ -42,6 +44,45 @@ def _name_span(decl: ast.Prop):
 
 
 def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
+    """The run `name` with `overrides` ({parameter: AST of a `--set` value}) in place of its
+    defaults. An error the overridden values cause further on (in a model, in the mapping)
+    carries a note naming each `--set KEY=VALUE`, so the user sees where the value came from."""
+    before = len(ck.diag.items)
+    run = _resolve_run(ck, name, decl, overrides)
+    if overrides and len(ck.diag.items) > before:
+        notes = tuple((e.span, f"the run's parameter '{k}' is set by `{_set_text(k, e)}`")
+                      for k, e in overrides.items())
+        ck.diag.items[before:] = [d if _from_set(d.span) else replace(d, notes=d.notes + notes)
+                                  for d in ck.diag.items[before:]]
+    return run
+
+
+def _set_text(key: str, e: ast.Expr) -> str:
+    """How the user gave an overridden value: `--set KEY=VALUE` as typed (its source holds
+    exactly `KEY=VALUE`), else `KEY=VALUE` from the value's text."""
+    if _from_set(e.span):
+        return f"--set {brief(e.span.source.text, 40)}"
+    return f"{key}={brief(ast.expr_text(e), 40)}"
+
+
+def _from_set(span) -> bool:
+    return span is not None and span.source.name.startswith("<--set")
+
+
+def _kind(v) -> str:
+    """What a parameter's value is, to match an override against its default."""
+    if isinstance(v, Q):
+        return U.describe(v.dim)
+    if isinstance(v, bool):
+        return "true or false"
+    if isinstance(v, Sym):
+        return "a name"
+    if isinstance(v, Str):
+        return "a string"
+    return "a list"
+
+
+def _resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     params = ck.params(decl.args[0], "run", with_defaults=True)
     if params is None:
         return None
@@ -52,10 +93,26 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
             key_span = Span(expr.span.source, 1, 1, 1, 1 + len(key))
             ck.diag.error(key_span, f"run '{name}' has no parameter '{key}'; it has "
                                     f"{', '.join(known) or 'none'}{_hint(key, known)}")
+    # the names the run's body and its parameters' defaults refer to
+    used = ast.names_in(decl.body) | set().union(*(ast.names_in(p.default) for p in params))
     env: dict = {}
     ok = True
     for p in params:
-        v = ck.value(overrides.get(p.name, p.default), env)
+        default = ck.value(p.default, env)
+        if p.name not in overrides:
+            v = default
+        else:
+            e = overrides[p.name]
+            v = ck.value(e, env)
+            key_span = Span(e.span.source, 1, 1, 1, 1 + len(p.name))
+            if v is not None and default is not None and _kind(v) != _kind(default):
+                ck.diag.error(e.span, f"run '{name}' takes {_kind(default)} for '{p.name}' (its default is "
+                                      f"{ast.expr_text(p.default).strip('()')}); found {show(v)}")
+                v = None
+            elif v is not None and p.name not in used and not _same(v, default):
+                ck.diag.error(key_span, f"run '{name}' does not use its parameter '{p.name}': "
+                                        f"`{_set_text(p.name, e)}` would change nothing")
+                v = None
         if v is None:
             ok = False
         env[p.name] = v if v is not None else Q(0)
@@ -78,7 +135,7 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
         target = e.id if isinstance(e, ast.Name) else None
         if target in ck.chips or target in ck.systems:
             machine = ck.machine(target)
-        elif target in ck.decls["chip"] or target in ck.decls["system"]:
+        elif target is not None and ck.reported(target, "chip", "system"):
             pass  # already reported
         else:
             ck.diag.error(e.span, f"'on' names a chip or system; '{ast.expr_text(e)}' is not one"
@@ -139,12 +196,24 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
         if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name)):
             ck.diag.error(e.span, "'model' names a model, with arguments: `model gpt(layers, hidden)`")
         elif e.func.id not in ck.callables or ck.callables[e.func.id].kind != "model":
-            if e.func.id not in ck.decls["model"]:
+            if not ck.reported(e.func.id, "model"):
                 ck.diag.error(e.func.span, f"unknown model '{e.func.id}'{_hint(e.func.id, ck.decls['model'])}")
         else:
             graph = _instantiate(ck, e, env)
     if graph is None or machine is None or mapping is None or prec is None or len(ck.diag.items) > n_errors:
         return None
+    if not machine.tile.vector:
+        # vector work (activations, norms, softmax, the optimizer) needs a unit to run on
+        vop = next((op for op in graph.ops if op.vector_flops > 0 and not (op.kind == "dropout" and mode != "train")),
+                   None)
+        if vop is not None or mode == "train":
+            what = (f"op '{vop.name}' ({vop.kind}) does vector work" if vop is not None else
+                    f"training runs the {optimizer} optimizer's update on the vector unit")
+            ck.diag.error(vop.span if vop is not None else _name_span(decl),
+                          f"{what} but tile '{machine.tile.name}' has no vector unit; "
+                          "add one, e.g. `vector fp32 : 16 lanes`",
+                          (_name_span(decl), f"in run '{name}' on '{machine.name}'"))
+            return None
     fmt = dict(ck.formats)
     act_bytes = fmt[prec.weights].bytes
     fp = footprint(graph, machine, mapping, prec, mode, act_bytes, fmt[prec.weights].bytes)
@@ -175,6 +244,12 @@ def resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
     return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
                fp.items(), fbytes, fusion, tuple(reduced), clock, span=decl.span)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, Q) and isinstance(b, Q):
+        return a.dim == b.dim and a.value == b.value
+    return a == b
 
 
 def _shown(v):
@@ -248,7 +323,8 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
     schedule = ck.symbol(kw["schedule"].value, SCHEDULES, "the pipeline schedule", env) if "schedule" in kw else "one_f_one_b"
     region_rows = count("region_rows", 0, minimum=0)  # 0: archc chooses
     placement = ck.symbol(kw["placement"].value, PLACEMENTS, "the placement", env) if "placement" in kw else "adjacent"
-    bucket = ck.quantity(kw["bucket"].value, [U.BYTES], "a gradient bucket size", env=env) if "bucket" in kw else DDP_BUCKET
+    bucket = ck.quantity(kw["bucket"].value, [U.BYTES], "a gradient bucket size", env=env,
+                         within="bucket") if "bucket" in kw else DDP_BUCKET
     if None in (strategy, tp, pp, dp, interleave, micro, recompute, sp, overlap, in_gemm, schedule, region_rows,
                 placement, bucket) or ("chips" in kw and chips is None):
         return None

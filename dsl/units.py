@@ -91,15 +91,23 @@ def readable_units(d: Dim) -> tuple[str, ...]:
     return _READABLE.get(d, ())
 
 
+BIT_UNITS: set[str] = set()  # the units of a size counted in bits (filled by _table)
+
+
 def _table() -> dict[str, tuple[float, Dim]]:
     t: dict[str, tuple[float, Dim]] = {}
+    # Sizes: bytes with SI (kB = KB = 1000 B) and binary prefixes; bits with an upper-case
+    # prefix only (Kb, Mb, ...: link rates are quoted in Gb/s). Only these spellings: `kb`, `mb`,
+    # `bytes` are refused with the intended unit suggested (docs/language.md lists them).
     for p, f in (("", 1), ("K", 1e3), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15), ("E", 1e18)):
         t[p + "B"] = (f, BYTES)
-        t[p + "b"] = (f / 8, BYTES)
+        if p != "k":
+            t[p + "b"] = (f / 8, BYTES)
+            BIT_UNITS.add(p + "b")
     for p, f in (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("Ti", 2**40), ("Pi", 2**50)):
         t[p + "B"] = (f, BYTES)
-    t.update({"byte": (1, BYTES), "bytes": (1, BYTES), "bit": (1 / 8, BYTES), "bits": (1 / 8, BYTES)})
-    t["kB"] = (1e3, BYTES)
+    t["bit"] = (1 / 8, BYTES)
+    BIT_UNITS.add("bit")
     t.update({"s": (1, TIME), "ms": (1e-3, TIME), "us": (1e-6, TIME), "ns": (1e-9, TIME),
               "ps": (1e-12, TIME), "min": (60, TIME), "h": (3600, TIME)})
     t.update({"Hz": (1, FREQUENCY), "kHz": (1e3, FREQUENCY), "MHz": (1e6, FREQUENCY),
@@ -135,10 +143,29 @@ def parse_unit(text: str) -> tuple[float, Dim]:
     factor, dim = 1.0, NONE
     for i, part in enumerate(parts):
         if part not in UNITS:
-            raise UnitError(f"unknown unit '{part}'{did_you_mean(part, UNITS)}")
+            raise UnitError(f"unknown unit '{part}'{suggest(part)}")
         f, d = UNITS[part]
         if i == 0:
             factor, dim = f, d
         else:
             factor, dim = factor / f, dim / d
     return factor, dim
+
+
+_SPELLED = {"byte": "B", "bytes": "B", "bits": "bit", "kb": "kB", "kbit": "Kb", "Kbit": "Kb", "Mbit": "Mb",
+            "Gbit": "Gb", "Tbit": "Tb", "sec": "s", "secs": "s", "mhz": "MHz", "ghz": "GHz",
+            "Gbps": "Gb/s", "Mbps": "Mb/s", "Tbps": "Tb/s", "GBps": "GB/s", "TBps": "TB/s", "MBps": "MB/s"}
+
+
+def suggest(part: str) -> str:
+    """"; did you mean ...?" for an unknown unit: the same letters in another case first (`Kib`
+    -> `KiB`, `mb` -> `MB` or `Mb`), then common spellings, then the closest by edit distance."""
+    same = sorted(u for u in UNITS if u.lower() == part.lower())
+    if part in _SPELLED:
+        same = [_SPELLED[part]] + [u for u in same if u != _SPELLED[part]]
+    if same:
+        def shown(u):
+            kind = " (bits)" if u in BIT_UNITS else " (bytes)" if UNITS[u][1] == BYTES else ""
+            return f"'{u}'{kind if len(same) > 1 else ''}"
+        return "; did you mean " + " or ".join(shown(u) for u in same) + "?"
+    return did_you_mean(part, UNITS)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -75,6 +76,13 @@ def show(v) -> str:
     return type(v).__name__.lower()
 
 
+def brief(text: str, limit: int = 24) -> str:
+    """`text` cut in the middle when longer than `limit` (a 5,000-digit number in a message)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}…{text[-(limit // 2):]}"
+
+
 def _num(span, v, what="a number"):
     if not isinstance(v, Q):
         raise EvalError(span, f"expected {what}, found {show(v)}")
@@ -82,13 +90,15 @@ def _num(span, v, what="a number"):
 
 
 def _builtin_table() -> dict[str, Callable]:
-    def one(f):
+    def one(f, name, domain=None):
         def g(span, args):
             if len(args) != 1:
-                raise EvalError(span, "expects one argument")
+                raise EvalError(span, f"'{name}' expects one argument")
             a = _num(span, args[0])
             if not a.dim.dimensionless:
-                raise EvalError(span, f"expects a plain number, found {show(a)}")
+                raise EvalError(span, f"'{name}' expects a plain number, found {show(a)}")
+            if domain is not None and not domain[0](a.value):
+                raise EvalError(span, f"'{name}' needs {domain[1]}, found {fmt_q(a)}")
             return Q(float(f(a.value)))
         return g
 
@@ -102,9 +112,10 @@ def _builtin_table() -> dict[str, Callable]:
             return Q(f(q.value for q in qs), qs[0].dim)
         return g
 
-    return {"ceil": one(math.ceil), "floor": one(math.floor), "sqrt": one(math.sqrt),
-            "log2": one(math.log2), "round": one(round), "min": minmax(min), "max": minmax(max),
-            "abs": one(abs)}
+    return {"ceil": one(math.ceil, "ceil"), "floor": one(math.floor, "floor"),
+            "sqrt": one(math.sqrt, "sqrt", (lambda x: x >= 0, "a number ≥ 0")),
+            "log2": one(math.log2, "log2", (lambda x: x > 0, "a positive number")),
+            "round": one(round, "round"), "min": minmax(min), "max": minmax(max), "abs": one(abs, "abs")}
 
 
 BUILTINS = _builtin_table()
@@ -123,14 +134,20 @@ class Evaluator:
 
     def _Number(self, e: ast.Number):
         if not math.isfinite(e.value):
-            raise EvalError(e.span, f"the number '{e.text}' is too large")
+            raise EvalError(e.span, f"the number '{brief(e.text)}' is too large: archc computes in "
+                                    "double precision, up to about 1.8e308")
+        value = e.value  # the parser keeps whole numbers within float64's range
         if e.unit is None:
-            return Q(e.value)
+            return Q(value)
         try:
             factor, dim = U.parse_unit(e.unit)
         except U.UnitError as err:
             raise EvalError(e.span, str(err)) from None
-        return Q(e.value * factor, dim)
+        q = Q(value * factor, dim)  # exact for whole numbers in binary units (2**30 B)
+        if abs(q.value) > _FLOAT_MAX:
+            raise EvalError(e.span, f"'{brief(e.text)} {e.unit}' is too large: archc computes in double precision, "
+                                    "up to about 1.8e308 in base units")
+        return q
 
     def _Name(self, e: ast.Name):
         if e.id in self.env:
@@ -208,12 +225,16 @@ class Evaluator:
                         raise EvalError(e.span, "a quantity with a unit can only be raised to a whole power")
                 if abs(b.value) > 4096:
                     raise EvalError(e.span, "exponent is too large")
+                if a.value == 0 and b.value < 0:
+                    raise EvalError(e.span, "zero raised to a negative power is undefined (a division by zero)")
                 r = a.value ** b.value
                 if isinstance(r, complex):
                     raise EvalError(e.span, "the result is not a real number")
                 return _check(e.span, Q(float(r), a.dim ** int(b.value) if not a.dim.dimensionless else U.NONE))
         except OverflowError:
             raise EvalError(e.span, "the result is too large") from None
+        except (ZeroDivisionError, ValueError):
+            raise EvalError(e.span, "the result is not a real number") from None
         raise EvalError(e.span, f"unknown operator '{op}'")
 
     def _Call(self, e: ast.Call):
@@ -245,8 +266,11 @@ class Evaluator:
 _TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
 def _check(span: Span, q: Q) -> Q:
-    if not math.isfinite(q.value):
+    if not abs(q.value) <= _FLOAT_MAX:  # also NaN, and whole numbers beyond float64
         raise EvalError(span, "the result is too large")
     return q
 

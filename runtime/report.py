@@ -6,6 +6,8 @@ import io
 import json
 from dataclasses import asdict, dataclass
 
+from archc.dsl.diagnostics import printable
+
 SCHEMA = "archc.report/1"
 
 
@@ -120,7 +122,7 @@ class Report:
             lines.append(f"  derived     {n}")
         for n in self.notes:
             lines.append(f"  note        {n}")
-        return "\n".join(lines) + "\n"
+        return printable("\n".join(lines) + "\n")  # names and units a user wrote reach the terminal
 
 
 def _mapping_text(m: dict) -> str:

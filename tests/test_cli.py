@@ -180,12 +180,20 @@ def test_bad_set_is_a_located_error():
     assert "Traceback" not in r.stderr
 
 
-def test_set_value_of_the_wrong_kind_is_located_in_the_design():
+def test_set_value_of_the_wrong_kind_is_located_at_the_set():
+    # dtype's default is a format name; a number is refused where the user typed it
     r = run_cli(*GEMM, "--set", "dtype=7")
     assert r.code == 1, r
-    assert re.match(rf"{re.escape(str(H100))}:\d+:\d+: error: precision names a format or 'amp', found 7\n",
+    assert r.stderr.startswith("<--set dtype>:1:7: error: run 'gemm' takes a name for 'dtype' (its default "
+                               "is bf16); found 7\n    dtype=7\n"), r
+
+
+def test_set_value_that_fails_in_the_design_names_the_set():
+    r = run_cli(*GEMM, "--set", "dtype=bf61")
+    assert r.code == 1, r
+    assert re.match(rf"{re.escape(str(H100))}:\d+:\d+: error: unknown format 'bf61'; did you mean 'bf16'\?\n",
                     r.stderr), r
-    assert "precision dtype" in r.stderr.splitlines()[1]
+    assert "note: the run's parameter 'dtype' is set by `--set dtype=bf61`" in r.stderr, r
 
 
 def test_unknown_run_name():
