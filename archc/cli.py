@@ -3,16 +3,49 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from archc.dsl.diagnostics import ArchcError
+from archc.dsl.diagnostics import ArchcError, printable
 
 EXIT_INTERNAL = 70
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_CODES = f"""exit codes:
+  0    success (warnings, if any, on stderr)
+  1    a mistake in the input: FILE:LINE:COL: error: ... with the line and a caret, on stderr;
+       also an unwritable output or cache (archc: error: ...)
+  2    the command line itself (an unknown option, a missing argument)
+  3    code generation refused the design
+  4    building a kernel failed (the C compiler); the log is kept and named
+  5    a run failed (the event-level simulation)
+  {EXIT_INTERNAL}   an internal error: a bug in archc (ARCHC_DEBUG=1 shows the traceback)
+  130  interrupted (Ctrl-C);  {EXIT_TERMINATED}  terminated (SIGTERM)"""
+
+# what `run --out DIR` writes (checked up front: an existing entry must be a regular file)
+_OUT_FILES = ("report.json", "report.txt", "ops.csv") + tuple(
+    f"{stem}.{ext}" for stem in ("roofline", "utilisation", "links") for ext in ("png", "svg"))
+
+# How every output is written (runtime/outputs.py), said once in --help.
+_OUTPUT_RULES = ("written atomically; only a new path or a regular file is replaced (a device, FIFO, "
+                 "socket or directory is refused), and a symlink to a regular file has its target replaced, "
+                 "the link kept")
+_DIR_RULES = ("DIR may be new or an existing directory (a symlink to one is followed); files in it are "
+              "replaced only if regular, all at the end, none on failure")
+
+
+def _say(text: str) -> None:
+    """Write to stdout what archc prints: names, units and strings a user wrote pass through
+    printable() (no terminal escapes, no carriage returns); JSON escapes them itself."""
+    sys.stdout.write(printable(text))
+
+
+def _warnings(design) -> None:
+    """A valid design's warnings (a capacity written in bits, ...) on stderr."""
+    for w in getattr(design, "warnings", ()):
+        print(w.render(), file=sys.stderr)
 
 
 def _progress_printer():
@@ -43,7 +76,8 @@ def _progress_printer():
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archc", description="Describe an AI machine, its number formats "
                                 "and its model in one .arch file; check it, generate and build Cython "
-                                "kernels specialised to it, and report speed, efficiency and energy.")
+                                "kernels specialised to it, and report speed, efficiency and energy.",
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     from archc import __version__
     p.add_argument("--version", action="version", version=f"archc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="generate the kernels and build them")
     c.add_argument("file")
     c.add_argument("-o", "--output", metavar="DIR",
-                   help="write the .pyx sources and built modules here (importable by name)")
+                   help="write the .pyx sources and built modules here (importable by name); " + _DIR_RULES)
     c.add_argument("--emit", choices=["ast", "ir", "pyx"],
                    help="print one stage's product to stdout instead of building")
     r = sub.add_parser("run", help="run a design's runs and report")
@@ -68,10 +102,10 @@ def _parser() -> argparse.ArgumentParser:
                         "simulated: pipelines, collectives as flows over shared links)")
     r.add_argument("--trace", metavar="FILE",
                    help="with --level event: write the timeline as a Chrome trace (chrome://tracing, Perfetto); "
-                        "at most 250,000 tasks: the first by start time and the critical path")
+                        "at most 250,000 tasks: the first by start time and the critical path; " + _OUTPUT_RULES)
     r.add_argument("--json", action="store_true", help="print the report as one JSON object")
     r.add_argument("--out", metavar="DIR", help="also write report.json, report.txt, ops.csv and plots (roofline; at the event "
-                        "level utilisation and link load, PNG and SVG) here")
+                        "level utilisation and link load, PNG and SVG) here; " + _DIR_RULES)
     r.add_argument("--search", action="store_true",
                    help="search the run's mapping (tp, pp, dp, micro_batch, interleave, recompute; a spatial "
                         "run's region_rows and placement) at the analytic level (or --level event), chips and "
@@ -79,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trials", type=int, default=None, metavar="N", help="with --search: trials (default 200)")
     r.add_argument("--seed", type=int, default=None, metavar="N", help="with --search: sampler seed (default 0)")
     r.add_argument("--write-run", metavar="NAME",
-                   help="with --search: append run NAME, the run with the best mapping, to the file")
+                   help="with --search: append run NAME, the run with the best mapping, to the file (which "
+                        "must be a writable regular file, or a symlink to one: its target is rewritten); "
+                        + _OUTPUT_RULES)
     f = sub.add_parser("formats", help="list number formats with their range, precision and MAC cost")
     f.add_argument("file", nargs="?", help="a design (default: the standard formats)")
     f.add_argument("--node", default="7", metavar="NM", help="process node in nm for the cost model (default 7)")
@@ -98,13 +134,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, so that what Ctrl-C cleans up (temporary output
+    directories, compiler process groups: runtime/outputs.py, runtime/cache.py) is cleaned up too."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _dispatch(args)
     except ArchcError as e:
-        print(e.render(), file=sys.stderr)
+        print(e.render(), file=sys.stderr)  # rendered terminal-safe (dsl/diagnostics.py)
         return e.exit_code
+    except _Terminated:
+        print("archc: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("archc: interrupted", file=sys.stderr)
         return 130
@@ -113,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug in archc, not a user mistake: say so plainly
         if os.environ.get("ARCHC_DEBUG"):
             raise
-        print(f"archc: internal error: {type(e).__name__}: {e}\n"
-              "archc: this is a bug in archc; set ARCHC_DEBUG=1 for details", file=sys.stderr)
+        print(printable(f"archc: internal error: {type(e).__name__}: {e}\n"
+                        "archc: this is a bug in archc; set ARCHC_DEBUG=1 for details"), file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _dispatch(args) -> int:
@@ -123,10 +177,10 @@ def _dispatch(args) -> int:
     if args.command == "cache":
         from archc.runtime import cache
         if args.action == "dir":
-            print(cache.cache_dir())
+            _say(f"{cache.cache_dir()}\n")
             return 0
-        n = cache.clear()
-        print(f"removed {n} cache entr{'y' if n == 1 else 'ies'} from {cache.cache_dir()}")
+        n = cache.clear()  # CacheError (archc: error: ...) when the directory cannot be cleared
+        _say(f"removed {n} cache entr{'y' if n == 1 else 'ies'} from {cache.cache_dir(create=False)}\n")
         return 0
     if args.command == "formats":
         from archc.formats_table import table
@@ -137,19 +191,22 @@ def _dispatch(args) -> int:
         except ValueError:
             raise ArchcError(f"--node takes a process node in nm, such as 7; found '{args.node}'") from None
         if args.file:
-            formats = dict(api.check(args.file).formats)
+            design = api.check(args.file)
+            _warnings(design)
+            formats = dict(design.formats)
         else:
             from archc.dsl.check import standard_formats
             formats = standard_formats()
-        sys.stdout.write(table(formats, node))
+        _say(table(formats, node))
         return 0
     if args.command == "check":
         if args.set and not args.run:
             raise ArchcError("--set needs --run NAME")
         design = api.check(args.file, args.set, args.run)
+        _warnings(design)
         counts = [(len(design.formats), "format"), (len(design.chips), "chip"),
                   (len(design.systems), "system"), (len(design.models), "model"), (len(design.runs), "run")]
-        print(f"{args.file}: ok (" + ", ".join(f"{n} {w}{'s' if n != 1 else ''}" for n, w in counts) + ")")
+        _say(f"{args.file}: ok (" + ", ".join(f"{n} {w}{'s' if n != 1 else ''}" for n, w in counts) + ")\n")
         return 0
     if args.command == "compile":
         return _compile(args, api)
@@ -160,19 +217,23 @@ def _dispatch(args) -> int:
 
 def _compile(args, api) -> int:
     from archc import __version__
+    if args.output and not args.emit:  # before the minutes of building, not after
+        from archc.runtime import outputs
+        outputs.check_dir(args.output)
     stages = api.compile_stages(args.file)
+    _warnings(stages.ir)
     if args.emit == "ast":
         from archc.dsl.ast import dump
-        sys.stdout.write(dump(stages.ast))
+        _say(dump(stages.ast))
         return 0
     if args.emit == "ir":
         from archc.dsl.ir import dump
-        sys.stdout.write(dump(stages.ir) + "\n")
+        _say(dump(stages.ir) + "\n")
         return 0
     sources = api.kernel_sources(stages.ir)
     if args.emit == "pyx":
         for name, text in sources.items():
-            sys.stdout.write(f"# ==== {name}.pyx\n{text}")
+            _say(f"# ==== {name}.pyx\n{text}")
         return 0
     from archc.codegen.render import module_stem
     from archc.runtime import cache
@@ -182,37 +243,33 @@ def _compile(args, api) -> int:
         return f"analytic kernel of {machines[stem].name}" if stem in machines else "number formats"
     progress = _progress_printer()
     if args.output:
+        from archc.runtime import outputs
         out = Path(args.output)
-        _atomic_dir(out, lambda tmp: [cache.build_into(sources[s], s, tmp, archc_version=__version__,
-                                                      progress=progress) for s in sources])
+        outputs.atomic_dir(out, lambda tmp: [cache.build_into(sources[s], s, tmp, archc_version=__version__,
+                                                             progress=progress) for s in sources])
         for s in sources:
-            print(f"{out / (cache.module_name(s, cache.cache_key(sources[s], archc_version=__version__)))}"
-                  f" ({what(s)})")
+            _say(f"{out / (cache.module_name(s, cache.cache_key(sources[s], archc_version=__version__)))}"
+                 f" ({what(s)})\n")
         return 0
     for s in sources:
         mod = cache.build(sources[s], s, archc_version=__version__, progress=progress)
-        print(f"{mod.__name__} ({what(s)}): built")
+        _say(f"{mod.__name__} ({what(s)}): built\n")
     return 0
-
-
-def _atomic_dir(out: Path, fill) -> None:
-    """Fill a fresh directory and only then put its files in place: no half-written output."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".archc-", dir=out.parent))
-    try:
-        fill(tmp)
-        out.mkdir(exist_ok=True)
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(args, api) -> int:
     if args.search or args.trials is not None or args.seed is not None or args.write_run:
         return _search(args, api)
     from archc import __version__
+    from archc.runtime import outputs
     from archc.runtime.execute import run_analytic
+    # every output path, before checking, building and simulating (runtime/outputs.py's rules)
+    if args.trace and args.level != "event":
+        raise ArchcError("--trace needs --level event: the analytic level computes no timeline")
+    if args.trace:
+        outputs.check_file(args.trace, what="the trace")
+    if args.out:
+        outputs.check_dir(args.out, _OUT_FILES)
     if args.set and not args.run:
         design = api.check(args.file)
         if len(design.runs) != 1:
@@ -220,15 +277,12 @@ def _run(args, api) -> int:
                              f"{', '.join(n for n, _ in design.runs)}")
         args.run = design.runs[0][0]
     design = api.check(args.file, args.set, args.run)
+    _warnings(design)
     runs = [r for _, r in design.runs]
     if args.json and len(runs) != 1:
         raise ArchcError(f"--json prints one run; choose one with --run ({', '.join(r.name for r in runs)})")
-    if args.trace and args.level != "event":
-        raise ArchcError("--trace needs --level event: the analytic level computes no timeline")
     if args.trace and len(runs) != 1:
         raise ArchcError(f"--trace writes one run; choose one with --run ({', '.join(r.name for r in runs)})")
-    if args.trace and not Path(args.trace).resolve().parent.is_dir():  # before a long simulation, not after
-        raise ArchcError(f"cannot write the trace {args.trace}: no directory {Path(args.trace).resolve().parent}")
     progress = _progress_printer()
     if args.out and len(runs) != 1:
         raise ArchcError("--out writes one run; choose one with --run")
@@ -249,11 +303,11 @@ def _run(args, api) -> int:
             (tmp / "ops.csv").write_text(rep.to_csv())
             ev = (captured["builder"], captured["result"]) if "result" in captured else None
             write_plots(tmp, rep, runs[0], ev)
-        _atomic_dir(Path(args.out), fill)
+        outputs.atomic_dir(Path(args.out), fill, _OUT_FILES)
     if args.json:
-        sys.stdout.write(reports[0].to_json())
+        _say(reports[0].to_json())
     else:
-        sys.stdout.write("\n".join(r.to_text() for r in reports))
+        _say("\n".join(r.to_text() for r in reports))
     return 0
 
 
@@ -263,6 +317,9 @@ def _search(args, api) -> int:
         raise ArchcError("--trials, --seed and --write-run need --search")
     if args.trace or args.out:
         raise ArchcError("--search writes no trace or plots; run the mapping it finds with --trace / --out")
+    if args.write_run:  # the design is rewritten: a writable regular file, checked before any work
+        from archc.runtime import outputs
+        outputs.check_file(args.file)
     if args.run is None:
         design = api.check(args.file)
         if len(design.runs) != 1:
@@ -279,9 +336,9 @@ def _search(args, api) -> int:
             raise ArchcError(f"--write-run {args.write_run}: no feasible mapping found; nothing written")
         values = {**dict(api._split_set(x) for x in args.set), **result.best.params}
         search.write_run(args.file, args.run, args.write_run, values)
-    sys.stdout.write(result.to_json() if args.json else result.to_text())
+    _say(result.to_json() if args.json else result.to_text())
     if args.write_run and not args.json:
-        print(f"wrote run {args.write_run} to {args.file}")
+        _say(f"wrote run {args.write_run} to {args.file}\n")
     return 0
 
 
@@ -294,7 +351,7 @@ def _accuracy(args, api) -> int:
         args.run = design.runs[0][0]
     report = api.accuracy(args.file, args.run, seed=args.seed, overrides=args.set, precision=args.precision,
                           progress=_progress_printer())
-    sys.stdout.write(report.to_json() if args.json else report.to_text())
+    _say(report.to_json() if args.json else report.to_text())
     return 0
 
 

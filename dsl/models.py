@@ -14,6 +14,12 @@ from .values import MAX_INT, EvalError, Evaluator, Lst, Q, show
 MAX_OPS = 100_000  # a model that expands past this is a runaway block, not a real network
 MAX_DEPTH = 48  # block calls nested deeper than this are runaway recursion
 MAX_ELEMS = 2**53  # a tensor larger than this cannot be counted exactly
+MAX_WORK = 1e30  # FLOPs (or elements moved) of one op: a zettascale step is 1e21
+
+
+def _big(n) -> str:
+    """A count of any size for a message (an int beyond float64 cannot be formatted as one)."""
+    return f"{n:.3g}" if n < 1e300 else f"about 10^{len(str(int(n))) - 1}"
 
 # Forward vector FLOPs per output element of the elementwise and normalisation ops.
 UNARY_FLOPS = {"relu": 1, "gelu": 8, "silu": 4, "sigmoid": 4, "tanh": 4, "exp": 1, "dropout": 2,
@@ -64,6 +70,7 @@ class Builder:
         self.layers: dict[str, int] = {}
         self.depth = 0
         self.target: str | None = None
+        self._frame = _Frame("", {}, 1, "")  # a model's parameter defaults are evaluated here
 
     # ---- entry -------------------------------------------------------------------------
     def build(self, model: Callable_, args: dict[str, object], span) -> Graph | None:
@@ -262,6 +269,10 @@ class Builder:
             return self._tensor(out.shape, e.span, ins[0].dtype)
         if len(self.ops) >= MAX_OPS:
             raise EvalError(e.span, f"the model expands to more than {MAX_OPS:,} ops")
+        for what, x in (("FLOPs", out.matrix_flops + out.vector_flops), ("elements moved", out.extra_elems)):
+            if x > MAX_WORK:
+                raise EvalError(e.span, f"op '{kind}' has {_big(x)} {what}; archc accepts at most {MAX_WORK:.0e} "
+                                        "per op")
         t = self._tensor(out.shape, e.span, out.dtype)
         base = f"{frame.path}{self.target or kind}"
         n = self.names.get(base, 0) + 1
@@ -277,7 +288,7 @@ class Builder:
         for d in shape:
             n *= d
         if n > MAX_ELEMS:
-            raise EvalError(span, f"a tensor of shape {list(shape)} has {n:.3g} elements; "
+            raise EvalError(span, f"a tensor of shape {list(shape)} has {_big(n)} elements; "
                                   f"archc accepts at most 2^53")
         self.next_id += 1
         return Tensor(self.next_id, tuple(shape), dtype)
@@ -311,6 +322,8 @@ class _OpCtx:
     def nonneg(self, v, key) -> int:
         if not (isinstance(v, Q) and v.dim.dimensionless and float(v.value).is_integer() and v.value >= 0):
             raise EvalError(self.span, f"'{key}' of {self.kind} must be a whole number ≥ 0, found {show(v)}")
+        if v.value > MAX_INT:
+            raise EvalError(self.span, f"'{key}' of {self.kind} is absurdly large ({_big(v.value)})")
         return int(v.value)
 
     def flag(self, kw, key, default: bool) -> bool:

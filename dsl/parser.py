@@ -5,7 +5,6 @@ import hashlib
 import math
 import os
 import re
-import stat
 import sys
 from contextlib import contextmanager
 from functools import lru_cache
@@ -17,7 +16,7 @@ from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF,
 
 from . import ast
 from .diagnostics import ArchSyntaxError, Diagnostic
-from .source import Source, Span
+from .source import Source, Span, private_to_user
 
 # Brackets nested deeper than this are refused: no real design needs it, and the tree
 # transformer would otherwise recurse without bound.
@@ -196,7 +195,8 @@ class _ToAst(Transformer):
         else:
             # a whole number beyond float64 is refused where it is evaluated; converting it
             # here would hit Python's int-to-float overflow or its 4,300-digit parsing limit
-            value = int(clean) if len(clean.lstrip("0")) <= _MAX_INT_DIGITS else math.inf
+            digits = clean.lstrip("0") or "0"  # int() counts leading zeros toward its 4,300-digit limit
+            value = int(digits) if len(digits) <= _MAX_INT_DIGITS else math.inf
             if value != math.inf and value > _FLOAT_MAX:
                 value = math.inf
         return ast.Number(value, text, str(unit) if unit is not None else None, span=self._s(meta))
@@ -230,23 +230,16 @@ def _cache_path(grammar: str) -> str | None:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "archc")
     try:
         os.makedirs(base, mode=0o700, exist_ok=True)
-        if not _private(os.stat(base), directory=True):
+        if not private_to_user(os.stat(base), directory=True):
             return None
         path = os.path.join(base, f"parser-{digest}.lark.pickle")
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return path
-        return path if _private(st, directory=False) else None
+        return path if private_to_user(st, directory=False) else None
     except (OSError, ValueError):  # no home, a path through a regular file, a NUL in the name
         return None
-
-
-def _private(st: os.stat_result, directory: bool) -> bool:
-    """Whether only this user can change what is at `st` (on systems without uids: trusted)."""
-    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
-    uid = os.geteuid() if hasattr(os, "geteuid") else None
-    return kind_ok and (uid is None or st.st_uid == uid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 @lru_cache(maxsize=None)
@@ -294,9 +287,11 @@ def _parse(source: Source) -> ast.File:
     except VisitError as e:
         if isinstance(e.orig_exc, _TooDeep):
             raise ArchSyntaxError([Diagnostic(_span(source, e.orig_exc.tok), e.orig_exc.message)]) from None
+        where = _span(source, e.obj.meta) if hasattr(e.obj, "meta") else source.start
         if isinstance(e.orig_exc, RecursionError):
-            raise ArchSyntaxError([Diagnostic(_span(source, e.obj.meta) if hasattr(e.obj, "meta") else source.start,
-                                              "this expression nests too deeply to parse")]) from None
+            raise ArchSyntaxError([Diagnostic(where, "this expression nests too deeply to parse")]) from None
+        if isinstance(e.orig_exc, (ValueError, OverflowError)):  # a literal Python cannot convert
+            raise ArchSyntaxError([Diagnostic(where, f"cannot read this value: {e.orig_exc}")]) from None
         raise
     except UnexpectedInput as e:
         raise ArchSyntaxError([_describe(source, e)]) from None

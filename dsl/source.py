@@ -1,6 +1,8 @@
 """Source files and spans: where every node, diagnostic and IR value came from."""
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +19,13 @@ class Source:
     text: str
 
     def line(self, lineno: int) -> str:
-        lines = self.text.splitlines()
+        """Line `lineno` as the lexer counts lines: split at '\n' only (str.splitlines would
+        also split at a lone '\r', form feeds, U+2028 ... and show the wrong line), a CRLF's
+        '\r' dropped."""
+        lines = self.text.split("\n")
         if 1 <= lineno <= len(lines):
-            return lines[lineno - 1]
+            line = lines[lineno - 1]
+            return line[:-1] if line.endswith("\r") else line
         return ""
 
     @property
@@ -59,3 +65,13 @@ def read_source(path: str | Path) -> Source:
         raise UnicodeError("the file contains NUL bytes; it is not a text file")
     # utf-8-sig: a byte-order mark some editors write is not part of the text
     return Source(str(path), data.decode("utf-8-sig"))
+
+
+def private_to_user(st: os.stat_result, directory: bool) -> bool:
+    """Whether only this user can change what is at `st`: a directory (or a regular file)
+    owned by this user and writable by neither its group nor others. archc loads code from
+    its caches (the parser's pickle, compiled kernels) only from such places. Systems without
+    uids trust their own permissions."""
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    return kind_ok and (uid is None or st.st_uid == uid) and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)

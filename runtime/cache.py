@@ -12,6 +12,19 @@ Layout of a cache directory (``cache_dir()`` or an explicit ``directory``)::
     <root>/.tmp/                   private build directories, renamed into place when complete
     <root>/.failed/<name>/         the .pyx and build.log of the last failed build, kept for inspection
 
+Faults are recovered from, or reported as one clear error (CacheError, an ArchcError):
+
+- An entry that is incomplete, corrupt or whose meta.json is not a JSON object is rebuilt.
+- A cache directory that cannot be written (read-only, on a read-only file system, under a
+  regular file, or with `.locks`/`.tmp` that are not directories) does not stop a build: what
+  it holds is still loaded, and a missing entry is built in a private temporary directory
+  (mode 0700, removed at exit), with one warning on stderr. `clear()` and `cache_dir()` on
+  such a directory raise CacheError.
+- `clear()` also removes what killed builds left in `.tmp/` (entries whose lock no build holds).
+- Compilers run in a process group of their own, under a shell that kills that whole group
+  when archc dies: archc kills the group when it is interrupted (KeyboardInterrupt, SIGTERM),
+  and on Linux the kernel signals the shell when archc is killed outright (see _spawn).
+
 Kernels are compiled against Cython's shared utility module (Cython >= 3.1), so the big
 memoryview/utility C code is compiled once per toolchain and a new kernel only compiles its own code.
 Set ARCHC_CYTHON_SHARED=0 to build self-contained modules instead (this changes the cache key).
@@ -19,7 +32,9 @@ Set ARCHC_CYTHON_SHARED=0 to build self-contained modules instead (this changes 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import functools
 import hashlib
 import importlib.machinery
@@ -32,6 +47,8 @@ import platform
 import re
 import shlex
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -44,12 +61,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archc.dsl.diagnostics import ArchcError
+from archc.dsl.source import private_to_user
+
 if TYPE_CHECKING:
     import filelock
 
 __all__ = [
     "DEFAULT_FLAGS",
     "BuildError",
+    "CacheError",
     "build",
     "build_into",
     "cache_dir",
@@ -88,6 +109,11 @@ _load_lock = threading.RLock()
 _cython_lock = threading.Lock()
 
 
+class CacheError(ArchcError):
+    """The cache directory cannot be used for what was asked (`cache clear`, `cache dir`), or a
+    build cannot be done anywhere: `archc: error: ...`."""
+
+
 class BuildError(Exception):
     """Cython or the C compiler failed. ``.log`` is their output, ``.pyx`` the kept source file."""
 
@@ -113,11 +139,20 @@ class BuildError(Exception):
 # Keys and names
 # ---------------------------------------------------------------------------
 
-def cache_dir() -> Path:
-    """$ARCHC_CACHE_DIR, else $XDG_CACHE_HOME/archc, else ~/.cache/archc; created on demand."""
+def cache_dir(create: bool = True) -> Path:
+    """$ARCHC_CACHE_DIR, else $XDG_CACHE_HOME/archc, else ~/.cache/archc; created on demand
+    (CacheError when it cannot be)."""
     root = _default_root()
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: code is loaded from it
+        except OSError as e:
+            raise CacheError(f"cannot use the cache directory {root}: {_reason(e)}") from None
     return root
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _default_root() -> Path:
@@ -246,7 +281,7 @@ def build(
     with _load_lock:
         if name in _loaded:
             return _loaded[name]
-    root = Path(directory) if directory is not None else cache_dir()
+    root = Path(directory) if directory is not None else _default_root()
     if _shared_enabled():
         # Kernels import the shared module by name at init; sys.modules is where they find it.
         _load_entry(root, _shared_name(), None, progress)
@@ -263,35 +298,80 @@ def build_into(
     directory: Path | None = None,
 ) -> Path:
     """Build via the cache, then copy .pyx, extension and shared utility module into `out_dir`
-    so that `sys.path.insert(0, out_dir); import <name>` works in a fresh process."""
+    so that `sys.path.insert(0, out_dir); import <name>` works in a fresh process. The copies
+    are written as runtime/outputs.py writes outputs (atomically, onto new paths or regular
+    files only, with the umask's modes); OutputError if they cannot be."""
+    from . import outputs
+
     name = module_name(stem, cache_key(source, archc_version=archc_version))
-    root = Path(directory) if directory is not None else cache_dir()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(directory) if directory is not None else _default_root()
+    out_dir = outputs.make_dir(out_dir)
     shared = _ensure_shared(root, progress)
     entry = _ensure_entry(root, name, source, progress)
     if shared is not None:
-        _atomic_copy(root / shared / (shared + _ext_suffix()), out_dir)
-    _atomic_copy(entry / f"{name}.pyx", out_dir)
-    return _atomic_copy(entry / (name + _ext_suffix()), out_dir)
+        _copy_into(shared / (shared.name + _ext_suffix()), out_dir)
+    _copy_into(entry / f"{name}.pyx", out_dir)
+    return _copy_into(entry / (name + _ext_suffix()), out_dir)
 
 
 def clear(directory: Path | None = None) -> int:
-    """Remove all entries (kernels and shared modules) and kept failed builds; return the number of entries."""
+    """Remove all entries (kernels and shared modules), kept failed builds and what killed
+    builds left in .tmp/; return the number of entries. A directory that cannot be cleared (not
+    a directory, not writable) raises CacheError; a missing one holds nothing."""
     root = Path(directory) if directory is not None else _default_root()
-    if not root.is_dir():
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
         return 0
+    except OSError as e:  # ENOTDIR: a component of the path is a regular file
+        raise CacheError(f"cannot clear the cache directory {root}: {_reason(e)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise CacheError(f"cannot clear the cache directory {root}: it is not a directory")
+    why = _unwritable(root)
+    if why:
+        raise CacheError(f"cannot clear the cache directory {root}: {why}")
+    import filelock
+
     removed = 0
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        # Taking the lock means we never pull an entry out from under a build in progress.
-        with _entry_lock(root, entry.name):
-            if entry.is_dir():
-                _discard(root, entry)
-                removed += 1
-    shutil.rmtree(root / ".failed", ignore_errors=True)
+    try:
+        for entry in sorted(root.iterdir()):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            # Taking the lock means we never pull an entry out from under a build in progress.
+            with _entry_lock(root, entry.name):
+                if entry.is_dir():
+                    _discard(root, entry)
+                    removed += 1
+        shutil.rmtree(root / ".failed", ignore_errors=True)
+        # A build killed outright leaves its private build directory (<name>-XXXX) or a discarded
+        # entry (trash-...) in .tmp/. A live build holds its entry's lock while its directory
+        # exists, so a directory whose lock is free now is stale.
+        tmp = root / ".tmp"
+        for p in sorted(tmp.iterdir()) if tmp.is_dir() else ():
+            owner = p.name.rsplit("-", 1)[0]
+            if p.name.startswith("trash-") or not _IDENT.fullmatch(owner):
+                _remove(p)  # trash is removed by whoever discarded it, or by us: either is fine
+                continue
+            lock = _entry_lock(root, owner, timeout=0)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                continue  # a build in progress: it removes its directory itself
+            try:
+                _remove(p)
+            finally:
+                lock.release()
+    except OSError as e:
+        raise CacheError(f"cannot clear the cache directory {root}: {_reason(e)}") from None
     return removed
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 def load_from(path: Path, name: str) -> types.ModuleType:
@@ -337,41 +417,135 @@ def _load_sibling_shared(path: Path, name: str) -> None:
 def _load_entry(root: Path, name: str, source: str | None, progress: Progress | None) -> types.ModuleType:
     """Load entry `name` (`source` None: the shared module), building it if missing or corrupt."""
     entry = _ensure_entry(root, name, source, progress)
-    so_path = entry / (name + _ext_suffix())
     try:
-        return load_from(so_path, name)
+        return load_from(entry / (name + _ext_suffix()), name)
     except ImportError as exc:
         # The checksum matched but the loader still refused it: treat it as corrupt, once.
         log.warning("cache entry %s failed to load (%s); rebuilding", entry, exc)
-        with _entry_lock(root, name):
-            _discard(root, entry)
-        _ensure_entry(root, name, source, progress)
-        return load_from(so_path, name)
+        entry = _ensure_entry(entry.parent, name, source, progress, rebuild=True)
+        return load_from(entry / (name + _ext_suffix()), name)
 
 
-def _ensure_shared(root: Path, progress: Progress | None) -> str | None:
-    """Make sure the toolchain's shared utility module is in `root`; return its name (None if disabled)."""
+def _ensure_shared(root: Path, progress: Progress | None) -> Path | None:
+    """Make sure the toolchain's shared utility module is built; return its entry (None if disabled)."""
     if not _shared_enabled():
         return None
-    name = _shared_name()
-    _ensure_entry(root, name, None, progress)
-    return name
+    return _ensure_entry(root, _shared_name(), None, progress)
 
 
-def _ensure_entry(root: Path, name: str, source: str | None, progress: Progress | None) -> Path:
-    """Return the path of a complete, checksum-valid entry, building it under the entry's lock if needed."""
+def _ensure_entry(root: Path, name: str, source: str | None, progress: Progress | None,
+                  rebuild: bool = False) -> Path:
+    """Return the path of a complete, checksum-valid entry, building it under the entry's lock if
+    needed (`rebuild`: whatever is there). Where `root` cannot be written, a valid entry in it is
+    still used, and a missing one is built in this process's private temporary cache instead."""
     entry = root / name
-    if _entry_valid(entry, name):
+    if root != _private.get("root") and (shared := _shared_with_others(root)) is not None:
+        # code is loaded from here: never from a directory another user can write
+        root, entry, rebuild = _private_root(root, shared, "is writable by other users"), None, False
+        entry = root / name
+    if not rebuild and _entry_valid(entry, name):
         return entry
-    with _entry_lock(root, name):
-        # Another process may have finished it while we waited for the lock.
-        if _entry_valid(entry, name):
-            return entry
-        if entry.exists():
-            log.warning("cache entry %s is corrupt or incomplete; rebuilding", entry)
-            _discard(root, entry)
-        _build_entry(root, name, source, progress)
+    if root != _private.get("root"):
+        why = _unwritable(root)
+        if why is None:
+            try:
+                return _build_locked(root, name, source, progress, rebuild)
+            except _CacheWriteError as e:
+                why = _reason(e.error)
+        root = _private_root(root, why)
+        rebuild = False  # what the private cache holds was built and loaded (or not) on its own
+    try:
+        return _build_locked(root, name, source, progress, rebuild)
+    except _CacheWriteError as e:
+        raise CacheError(f"cannot build {name}: the private temporary directory {root} cannot be "
+                         f"written: {_reason(e.error)}") from None
+
+
+class _CacheWriteError(Exception):
+    """An OSError while writing the cache directory (not a failed compilation)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _build_locked(root: Path, name: str, source: str | None, progress: Progress | None, rebuild: bool) -> Path:
+    import filelock
+
+    entry = root / name
+    try:
+        lock = _entry_lock(root, name)
+        with lock:
+            # Another process may have finished it while we waited for the lock.
+            if not rebuild and _entry_valid(entry, name):
+                return entry
+            if os.path.lexists(entry):
+                if not rebuild:
+                    log.warning("cache entry %s is corrupt or incomplete; rebuilding", entry)
+                _discard(root, entry)
+            _build_entry(root, name, source, progress)
+    except filelock.Timeout:
+        raise CacheError(f"gave up after {_LOCK_TIMEOUT_S:.0f} s waiting for another process to build {name} "
+                         f"(lock {root / '.locks' / (name + '.lock')})") from None
+    except OSError as e:
+        raise _CacheWriteError(e) from None
     return entry
+
+
+def _unwritable(root: Path) -> str | None:
+    """Why entries cannot be built in `root` (None: they can): it, `.locks` and `.tmp` must be
+    (or be made) directories this process may write."""
+    for d in (root, root / ".locks", root / ".tmp"):
+        try:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700 if d == root else 0o777)
+        except FileExistsError:  # exists, but not as a directory
+            return f"{d} is not a directory"
+        except OSError as e:
+            return _reason(e)
+        if not os.access(d, os.W_OK | os.X_OK):
+            with contextlib.suppress(OSError, AttributeError):
+                if os.statvfs(d).f_flag & os.ST_RDONLY:
+                    return os.strerror(errno.EROFS)
+            return os.strerror(errno.EACCES)
+    return None
+
+
+# This process's private cache, used where the cache directory cannot be written.
+_private: dict[str, Path] = {}
+_warned: set[str] = set()
+
+
+def _shared_with_others(root: Path) -> str | None:
+    """Why `root` may hold code another user planted (None: it is this user's alone). A root
+    that does not exist yet is created private by the build."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    if private_to_user(st, directory=True) or not stat.S_ISDIR(st.st_mode):
+        return None  # (not a directory: _unwritable says so)
+    return "owned by another user" if hasattr(os, "geteuid") and st.st_uid != os.geteuid() else \
+        "writable by its group or others"
+
+
+def _private_root(root: Path, why: str, problem: str = "is not writable") -> Path:
+    """The private temporary cache (mode 0700, removed at exit), made on first use; say once
+    per cache directory on stderr that builds go there."""
+    with _load_lock:
+        if "root" not in _private:
+            try:
+                private = Path(tempfile.mkdtemp(prefix="archc-cache-"))
+            except OSError as e:
+                raise CacheError(f"the cache directory {root} is not writable ({why}), and no private "
+                                 f"temporary directory could be made: {_reason(e)}") from None
+            atexit.register(shutil.rmtree, private, True)
+            _private["root"] = private
+        if str(root) not in _warned:
+            _warned.add(str(root))
+            log.info("cache directory %s unusable (%s); building in %s", root, why, _private["root"])
+            print(f"archc: warning: the cache directory {root} {problem}; building in a private "
+                  f"temporary directory", file=sys.stderr, flush=True)
+        return _private["root"]
 
 
 def _entry_valid(entry: Path, name: str) -> bool:
@@ -384,18 +558,21 @@ def _entry_valid(entry: Path, name: str) -> bool:
     except (OSError, ValueError) as exc:
         log.info("cache entry %s unreadable: %s", entry, exc)
         return False
+    if not isinstance(meta, dict):  # valid JSON, but not what we write
+        log.info("cache entry %s has a meta.json that is not an object", entry)
+        return False
     if meta.get("name") != name or hashlib.sha256(data).hexdigest() != meta.get("so_sha256"):
         log.info("cache entry %s fails its checksum", entry)
         return False
     return True
 
 
-def _entry_lock(root: Path, name: str) -> filelock.FileLock:
+def _entry_lock(root: Path, name: str, timeout: float = _LOCK_TIMEOUT_S) -> filelock.FileLock:
     import filelock  # ~20 ms to import; only misses and clear() need it
 
     locks = root / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
-    return filelock.FileLock(str(locks / f"{name}.lock"), timeout=_LOCK_TIMEOUT_S)
+    return filelock.FileLock(str(locks / f"{name}.lock"), timeout=timeout)
 
 
 def _discard(root: Path, path: Path) -> None:
@@ -571,33 +748,91 @@ def _compile_and_link(work: Path, name: str, c_file: Path, buildlog: list[str]) 
 
 
 def _spawn(cmd: list[str], cwd: Path, buildlog: list[str], what: str) -> None:
+    """Run one compiler command; it dies with archc.
+
+    The compiler (and what it starts: cc1, as, collect2, ld) runs in a process group of its own
+    (a new session, so a terminal's Ctrl-C reaches archc only), and archc kills that group when
+    it is interrupted (KeyboardInterrupt, SIGTERM via archc/cli.py) before it re-raises. When
+    archc is killed outright (SIGKILL, the OOM killer) none of its code runs, so on Linux the
+    command runs under a small shell that the kernel signals when archc dies
+    (prctl(PR_SET_PDEATHSIG), set in the child before exec); its trap kills the whole group.
+    PDEATHSIG alone would not do: it is not inherited, so gcc's own children would outlive it."""
     buildlog.append("$ " + shlex.join(cmd) + "\n")
+    if shutil.which(cmd[0]) is None:  # the shell would say "not found" in the log; say it here
+        buildlog.append(f"{cmd[0]}: command not found\n")
+        raise _StepFailed(f"could not run the {what}: {cmd[0]} not found")
+    setup = _die_with_parent()
+    argv = list(cmd) if setup is None else ["/bin/sh", "-c", _GROUP_GUARD, "archc-build", *cmd]
     try:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", check=False)
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                start_new_session=True, preexec_fn=setup)
     except OSError as exc:  # compiler missing
         buildlog.append(f"{exc}\n")
         raise _StepFailed(f"could not run the {what}: {exc}") from None
-    buildlog.append(proc.stdout)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        _kill_group(proc)
+        raise
+    buildlog.append(output)
     if proc.returncode != 0:
         raise _StepFailed(f"{what} exited with status {proc.returncode}")
+
+
+# Runs "$@" in the shell's process group and kills that group when the shell gets SIGTERM (sent
+# by the kernel when archc dies: _die_with_parent) or SIGHUP; otherwise exits with its status.
+_GROUP_GUARD = 'trap "kill -KILL 0" TERM HUP; "$@" & wait $!'
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@functools.cache
+def _prctl():
+    if not sys.platform.startswith("linux") or not os.path.exists("/bin/sh"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to send the child SIGTERM when this thread's process dies
+    (None where there is no prctl). It only calls a C function looked up beforehand, as a
+    preexec_fn in a process that may have threads should."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # archc died before the request took effect
+            os._exit(1)
+    return setup
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the compiler's process group (its pgid is its pid: a new session) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(BaseException):
+        proc.wait(timeout=10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 # ---------------------------------------------------------------------------
 # build_into helpers
 # ---------------------------------------------------------------------------
 
-def _atomic_copy(src: Path, out_dir: Path) -> Path:
-    """Copy `src` into `out_dir` via a temp file + os.replace, so readers never see a partial file."""
-    dst = out_dir / src.name
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=out_dir)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        shutil.copymode(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return dst
+def _copy_into(src: Path, out_dir: Path) -> Path:
+    """Copy `src` into `out_dir` (runtime/outputs.py: temp file, fsync, os.replace; a new file
+    gets the umask's mode, executable if `src` is), so readers never see a partial file."""
+    from . import outputs
+
+    return outputs.copy_file(src, Path(out_dir) / src.name)

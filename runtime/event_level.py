@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 
 import numpy as np
@@ -1470,21 +1469,12 @@ def critical_split(b: _Builder, r: ev.EventResult) -> str:
 
 
 def write_trace(path, b: _Builder, r: ev.EventResult) -> int:
-    """The Chrome trace, written atomically (a temporary file in the same directory, renamed);
-    at most TRACE_TASKS tasks (the first by start time, and the critical path). Returns the
-    tasks written."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".archc-trace-", suffix=".json", dir=d)
-    os.close(fd)
-    try:
-        n = ev.write_chrome_trace(tmp, r, b.names, resource_names=b.res_names, link_names=b.net.names,
-                                  max_tasks=TRACE_TASKS)
-        os.replace(tmp, path)
-        return n
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """The Chrome trace, written as runtime/outputs.py writes every output: atomically (a
+    temporary file in the same directory, fsync'ed, renamed), onto a new path or a regular file
+    only (a symlink to one is written through), with the umask's mode; at most TRACE_TASKS
+    tasks (the first by start time, and the critical path). Returns the tasks written; an
+    OutputError (`cannot write the trace PATH: ...`) when it cannot be written."""
+    from .outputs import replacing
+    with replacing(path, suffix=".json", what="the trace") as tmp:
+        return ev.write_chrome_trace(tmp, r, b.names, resource_names=b.res_names, link_names=b.net.names,
+                                     max_tasks=TRACE_TASKS)

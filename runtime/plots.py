@@ -7,6 +7,7 @@ fixed hash salt and no date, PNG without the Software stamp.
 """
 from __future__ import annotations
 
+import io
 import math
 from contextlib import contextmanager
 from pathlib import Path
@@ -288,12 +289,17 @@ def link_heatmap(report, builder, result, top: int = 50) -> Figure:
 # ---------------------------------------------------------------- writing
 
 def save(fig: Figure, path_stem: Path) -> list[Path]:
-    """Write `stem.png` and `stem.svg` byte-stably; returns the paths."""
+    """Write `stem.png` and `stem.svg` byte-stably, each as runtime/outputs.py writes outputs
+    (atomically, onto a new path or a regular file only, with the umask's mode); returns the paths."""
+    from .outputs import write_bytes
     path_stem = Path(path_stem)
     png, svg = path_stem.with_suffix(".png"), path_stem.with_suffix(".svg")
-    with _style():
-        fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None})
-        fig.savefig(svg, format="svg", metadata={"Date": None})
+    for path, options in ((png, dict(format="png", dpi=DPI, metadata={"Software": None})),
+                          (svg, dict(format="svg", metadata={"Date": None}))):
+        buf = io.BytesIO()
+        with _style():
+            fig.savefig(buf, **options)
+        write_bytes(path, buf.getvalue())
     return [png, svg]
 
 

@@ -10,13 +10,11 @@ never slower than it."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError
+
+from . import outputs
 
 SEARCHED = ("tp", "pp", "dp", "micro_batch", "interleave", "recompute", "chips", "region_rows", "placement")
 PLACED = ("raster", "serpentine")  # the placements searched (adjacent idealises the carriage between regions)
@@ -353,7 +351,8 @@ def check_new_name(path, new_name: str, run: str | None = None):
 
 def write_run(path, run: str, new_name: str, values: dict) -> str:
     """Append `run NEW_NAME(...)`: the text of run RUN with the given parameter defaults
-    substituted. Atomic (temp file + os.replace); the result must check. Returns the new text."""
+    substituted. Atomic (runtime/outputs.py: temp file + fsync + os.replace, onto a regular
+    file, through a symlink); the result must check. Returns the new text."""
     from archc import api
     from archc.dsl.ast import Call, Kwarg, Name
     stages = check_new_name(path, new_name, run)
@@ -386,21 +385,16 @@ def write_run(path, run: str, new_name: str, values: dict) -> str:
         body = body[:a] + new + body[b:]
     header = f"// {new_name}: run {run} with the mapping found by `archc run --search`\n"
     new_text = text + ("" if text.endswith("\n") else "\n") + "\n" + header + body + "\n"
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".arch", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    # as every output (runtime/outputs.py): a temporary file next to the design (a symlink's
+    # target), checked, then renamed onto it; the design keeps its mode and a link stays a link
+    with outputs.replacing(path, suffix=".arch") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(new_text)
-        shutil.copymode(p, tmp)
         try:
             api.check(tmp, None, new_name)  # the new run; the file's other runs are not the search's business
         except ArchcError as e:
             raise ArchcError(f"--write-run: the new run would not check, so {path} is unchanged:\n"
                              f"{e.render()}") from None
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return header + body
 
 

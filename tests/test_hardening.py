@@ -469,3 +469,22 @@ def test_an_unused_model_with_defaults_is_built(tmp_path):
 def test_an_unused_block_is_checked(tmp_path):
     text = MACHINE + "block b(x) {\n  return frobnicate(x)\n}\n"
     assert refused(tmp_path, text, line=14) == "unknown op or block 'frobnicate'"
+
+
+# ---- 3. user strings reach the terminal without escapes --------------------------------------------
+
+def test_terminal_escapes_in_user_strings_are_neutralised(tmp_path):
+    from conftest import run_cli
+    esc = "\x1b[2J\r\x9b31m\u202e"
+    p = tmp_path / "esc.arch"
+    p.write_text(GEMM + f'run r {{\n  model g(64, 64, 64)\n  on c\n  precision bf16\n'
+                        f'  throughput 1, "items{esc}/s"\n}}\n', encoding="utf-8")
+    r = run_cli("run", p, "--run", "r")
+    assert r.code == 0, r
+    assert "items\ufffd[2J\ufffd\ufffd31m\ufffd/s" in r.stdout
+    bad = tmp_path / "bad.arch"
+    bad.write_text(f"import std.formats{esc}x\n", encoding="utf-8")
+    r = run_cli("check", bad)
+    assert r.code == 1
+    for text in (r.stdout, r.stderr):
+        assert not any(ch in text for ch in "\x1b\r\x9b\u202e"), repr(text)
