@@ -90,8 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("-o", "--output", metavar="DIR",
                    help="write the .pyx sources and built modules here (importable by name); " + _DIR_RULES)
-    c.add_argument("--emit", choices=["ast", "ir", "pyx"],
-                   help="print one stage's product to stdout instead of building")
+    c.add_argument("--emit", choices=["ast", "ir", "plan", "pyx"],
+                   help="print one stage's product to stdout instead of building (plan: every run lowered, "
+                        "one line per task)")
     r = sub.add_parser("run", help="run a design's runs and report")
     r.add_argument("file")
     r.add_argument("--run", help="the run to execute (default: every run)")
@@ -229,6 +230,10 @@ def _compile(args, api) -> int:
     if args.emit == "ir":
         from archc.dsl.ir import dump
         _say(dump(stages.ir) + "\n")
+        return 0
+    if args.emit == "plan":
+        from archc.codegen.lower import lower
+        _say("\n".join(lower(r).dump() for _, r in stages.ir.runs))
         return 0
     sources = api.kernel_sources(stages.ir)
     if args.emit == "pyx":

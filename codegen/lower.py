@@ -1,31 +1,17 @@
-"""Lowering: a checked run (model + machine + mapping + precision) -> a Plan of flat task
-arrays for one chip and one step, which the generated kernels consume.
+"""Lowering: a checked run (model + machine + mapping + precision) -> a Plan (codegen/plan.py)
+of typed tasks for one chip and one step.
 
 One task is one op in one phase (forward, backward, recompute) or a step-level job (optimizer,
 data-parallel gradient exchange, pipeline transfers). Counts are per micro-batch per chip."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-import numpy as np
 
 from archc.dsl.ir import Machine, Op, Run
+from archc.dsl.vocab import Collective, OpClass, Strategy
 
-# Column layout of the task table: the template reads the same list, so it cannot drift.
-COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", "mflops", "vflops",
-           "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_kind",
-           "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
-COL = {name: i for i, name in enumerate(COLUMNS)}
-# weight_bytes: the weights an op holds (a spatial region's SRAM need); on backward rows, the
-# weight gradient the row completes (runtime/buckets.py), which is the accumulation row's when
-# the gradient is added into the buffer by a pass of its own.
-PHASES = ("forward", "backward", "recompute", "optimizer", "gradient exchange", "pipeline transfer")
-CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
-           "reduction", "pool", "loss", "collective", "optimizer")
-COLLECTIVES = ("none", "allreduce", "allgather", "reduce_scatter", "p2p")
-STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
-TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+from .plan import Comm, Gemm, Phase, Placement, Plan, Task
+
 ACCUMULATE = "gradient accumulation"  # the label of the rows adding weight gradients into the step's buffer
 OPTIMIZER_FLOPS = {"adam": 12, "adamw": 13, "lamb": 16, "sgd": 2, "none": 0}
 
@@ -35,28 +21,20 @@ OPTIMIZER_FLOPS = {"adam": 12, "adamw": 13, "lamb": 16, "sgd": 2, "none": 0}
 _SHARD_FOLLOW = {"elementwise", "softmax", "attention", "loss"}
 
 
-@dataclass(frozen=True)
-class Plan:
-    run: Run
-    tasks: np.ndarray  # float64 [n, len(COLUMNS)]
-    labels: tuple[str, ...]  # op name (or step-level job) of each task
-    scalars: dict  # mapping figures the step composition needs
-    notes: tuple[str, ...]  # assumptions the report prints
-
-
-def _class_code(op: Op) -> int:
-    """The op's class as the kernels number it. Every class dsl/models.py produces has one; an
-    op of any other class is a bug in archc, never silently costed as another class."""
-    if op.cls not in CLASSES:
+def _class_of(op: Op) -> OpClass:
+    """The op's class. Every class dsl/models.py produces is one; an op of any other class is a
+    bug in archc, never silently costed as another class."""
+    try:
+        return OpClass.of(op.cls)
+    except KeyError:
         raise AssertionError(f"op '{op.name}' ({op.kind}) has the class '{op.cls}', which the lowering "
-                             f"does not know ({', '.join(CLASSES)})")
-    return CLASSES.index(op.cls)
+                             f"does not know ({', '.join(OpClass.words())})") from None
 
 
-def _stage_of(op: Op, ops_before_layers: set[int], pp: int) -> int:
+def _stage_of(op: Op, ops_before_layers: set[int], pp: int) -> Placement:
     if pp == 1 or op.layer:
-        return 0
-    return 1 if id(op) in ops_before_layers else 2
+        return Placement.EVERY_STAGE
+    return Placement.FIRST_STAGE if id(op) in ops_before_layers else Placement.LAST_STAGE
 
 
 def lower(run: Run) -> Plan:
@@ -102,23 +80,17 @@ def lower(run: Run) -> Plan:
     sharded: set[int] = set()
     grad_reduced: set[int] = set()  # tensors whose input gradient is already all-reduced
     flops = {"forward": 0.0, "backward": 0.0, "recompute": 0.0}  # whole model, one micro-batch
-    rows: list[list[float]] = []
-    labels: list[str] = []
+    tasks: list[Task] = []
 
-    def add(label, **kw):
-        r = [0.0] * len(COLUMNS)
-        r[COL["unit"]], r[COL["vunit"]] = unit, vunit
-        r[COL["launches"]] = 1.0
-        for k, v in kw.items():
-            r[COL[k]] = float(v)
-        rows.append(r)
-        labels.append(label)
+    def add(label, kind, **kw):
+        comm = kw.pop("comm", None)
+        tasks.append(Task(label, kind, unit=unit, vunit=vunit, comm=comm if comm and comm.nbytes else None, **kw))
 
     for i, op in enumerate(g.ops):
         if op.cls == "view" or (op.kind == "dropout" and not train):
             continue  # inference does not drop out: the op is the identity and costs nothing
-        stage = 0 if spatial else _stage_of(op, before, pp)
-        count = op.count * (per_stage if stage == 0 and pp > 1 else 1.0)
+        stage = Placement.EVERY_STAGE if spatial else _stage_of(op, before, pp)
+        count = op.count * (per_stage if stage == Placement.EVERY_STAGE and pp > 1 else 1.0)
         ins_sharded = any(t.id in sharded for t in op.inputs)
         split = 1
         row_parallel = False  # a linear whose input is split: it splits the summed dimension
@@ -179,20 +151,18 @@ def lower(run: Run) -> Plan:
         # runs in place on the tiles of the op that produced its input: no region of its own
         # (an embedding keeps its table in a region of its own; a gather of activations does not).
         colocate = spatial and not op.matrix_flops and i > 0 and (op.cls != "embedding" or not w_bytes)
-        common = dict(op=i, stage=stage, count=count, colocate=float(colocate),
-                      cls=_class_code(op),
-                      **_gemm_shape(gm, split, row_parallel, heads=op.kind == "attention"),
+        common = dict(op=i, placement=stage, count=count, colocate=colocate, cls=_class_of(op),
+                      gemm=_gemm_shape(gm, split, row_parallel, heads=op.kind == "attention"),
                       weight_bytes=w_bytes)
-        group = dict(comm_p=tp, comm_stride=1)
+        group_p = tp
         if op.cls == "collective":  # an explicit collective in the model spans the run's chips
             comm_fwd = op.output.elems * ab
-            group = dict(comm_p=mp.chips, comm_stride=1)
-            common["cls"] = CLASSES.index("collective")
-        kind_fwd = COLLECTIVES.index(op.attr("collective")) if op.cls == "collective" else 1
+            group_p = mp.chips
+        kind_fwd = Collective.of(op.attr("collective")) if op.cls == "collective" else Collective.ALLREDUCE
         flops["forward"] += op.flops * op.count
         common["launches"] = 0.0 if fused_in else 1.0
-        add(op.name, phase=0, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
-            noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
+        add(op.name, op.kind, phase=Phase.FORWARD, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
+            noc_bytes=noc_f, comm=Comm(kind_fwd, comm_fwd, group_p, 1), **common)
         if not train:
             continue
         # The weight gradient of each micro-batch is added into the step's gradient buffer.
@@ -208,8 +178,9 @@ def lower(run: Run) -> Plan:
             # runs after it; the gradient is complete (its data-parallel bucket may go) then:
             # the backward row that holds the weight bytes completes it (runtime/buckets.py).
             acc = weights * (ab + 2 * prec.grad_bytes)
-            add(ACCUMULATE, op=i, phase=1, stage=stage, count=count, cls=CLASSES.index("elementwise"),
-                vflops=weights, mem_bytes=acc if dram else 0.0, sram_bytes=acc, weight_bytes=w_bytes)
+            add(ACCUMULATE, "accumulation", op=i, phase=Phase.BACKWARD, placement=stage, count=count,
+                cls=OpClass.ELEMENTWISE, vflops=weights, mem_bytes=acc if dram else 0.0, sram_bytes=acc,
+                weight_bytes=w_bytes)
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
@@ -221,61 +192,58 @@ def lower(run: Run) -> Plan:
             mem_b = 2 * w_bytes  # weights stream in, gradients stream out
         factor = 2.0 if op.weight_elems or op.kind in ("matmul", "attention") else 1.0
         flops["backward"] += (2 * op.matrix_flops + factor * op.vector_flops) * op.count
-        add(op.name, phase=1, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
-            sram_bytes=bwd_sram, noc_bytes=2 * noc_f, comm_kind=1 if comm_bwd else 0,
-            comm_bytes=comm_bwd, **group, **{**common, "weight_bytes": 0.0 if apart else w_bytes})
+        add(op.name, op.kind, phase=Phase.BACKWARD, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
+            sram_bytes=bwd_sram, noc_bytes=2 * noc_f, comm=Comm(Collective.ALLREDUCE, comm_bwd, group_p, 1),
+            **{**common, "weight_bytes": 0.0 if apart else w_bytes})
         recompute = mp.recompute == "full" and op.layer or \
             (mp.recompute == "selective" and op.kind == "attention")
         if recompute:
             flops["recompute"] += op.flops * op.count
-            add(op.name, phase=2, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
-                noc_bytes=noc_f, comm_kind=kind_fwd if comm_fwd else 0, comm_bytes=comm_fwd, **group, **common)
+            add(op.name, op.kind, phase=Phase.RECOMPUTE, mflops=mflops, vflops=vflops, mem_bytes=mem_f,
+                sram_bytes=sram_f, noc_bytes=noc_f, comm=Comm(kind_fwd, comm_fwd, group_p, 1), **common)
 
     params_chip = g.params_elems / (tp * pp)
-    scalars = dict(strategy=STRATEGIES.index(mp.strategy), train=int(train), tp=tp, pp=pp, dp=mp.dp,
-                   interleave=mp.interleave, micro_batches=mp.micro_batches, overlap_dp=int(mp.overlap_dp),
-                   chips=mp.chips)
     # every micro-batch of the step, over all data-parallel replicas
     batches = mp.global_batch / mp.micro_batch
-    scalars.update({f"flops_{k}": v * batches for k, v in flops.items()})
     if train:
         ob = OPTIMIZER_FLOPS[run.optimizer]
         opt_bytes = params_chip * (2 * (prec.master_bytes + ab) - prec.grad_bytes)
         if accumulate:
             opt_bytes += params_chip * prec.grad_bytes  # and zeroes the gradient buffer for the next step
-        add("optimizer step", op=-1, phase=3, stage=3, count=1, cls=CLASSES.index("optimizer"),
-            vflops=ob * params_chip, mem_bytes=opt_bytes if dram and not spatial else 0.0, sram_bytes=opt_bytes)
+        add("optimizer step", Phase.OPTIMIZER.word, op=-1, phase=Phase.OPTIMIZER, placement=Placement.STEP,
+            count=1, cls=OpClass.OPTIMIZER, vflops=ob * params_chip,
+            mem_bytes=opt_bytes if dram and not spatial else 0.0, sram_bytes=opt_bytes)
         if mp.dp > 1:
-            add("gradient all-reduce", op=-1, phase=4, stage=3, count=1, cls=CLASSES.index("collective"),
-                comm_kind=1, comm_bytes=params_chip * prec.grad_bytes, comm_p=mp.dp, comm_stride=tp,
-                launches=1)
+            add("gradient all-reduce", Phase.GRADIENT_EXCHANGE.word, op=-1, phase=Phase.GRADIENT_EXCHANGE,
+                placement=Placement.STEP, count=1, cls=OpClass.COLLECTIVE,
+                comm=Comm(Collective.ALLREDUCE, params_chip * prec.grad_bytes, mp.dp, tp), launches=1)
     if pp > 1:
         # activations forward and gradients backward across each stage boundary, per micro-batch
         boundary = max((op.output.elems for op in g.ops if op.layer), default=0) * ab / tp
         # a spatial pipeline passes each sample across its pp - 1 chip boundaries once
         xfers = (pp - 1) if spatial else (2 if train else 1) * mp.interleave
-        add("pipeline send/recv", op=-1, phase=5, stage=0, count=xfers,
-            cls=CLASSES.index("collective"), comm_kind=4, comm_bytes=boundary, comm_p=2,
-            comm_stride=tp * mp.dp, launches=0)
-    tasks = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
+        add("pipeline send/recv", Phase.PIPELINE_TRANSFER.word, op=-1, phase=Phase.PIPELINE_TRANSFER,
+            placement=Placement.EVERY_STAGE, count=xfers, cls=OpClass.COLLECTIVE,
+            comm=Comm(Collective.P2P, boundary, 2, tp * mp.dp), launches=0)
     if spatial:
         notes.append("spatial: each op runs on its own region of tiles: what its weights need in SRAM, and "
                      "a share of the rest sized for the fastest pipeline of the step's samples (balanced "
                      "regions for many samples, larger shares for larger ops for one)")
     if not has_mem and not spatial:
         notes.append("no off-chip memory: tensors live in on-chip SRAM")
-    return Plan(run, tasks, tuple(labels), scalars, tuple(notes))
+    return Plan(run, tuple(tasks), Strategy.of(mp.strategy), mp.micro_batches,
+                {k: v * batches for k, v in flops.items()}, tuple(notes))
 
 
-def _gemm_shape(gm, split: int, row_parallel: bool, heads: bool) -> dict[str, float]:
+def _gemm_shape(gm, split: int, row_parallel: bool, heads: bool) -> Gemm | None:
     """The GEMM one chip computes (for wave quantisation) when the op is split `split` ways:
     a row-parallel linear splits the summed dimension K, attention splits its heads (the
     batch of GEMMs), any other op its output columns N."""
     if gm is None:
-        return dict(gb=0, gm=0, gn=0, gk=0)
-    return dict(gb=gm.batch / split if heads else gm.batch, gm=gm.m,
-                gn=gm.n if heads or row_parallel else gm.n / split,
-                gk=gm.k / split if row_parallel else gm.k)
+        return None
+    return Gemm(float(gm.batch / split if heads else gm.batch), float(gm.m),
+                float(gm.n if heads or row_parallel else gm.n / split),
+                float(gm.k / split if row_parallel else gm.k))
 
 
 # Ops a fused kernel takes in: elementwise ops (bias, activation, dropout, residual add) and,

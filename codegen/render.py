@@ -8,9 +8,10 @@ from functools import lru_cache
 
 import jinja2
 
-from archc.dsl.ir import ALLREDUCE, Machine
+from archc.dsl.ir import Machine
+from archc.dsl.vocab import AllReduce, OpClass
 
-from .lower import CLASSES, COLUMNS
+from .plan import COLUMNS
 from .mangle import comment, identifier, number
 
 RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy")
@@ -87,7 +88,7 @@ def machine_view(m: Machine) -> dict:
                                      f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
                                      f", all-reduce: {lv.network.allreduce}"),
                              c_int(lv.fanout, "fanout"), number(lv.network.link_bandwidth * f), number(lv.network.latency_s),
-                             number(lv.network.energy_per_byte or 0.0), ALLREDUCE.index(lv.network.allreduce),
+                             number(lv.network.energy_per_byte or 0.0), int(AllReduce.of(lv.network.allreduce)),
                              c_int(lv.cols, "level columns")))
     mem_bw = mem.bandwidth * mem.efficiency if mem else 0.0
     summary = [("tiles", n), ("clock_hz", number(tile.clock_hz)), ("sram_bytes", number(n * tile.sram_bytes)),
@@ -108,7 +109,7 @@ def machine_view(m: Machine) -> dict:
         vector=[_Unit(comment(f"{u.fmt}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
                       number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))
                 for u in tile.vector],
-        classes=[_Class(c, number(eff.get(c, 1.0))) for c in CLASSES],
+        classes=[_Class(c, number(eff.get(c, 1.0))) for c in OpClass.words()],
         e_sram=number(tile.sram_energy_per_byte or 0.0),
         e_mem=number(mem.energy_per_byte or 0.0) if mem else number(0.0),
         e_noc=number(chip.noc.energy_per_byte or 0.0),

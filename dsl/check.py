@@ -15,10 +15,11 @@ from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Format, Level, Mach
 from .parser import parse
 from .source import Source, Span
 from .values import MAX_INT, EvalError, Evaluator, Q, Sym, brief, fmt_q, show
+from .vocab import OpClass, Topology
 
 DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
 STDLIB = ("std.formats", "std.blocks", "std.models")
-TOPOLOGIES = ("mesh", "torus", "ring", "crossbar", "alltoall", "switch", "fat_tree")
+TOPOLOGIES = Topology.words()
 MAX_MEMBERS = 10**8  # tiles per chip, members per system: 100x a wafer, and C ints stay safe
 # Plausible ranges (SI, with the dimension they are shown in): a figure outside its range is a
 # typo or a unit slip, not a machine. Wide on purpose: a whole wafer declared as one tile, a
@@ -45,8 +46,7 @@ RANGES = {
 MAX_WAVE = 1 << 16  # a GPU thread block's output tile is at most 256 x 256; a C int holds this
 BAD_CLOCK = -1.0
 ANALOG_OPTIONS = ("analog", "dac", "adc", "noise", "program_noise", "bound", "array")  # a tile's clock is missing or invalid (already reported)
-OP_CLASSES = ("matmul", "conv", "attention", "elementwise", "norm", "softmax", "embedding",
-              "reduction", "pool", "loss", "collective", "optimizer")
+OP_CLASSES = OpClass.words()
 
 
 @lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from . import ast
 from .source import Span
+from .vocab import AllReduce
 
 _span = lambda: field(default=None, compare=False, repr=False)  # noqa: E731
 
@@ -91,7 +92,7 @@ class Tile:
                        sram_latency_s=self.sram_latency_s / r, boost_hz=self.clock_hz)
 
 
-ALLREDUCE = ("ring", "tree", "mesh2d")  # all-reduce algorithms a network may declare
+ALLREDUCE = AllReduce.words()  # all-reduce algorithms a network may declare
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from .ir import DDP_BUCKET, Mapping, Precision, Run
 from .models import Builder
 from .source import Span
 from .values import EvalError, Q, Str, Sym, brief, show
+from .vocab import Strategy
 
 MODES = ("train", "infer")
-STRATEGIES = ("single", "data", "parallel", "spatial", "weight_streaming")
+STRATEGIES = Strategy.words()
 RECOMPUTE = ("none", "selective", "full")
 SCHEDULES = ("one_f_one_b", "gpipe")  # names cannot start with a digit: 1F1B is one_f_one_b
 # spatial regions: adjacent (consecutive regions taken to touch: an op's input crosses one link

@@ -9,7 +9,7 @@ level builds that backward piece by piece and starts each bucket's flows after i
 analytic level runs the same recurrence on the per-op times."""
 from __future__ import annotations
 
-from archc.codegen.lower import COL
+from archc.codegen.plan import Phase
 from archc.codegen.render import RC
 
 
@@ -22,28 +22,28 @@ def backward_pieces(plan, rows, scale=None) -> list[tuple[int, float]]:
     pieces of 1/n (n x scale(row) pieces where a stage runs scale(row) of the row: an
     interleaved chunk's share of its layers)."""
     ops, T = plan.run.graph.ops, plan.tasks
-    op_of = {i: ops[int(T[i, COL["op"]])] for i in rows}
+    op_of = {i: ops[T[i].op] for i in rows}
     layered = [i for i in rows if op_of[i].layer]
     if not layered:
         return [(i, 1.0) for i in rows]
-    first = min(int(T[i, COL["op"]]) for i in layered)
+    first = min(T[i].op for i in layered)
     bodies: dict[str, list[int]] = {}
     for i in layered:
         bodies.setdefault(op_of[i].layer, []).append(i)
-    out = [(i, 1.0) for i in rows if not op_of[i].layer and int(T[i, COL["op"]]) > first]
-    for body in sorted(bodies.values(), key=lambda b: -min(int(T[i, COL["op"]]) for i in b)):
-        n = {i: max(1, int(round(T[i, COL["count"]] * (scale(i) if scale else 1.0)))) for i in body}
+    out = [(i, 1.0) for i in rows if not op_of[i].layer and T[i].op > first]
+    for body in sorted(bodies.values(), key=lambda b: -min(T[i].op for i in b)):
+        n = {i: max(1, int(round(T[i].count * (scale(i) if scale else 1.0)))) for i in body}
         for k in range(max(n.values())):
             out += [(i, 1.0 / n[i]) for i in body if k < n[i]]
-    return out + [(i, 1.0) for i in rows if not op_of[i].layer and int(T[i, COL["op"]]) < first]
+    return out + [(i, 1.0) for i in rows if not op_of[i].layer and T[i].op < first]
 
 
 def weights_of(plan, rows, scale=None) -> float:
     """The weight bytes the backward rows among `rows` hold (x scale(row): an interleaved
     chunk's share of a layer row)."""
     T = plan.tasks
-    return sum(T[i, COL["weight_bytes"]] * T[i, COL["count"]] * (scale(i) if scale else 1.0)
-               for i in rows if T[i, COL["phase"]] == 1)
+    return sum(T[i].weight_bytes * T[i].count * (scale(i) if scale else 1.0)
+               for i in rows if T[i].phase == Phase.BACKWARD)
 
 
 def bucket_closings(plan, pieces, total_bytes: float, bucket: float, scale=None) -> dict[int, float]:
@@ -52,8 +52,8 @@ def bucket_closings(plan, pieces, total_bytes: float, bucket: float, scale=None)
     bytes or more (a tensor is never split between buckets, as in DDP); the last bucket closes
     with the last piece that has gradients."""
     T = plan.tasks
-    w = [T[i, COL["weight_bytes"]] * T[i, COL["count"]] * f * (scale(i) if scale else 1.0)
-         if T[i, COL["phase"]] == 1 else 0.0 for i, f in pieces]
+    w = [T[i].weight_bytes * T[i].count * f * (scale(i) if scale else 1.0)
+         if T[i].phase == Phase.BACKWARD else 0.0 for i, f in pieces]
     whole = sum(w)
     if whole <= 0 or total_bytes <= 0:
         return {}
@@ -83,15 +83,15 @@ def analytic_exposure(plan, R, mod) -> float:
     backward ends last; interleaved, its chunks' last backwards taken as one, back to back, as
     the 1F1B cool-down runs them), each piece taking its row's time per micro-batch."""
     T, mp = plan.tasks, plan.run.mapping
-    ar = next((i for i in range(T.shape[0]) if T[i, COL["phase"]] == 4), None)
+    ar = plan.first(Phase.GRADIENT_EXCHANGE)
     if ar is None:
         return 0.0
-    stages = (0, 1) if mp.pp > 1 else (0, 1, 2)
-    rec = [i for i in range(T.shape[0]) if T[i, COL["phase"]] == 2 and T[i, COL["stage"]] in stages]
-    bwd = [i for i in reversed(range(T.shape[0])) if T[i, COL["phase"]] == 1 and T[i, COL["stage"]] in stages]
+    rows = range(len(T))
+    rec = [i for i in rows if T[i].phase == Phase.RECOMPUTE and T[i].on_stage(0, mp.pp)]
+    bwd = [i for i in reversed(rows) if T[i].phase == Phase.BACKWARD and T[i].on_stage(0, mp.pp)]
     pieces = backward_pieces(plan, rec + bwd)
-    closings = bucket_closings(plan, pieces, T[ar, COL["comm_bytes"]], mp.bucket)
+    comm = T[ar].comm
+    closings = bucket_closings(plan, pieces, comm.nbytes, mp.bucket)
     launch = R[ar, RC["time"]] - R[ar, RC["link"]]
-    p, stride = T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]]
-    return exposed_exchange([R[i, RC["time"]] * T[i, COL["count"]] * f for i, f in pieces], closings,
-                            lambda nbytes: mod.collective_time(1, nbytes, p, stride) + launch)
+    return exposed_exchange([R[i, RC["time"]] * T[i].count * f for i, f in pieces], closings,
+                            lambda nbytes: mod.collective_time(1, nbytes, comm.p, comm.stride) + launch)

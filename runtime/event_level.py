@@ -83,7 +83,9 @@ from collections import Counter
 
 import numpy as np
 
-from archc.codegen.lower import COL, Plan, lower
+from archc.codegen.lower import lower
+from archc.codegen.plan import Phase, Placement, Plan
+from archc.dsl.vocab import Collective
 from archc.codegen.render import _LINK_FACTOR, RC, RESULTS
 
 from . import events as ev
@@ -594,35 +596,35 @@ class _Builder:
     def local(self, i):
         R, T = self.R, self.T
         if self.streaming:
-            t = max(R[i, RC["compute"]], R[i, RC["sram"]], R[i, RC["noc"]]) + self.m.chip.launch_s * T[i, COL["launches"]]
+            t = max(R[i, RC["compute"]], R[i, RC["sram"]], R[i, RC["noc"]]) + self.m.chip.launch_s * T[i].launches
         else:
             t = R[i, RC["time"]] - R[i, RC["link"]]
-        return t * T[i, COL["count"]]
+        return t * T[i].count
 
     def op(self, i, s, res, after, tag, prev2=None, scale=1.0):
         """One task-table row on stage s: (memory flow,) compute, (collective). Returns (first compute, last)."""
         T = self.T
-        if self.streaming and self.wafer is not None and T[i, COL["mflops"]] > 0:
+        if self.streaming and self.wafer is not None and T[i].mflops > 0:
             return self._stream_tiles(i, s, after, tag, prev2, scale)
         label = self.plan.labels[i]
         deps = list(after)
         flow = -1
-        if self.streaming and T[i, COL["mem_bytes"]] > 0:
+        if self.streaming and T[i].mem_bytes > 0:
             link = self._mem_link(s)
             fdeps = [x for x in (self._mem_prev.get(s), prev2) if x is not None]
-            flow = self._name(self.g.add_flow(T[i, COL["mem_bytes"]] * T[i, COL["count"]] * scale, [link], after=fdeps),
+            flow = self._name(self.g.add_flow(T[i].mem_bytes * T[i].count * scale, [link], after=fdeps),
                               f"{label} {tag} weights")
             self._mem_prev[s] = flow
             deps.append(flow)
         t = self.local(i) * scale
-        x = self.R[i, RC["noc"]] * T[i, COL["count"]] * scale if self.m.chip.bsp and not self.streaming else 0.0
+        x = self.R[i, RC["noc"]] * T[i].count * scale if self.m.chip.bsp and not self.streaming else 0.0
         if x > 0:  # a superstep: compute and sync, then the exchange (the chip busy throughout)
             c = self.compute(t - x, res, deps, f"{label} {tag} compute + sync")
             end = self.compute(x, res, [c], f"{label} {tag} exchange")
         else:
             c = end = self.compute(t, res, deps, f"{label} {tag}")
-        last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
-                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, end, f"{label} {tag} collective",
+        last = self.collective(int(T[i].comm_kind), T[i].comm_bytes, T[i].comm_p,
+                               T[i].comm_stride, s, T[i].count * scale, end, f"{label} {tag} collective",
                                chained=True)
         self.instances.append((i, s, c, last, flow))
         return c, last
@@ -635,7 +637,7 @@ class _Builder:
         if pieces is None:
             pieces = []
             for i in rows:
-                p = max(1, min(64, int(round(self.T[i, COL["count"]])))) if self.streaming else 1
+                p = max(1, min(64, int(round(self.T[i].count)))) if self.streaming else 1
                 pieces += [(i, 1.0 / p)] * p
         deps, last, computes = list(after), None, [None, None]
         if not pieces:
@@ -657,7 +659,7 @@ class _Builder:
         bucket's end or None)."""
         T = self.T
         pieces = backward_pieces(self.plan, rows, scale)
-        closings = bucket_closings(self.plan, pieces, T[ar, COL["comm_bytes"]] * share, self.mp.bucket, scale)
+        closings = bucket_closings(self.plan, pieces, T[ar].comm_bytes * share, self.mp.bucket, scale)
         n = 0
 
         def each(k, last):
@@ -666,7 +668,7 @@ class _Builder:
                 n += 1
                 go = self._name(self.g.add_delay(self.local(ar), after=[x for x in (last, bucket) if x is not None]),
                                 f"gradient bucket {n} of {tag} stage {s} launch")
-                bucket = self.collective(1, closings[k], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s, 1.0, go,
+                bucket = self.collective(1, closings[k], T[ar].comm_p, T[ar].comm_stride, s, 1.0, go,
                                          f"gradient bucket {n} of {tag} stage {s}")
         last = self.seq(rows, s, res, after, tag, scale, pieces, each)
         return last, bucket
@@ -674,28 +676,25 @@ class _Builder:
     # -- schedules
     def build_stages(self):
         T, mp = self.T, self.mp
-        pp, m = mp.pp, int(self.plan.scalars["micro_batches"])
+        pp, m = mp.pp, self.plan.micro_batches
         train = self.run.mode == "train"
         self._mem_prev: dict[int, int] = {}
-        phase, stage = T[:, COL["phase"]], T[:, COL["stage"]]
-        n = T.shape[0]
+        phase, stage = [t.phase for t in T], [t.placement for t in T]
+        n = len(T)
 
-        def on(i, s):
-            st = stage[i]
-            return st == 0 or (st == 1 and s == 0) or (st == 2 and s == pp - 1)
-        xfer = next((i for i in range(n) if phase[i] == 5), None)
-        ar = next((i for i in range(n) if phase[i] == 4), None)
-        opt = next((i for i in range(n) if phase[i] == 3), None)
+        xfer = self.plan.first(Phase.PIPELINE_TRANSFER)
+        ar = self.plan.first(Phase.GRADIENT_EXCHANGE)
+        opt = self.plan.first(Phase.OPTIMIZER)
         keys = []
         for s in range(pp):
-            keys += [self._key(int(T[i, COL["comm_kind"]]), T[i, COL["comm_p"]], T[i, COL["comm_stride"]], s)
-                     for i in range(n) if phase[i] < 3 and on(i, s) and T[i, COL["comm_kind"]] > 0
-                     and T[i, COL["comm_p"]] > 1.5 and T[i, COL["comm_bytes"]] > 0]
+            keys += [self._key(int(T[i].comm_kind), T[i].comm_p, T[i].comm_stride, s)
+                     for i in range(n) if phase[i].per_micro_batch and T[i].on_stage(s, pp) and T[i].comm_kind != Collective.NONE
+                     and T[i].comm_p > 1.5 and T[i].comm_bytes > 0]
             if xfer is not None and s < pp - 1:
-                keys.append(self._key(4, 2, T[xfer, COL["comm_stride"]], s))
-            if train and ar is not None and T[ar, COL["comm_p"]] > 1.5:
-                keys.append(self._key(1, T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]], s))
-        stride = T[xfer, COL["comm_stride"]] if xfer is not None else 1.0
+                keys.append(self._key(4, 2, T[xfer].comm_stride, s))
+            if train and ar is not None and T[ar].comm_p > 1.5:
+                keys.append(self._key(1, T[ar].comm_p, T[ar].comm_stride, s))
+        stride = T[xfer].comm_stride if xfer is not None else 1.0
         # interleaved 1F1B (Narayanan et al. 2021): each stage holds v chunks of its layers;
         # a micro-batch passes virtual stages c * pp + s (chunk c on stage s) in order, the
         # last stage handing chunk c to the first stage's chunk c + 1. Megatron's schedule
@@ -720,7 +719,7 @@ class _Builder:
         def send(x_after, i, s_, c, forward):
             """The hand-over of micro-batch i after chunk c on stage s_ to the next virtual stage
             (forward) or the one before (backward); returns nothing, wires the arrival."""
-            nbytes = T[xfer, COL["comm_bytes"]]
+            nbytes = T[xfer].comm_bytes
             if forward:
                 dst = (s_ + 1, c) if s_ < pp - 1 else (0, c + 1)
             else:
@@ -745,14 +744,14 @@ class _Builder:
                 vs = c * pp + s
 
                 def mine(i):
-                    return stage[i] == 0 or (stage[i] == 1 and vs == 0) or (stage[i] == 2 and vs == last_v)
+                    return T[i].on_stage(vs, last_v + 1)
                 if not backward:
-                    return [i for i in range(n) if phase[i] == 0 and mine(i)]
-                return [i for i in range(n) if phase[i] == 2 and mine(i)] + \
-                       [i for i in reversed(range(n)) if phase[i] == 1 and mine(i)]
+                    return [i for i in range(n) if phase[i] == Phase.FORWARD and mine(i)]
+                return [i for i in range(n) if phase[i] == Phase.RECOMPUTE and mine(i)] + \
+                       [i for i in reversed(range(n)) if phase[i] == Phase.BACKWARD and mine(i)]
 
             def scale(i):
-                return 1.0 / v if stage[i] == 0 else 1.0
+                return 1.0 / v if stage[i] == Placement.EVERY_STAGE else 1.0
             F = [(mb(k), (k // pp) % v) for k in range(m * v)]
             B = [(mb(k), v - 1 - (k // pp) % v) for k in range(m * v)]
             if train and mp.schedule == "gpipe":  # every forward, then every backward
@@ -799,7 +798,7 @@ class _Builder:
                     a = buckets_end
                 else:  # after the last backward: its fixed cost (a launch), then the flows
                     go = self._name(self.g.add_delay(self.local(ar), after=[prev]), f"gradient all-reduce stage {s} launch")
-                    a = self.collective(1, T[ar, COL["comm_bytes"]], T[ar, COL["comm_p"]], T[ar, COL["comm_stride"]],
+                    a = self.collective(1, T[ar].comm_bytes, T[ar].comm_p, T[ar].comm_stride,
                                         s, 1.0, go, f"gradient all-reduce stage {s}")
                 self.instances.append((ar, s, None, a, -1))
                 span = (prev, a)
@@ -812,16 +811,16 @@ class _Builder:
             self.last_b.append(last_b if train else last_f)
             self.ar_span.append(span)
 
-    def _spatial_link(self, phase) -> tuple:
+    def _spatial_link(self) -> tuple:
         """The pipeline-transfer task of a spatial run, the link between its chips (bandwidth
         chosen so the analytic transfer time holds) and that link's latency."""
         T, R = self.plan.tasks, self.R
-        xfer = next((i for i in range(len(phase)) if phase[i] == 5), None)
+        xfer = self.plan.first(Phase.PIPELINE_TRANSFER)
         if xfer is None or not self.net.fanout:
             return xfer, None, 0.0
         pl = self.net.plan(4, 2, 1)
         lat_s = self.net.lat[pl[0][0]] if pl else 0.0
-        bw = T[xfer, COL["comm_bytes"]] / max(R[xfer, RC["link"]] - lat_s, 1e-30)
+        bw = T[xfer].comm_bytes / max(R[xfer, RC["link"]] - lat_s, 1e-30)
         return xfer, self.net.extra_link(bw, "chip-to-chip (spatial pipeline)"), lat_s
 
     def _to_next_chip(self, xfer, xlink, lat_s, prev, j):
@@ -829,15 +828,15 @@ class _Builder:
         (nothing to send on the last chip or a single one); returns the task the sample ends with."""
         if xlink is None:
             return prev
-        cnt = self.T[xfer, COL["count"]]
-        f = self._name(self.g.add_flow(self.T[xfer, COL["comm_bytes"]] * cnt, [xlink], latency=lat_s * cnt,
+        cnt = self.T[xfer].count
+        f = self._name(self.g.add_flow(self.T[xfer].comm_bytes * cnt, [xlink], latency=lat_s * cnt,
                                        after=[prev]), f"chip-to-chip sample {j}")
         self.instances.append((xfer, 0, None, f, f))
         return f
 
-    def _spatial_optimizer(self, phase, ends) -> None:
+    def _spatial_optimizer(self, ends) -> None:
         """A spatial training step's optimizer step, after every sample has ended."""
-        opt = next((i for i in range(len(phase)) if phase[i] == 3), None)
+        opt = self.plan.first(Phase.OPTIMIZER)
         if opt is not None and self.run.mode == "train":
             o = self.compute(self.R[opt, RC["time"]], self.resource("optimizer"), ends, "optimizer step")
             self.instances.append((opt, 0, o, o, -1))
@@ -853,28 +852,28 @@ class _Builder:
         row_regs: dict[int, list] = {}
         last = None
         for i in fwd:
-            k = max(1, int(round(T[i, COL["count"]])))
-            if not T[i, COL["colocate"]] or last is None:
+            k = max(1, int(round(T[i].count)))
+            if not T[i].colocate or last is None:
                 last = list(range(len(owner), len(owner) + k))
                 owner += [i] * k
-            region[int(T[i, COL["op"]])] = last
+            region[int(T[i].op)] = last
             row_regs[i] = [last[j % len(last)] for j in range(k)]
         for i in bwd:
-            regs = region.get(int(T[i, COL["op"]]), last)
+            regs = region.get(int(T[i].op), last)
             if not regs:
                 regs = [len(owner)]
                 owner.append(i)
-            k = max(1, int(round(T[i, COL["count"]])))
+            k = max(1, int(round(T[i].count)))
             row_regs[i] = [regs[j % len(regs)] for j in range(k)]
         return owner, row_regs
 
     def build_spatial(self):
-        T, n = self.T, self.T.shape[0]
-        m = int(self.plan.scalars["micro_batches"])
-        phase = T[:, COL["phase"]]
-        rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5]
-        fwd = [i for i in rows if phase[i] == 0]
-        bwd = [i for i in rows if phase[i] != 0]
+        T, n = self.T, len(self.T)
+        m = self.plan.micro_batches
+        phase = [t.phase for t in T]
+        rows = [i for i in range(n) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
+        fwd = [i for i in rows if phase[i] == Phase.FORWARD]
+        bwd = [i for i in rows if phase[i] != Phase.FORWARD]
         owner, row_regs = self._regions(fwd, bwd)
         total, seen = Counter(owner), Counter()
         res = []
@@ -882,7 +881,7 @@ class _Builder:
             res.append(self.resource(f"region of {self.plan.labels[i]}" + (f" [{seen[i]}]" if total[i] > 1 else "")))
             seen[i] += 1
         row_res = {i: [res[r] for r in regs] for i, regs in row_regs.items()}
-        xfer, xlink, lat_s = self._spatial_link(phase)
+        xfer, xlink, lat_s = self._spatial_link()
         visits = self._visits(fwd, False) + self._visits(bwd, True)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
@@ -890,13 +889,13 @@ class _Builder:
             prev, first = feed, None
             for i, k in visits:
                 regs = row_res[i]
-                prev = self.compute(self.R[i, RC["time"]] * T[i, COL["count"]] / len(regs), regs[k], [prev],
+                prev = self.compute(self.R[i, RC["time"]] * T[i].count / len(regs), regs[k], [prev],
                                     f"{self.plan.labels[i]} sample {j}")
                 first = prev if first is None else first
                 self.instances.append((i, 0, prev, prev, -1))
             feed = first
             ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
-        self._spatial_optimizer(phase, ends)
+        self._spatial_optimizer(ends)
 
     def _visits(self, rows, backward: bool) -> list[tuple[int, int]]:
         """The order a sample passes the op instances of `rows` (forward order), as (row, k):
@@ -909,12 +908,12 @@ class _Builder:
 
         def flush():
             if g:
-                k = max(1, int(round(self.T[g[0], COL["count"]])))
+                k = max(1, int(round(self.T[g[0]].count)))
                 out.extend((i, j) for j in range(k) for i in g)
                 g.clear()
         for i in rows:
-            layer = ops[int(self.T[i, COL["op"]])].layer
-            if g and (not layer or ops[int(self.T[g[0], COL["op"]])].layer != layer):
+            layer = ops[int(self.T[i].op)].layer
+            if g and (not layer or ops[int(self.T[g[0]].op)].layer != layer):
                 flush()
             g.append(i)
             if not layer:
@@ -938,7 +937,7 @@ class _Builder:
         `scale`: the analytic region size over the tiles the op got."""
         R, T = self.R, self.T
         return max(R[i, RC["compute"]] * scale, R[i, RC["memory"]], R[i, RC["sram"]] * scale) + \
-            self.m.chip.launch_s * T[i, COL["launches"]]
+            self.m.chip.launch_s * T[i].launches
 
     def _region_op(self, i, rect, after, label, scale=1.0, followers=(), direction=1, routed=False):
         """One visit of a sample to a region rect = (y, x, h, w) of blocks: the op of row i and
@@ -976,7 +975,7 @@ class _Builder:
             tail += rf
             self.adjust.append((f, lf + rf))
             self.adjust.append((i, -(lf + rf)))
-        nbytes = T[i, COL["noc_bytes"]]
+        nbytes = T[i].noc_bytes
         comp = g.add_computes(local + W.hop * (k + 1), res)
         self._range(comp, lambda j, label=label: f"{label} tile {at(j)}")
         g.add_deps(np.full(n, S, np.int32), comp)
@@ -1036,7 +1035,7 @@ class _Builder:
         outside = x1 - 1 if d_dst > 0 else x1 + w1
         if (y0, h0) == (y1, h1) and exit_col == outside:
             return after, False
-        nbytes = self.T[i, COL["noc_bytes"]]
+        nbytes = self.T[i].noc_bytes
         if nbytes <= 0:
             return after, False
         first = x1 if d_dst > 0 else x1 + w1 - 1
@@ -1060,13 +1059,13 @@ class _Builder:
         layout _layout's estimate ranks rank-th best (False if there is none); `samples`: pass
         only that many samples (a trial of the layout; the block size stays the whole run's);
         `memo`: layouts already worked out for this plan, by (block size, rank)."""
-        T, R, n = self.T, self.R, self.T.shape[0]
-        m = int(self.plan.scalars["micro_batches"])
-        phase = T[:, COL["phase"]]
+        T, R, n = self.T, self.R, len(self.T)
+        m = self.plan.micro_batches
+        phase = [t.phase for t in T]
         chip = self.m.chip
-        rows = [i for i in range(n) if phase[i] < 3 and phase[i] != 5]
-        fwd = [i for i in rows if phase[i] == 0]
-        bwd = [i for i in rows if phase[i] != 0]
+        rows = [i for i in range(n) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
+        fwd = [i for i in rows if phase[i] == Phase.FORWARD]
+        bwd = [i for i in rows if phase[i] != Phase.FORWARD]
 
         # the regions (see _regions): first the demands (the analytic sizes), then one layout
         owner, row_regs = self._regions(fwd, bwd)
@@ -1075,16 +1074,16 @@ class _Builder:
         # included) and NoC input time at the analytic side (for the layout's choice)
         work, entry = [0.0] * len(want), [0.0] * len(want)
         for i in fwd:
-            loc = self._tile_local(i) - chip.launch_s * T[i, COL["launches"]]
+            loc = self._tile_local(i) - chip.launch_s * T[i].launches
             for r in set(row_regs[i]):
                 work[r] += loc
-                if not T[i, COL["colocate"]]:
+                if not T[i].colocate:
                     entry[r] += max(0.0, R[i, RC["noc"]] - 2.0 * math.sqrt(want[r]) * chip.noc.latency_s)
         visits = self._visits(fwd, False) + self._visits(bwd, True)
         # a forward visit of a colocated op joins the visit before it (same region)
         groups: list[tuple[int, list]] = []
         for v, (i, k) in enumerate(visits):
-            if groups and phase[i] == 0 and T[i, COL["colocate"]] and \
+            if groups and phase[i] == Phase.FORWARD and T[i].colocate and \
                     row_regs[i][k] == row_regs[visits[groups[-1][0]][0]][visits[groups[-1][0]][1]]:
                 groups[-1][1].append(i)
             else:
@@ -1169,7 +1168,7 @@ class _Builder:
         if self.mp.region_rows and not wrapped and any(h != asked for (_, _, h, _) in rects):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
                                    f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
-        xfer, xlink, lat_s = self._spatial_link(phase)
+        xfer, xlink, lat_s = self._spatial_link()
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(samples or m):
@@ -1190,7 +1189,7 @@ class _Builder:
                 self.instances.append((i, 0, st, prev, -1))
             feed = first
             ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
-        self._spatial_optimizer(phase, ends)
+        self._spatial_optimizer(ends)
         return True
 
     def _stream_tiles(self, i, s, after, tag, prev2, scale):
@@ -1216,7 +1215,7 @@ class _Builder:
         else:
             self._range(comp, lambda j, label=label, nc=nc: f"{label} tile ({j // nc}, {j % nc})")
         g.add_deps(np.full(nb, S, np.int32), comp)
-        mem = T[i, COL["mem_bytes"]] * T[i, COL["count"]] * scale
+        mem = T[i].mem_bytes * T[i].count * scale
         if mem > 0:
             link = self._mem_link(s)
             route = np.stack([np.full(nr, link, np.int64), W.edge(np.arange(nr, dtype=np.int64))], axis=1)
@@ -1236,8 +1235,8 @@ class _Builder:
             g.add_deps(hops, comp)
         E = self._name(g.add_delay(0.0), f"{label} done")
         g.add_deps(comp, np.full(nb, E, np.int32))
-        last = self.collective(int(T[i, COL["comm_kind"]]), T[i, COL["comm_bytes"]], T[i, COL["comm_p"]],
-                               T[i, COL["comm_stride"]], s, T[i, COL["count"]] * scale, E, f"{label} collective")
+        last = self.collective(int(T[i].comm_kind), T[i].comm_bytes, T[i].comm_p,
+                               T[i].comm_stride, s, T[i].count * scale, E, f"{label} collective")
         self.instances.append((i, s, S, last, -1))
         return E, last
 
@@ -1254,16 +1253,16 @@ class _Builder:
         two) only if even that graph would exceed TILE_TASKS."""
         T = self.T
         chip = self.m.chip
-        n = T.shape[0]
-        m = int(self.plan.scalars["micro_batches"])
+        n = len(T)
+        m = self.plan.micro_batches
         pp = self.mp.pp
-        mm = [i for i in range(n) if T[i, COL["phase"]] < 3 and T[i, COL["mflops"]] > 0]
-        other = sum(1 for i in range(n) if T[i, COL["phase"]] < 3 and T[i, COL["mflops"]] <= 0)
+        mm = [i for i in range(n) if T[i].phase.per_micro_batch and T[i].mflops > 0]
+        other = sum(1 for i in range(n) if T[i].phase.per_micro_batch and T[i].mflops <= 0)
         every = STREAM_EVERY_TILE
 
         def estimate(s):
             nr, nc = -(-chip.rows // s), -(-chip.cols // s)
-            per = sum(max(1, min(64, int(round(T[i, COL["count"]])))) for i in mm)
+            per = sum(max(1, min(64, int(round(T[i].count)))) for i in mm)
             return m * pp * (per * (nr * (2 * nc if every else 2) + nr + 3) + other * 64)
         s = 1 if every else _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
         self.max_tasks = max(MAX_TASKS, int(estimate(s) * 1.05) + 100_000)
@@ -1279,13 +1278,13 @@ class _Builder:
 
 def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     """Event time of each task-table row summed over its instances, per chip that runs it."""
-    tot = np.zeros(b.T.shape[0])
-    stages: list[set] = [set() for _ in range(b.T.shape[0])]
+    tot = np.zeros(len(b.T))
+    stages: list[set] = [set() for _ in range(len(b.T))]
     prev_end_on_chain: dict = {}
     for i, s, c, last, flow in b.instances:
         if c is None:  # a collective alone: from its first flow's readiness to its end
             t = r.end[last] - r.ready[last] if last is not None else 0.0
-            if b.T[i, COL["phase"]] == 4 and b.ar_span and b.ar_span[s]:
+            if b.T[i].phase == Phase.GRADIENT_EXCHANGE and b.ar_span and b.ar_span[s]:
                 t = max(0.0, r.end[last] - r.end[b.ar_span[s][0]]) if b.ar_span[s][0] is not None else t
             if flow >= 0:
                 t = r.end[flow] - r.start[flow]
@@ -1317,7 +1316,7 @@ def _pick_layout(plan, R, memo: dict) -> tuple[int, str | None]:
     LAYOUT_TRIALS best-estimated layouts passes TRIAL_SAMPLES samples (a, b); its step is
     projected as T(b) + (m - b) (T(b) - T(a)) / (b - a), the later samples following at the
     pipeline's period. Runs of fewer than TRIAL_MIN_SAMPLES samples keep the estimate's choice."""
-    m = int(plan.scalars["micro_batches"])
+    m = plan.micro_batches
     a, b_ = TRIAL_SAMPLES
     if m < TRIAL_MIN_SAMPLES:
         return 0, None
@@ -1346,7 +1345,7 @@ def simulate_run(run, version: str, progress=None):
 
     plan = lower(run)
     mod = build_kernel(run.machine, version, progress)
-    R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
+    R = np.zeros((len(plan.tasks), len(RESULTS)), dtype=np.float64)
     analyze(mod, plan, R, run)
     b = _Builder(plan, R)
     if run.mapping.strategy == "spatial":
@@ -1368,7 +1367,7 @@ def simulate_run(run, version: str, progress=None):
 
 
 def step_figures(plan: Plan, b: _Builder, r: ev.EventResult) -> dict:
-    m = plan.scalars["micro_batches"]
+    m = plan.micro_batches
     bubble = exchange = once = 0.0
     if hasattr(b, "stage_res"):
         ends = [r.end[x] for x in b.last_b if x is not None]
@@ -1378,32 +1377,28 @@ def step_figures(plan: Plan, b: _Builder, r: ev.EventResult) -> dict:
             # its op instances (compute and the collectives inside ops), averaged over the stages
             busy = np.zeros(b.mp.pp)
             for i, s, c, last, flow in b.instances:
-                if c is not None and plan.tasks[i, COL["phase"]] < 3:
+                if c is not None and plan.tasks[i].phase.per_micro_batch:
                     busy[s] += r.end[last] - r.start[c]
             bubble = max(0.0, window - float(busy.mean()))
         for span in b.ar_span:
             if span and span[0] is not None:
                 exchange = max(exchange, r.end[span[1]] - r.end[span[0]])
         for i, s, c, last, flow in b.instances:
-            if plan.tasks[i, COL["phase"]] == 3 and c is not None:
+            if plan.tasks[i].phase == Phase.OPTIMIZER and c is not None:
                 once = max(once, r.end[c] - r.start[c])
     else:
         for i, s, c, last, flow in b.instances:
-            if plan.tasks[i, COL["phase"]] == 3 and c is not None:
+            if plan.tasks[i].phase == Phase.OPTIMIZER and c is not None:
                 once = max(once, r.end[c] - r.start[c])
     return {"latency_s": r.makespan, "bubble_s": bubble, "dp_exchange_s": exchange, "step_once_s": once,
             "micro_batches": m}
 
 
 def event_R(plan: Plan, R: np.ndarray, b: _Builder, r: ev.EventResult) -> np.ndarray:
-    """R with each row's time replaced by its event time per repetition (make_report multiplies
-    by the repetitions: micro-batches x count, or count for step-level rows)."""
-    T = plan.tasks
-    m = plan.scalars["micro_batches"]
+    """R with each row's time replaced by its event time per instance (make_report multiplies
+    by the instances per step, Task.reps, as for the analytic level)."""
     per_op = _per_op_times(b, r)
-    reps = np.where(T[:, COL["stage"]] == 3, 1.0, m) * T[:, COL["count"]]
-    if b.mp.strategy == "spatial":
-        reps = np.where(T[:, COL["phase"]] >= 3, 1.0, m) * T[:, COL["count"]]
+    reps = plan.reps
     R2 = R.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         R2[:, RC["time"]] = np.where(reps > 0, per_op / np.where(reps > 0, reps, 1.0), 0.0)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archc.codegen.lower import ACCUMULATE, CLASSES, COL, PHASES, Plan, lower
+from archc.codegen.lower import lower
+from archc.codegen.plan import Placement, Plan
 from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
 from archc.dsl.ir import Run
@@ -27,22 +28,22 @@ def build_kernel(machine, version: str, progress=None):
         raise BuildError(f"building the kernel for '{machine.name}' failed: {e}") from None
 
 
-def analyze(mod, plan, R, run: Run) -> None:
+def analyze(mod, plan: Plan, R, run: Run) -> None:
     """The analytic kernel's per-op figures of the plan's tasks into R (both levels start here)."""
     spatial = run.mapping.strategy == "spatial"
-    mod.analyze(plan.tasks, R, run.mapping.pp if spatial else 0, plan.scalars["micro_batches"],
+    mod.analyze(plan.table, R, run.mapping.pp if spatial else 0, plan.micro_batches,
                 float(run.mapping.region_rows) if spatial else 0.0)
 
 
 def run_analytic(run: Run, version: str, progress=None) -> Report:
     plan = lower(run)
     mod = build_kernel(run.machine, version, progress)
-    R = np.zeros((plan.tasks.shape[0], len(RESULTS)), dtype=np.float64)
+    R = np.zeros((len(plan.tasks), len(RESULTS)), dtype=np.float64)
     analyze(mod, plan, R, run)
-    scalars = dict(plan.scalars)
+    scalars = plan.scalars()
     if run.mapping.overlap_dp:
         scalars["dp_exposed"] = analytic_exposure(plan, R, mod) if run.mode == "train" else 0.0
-    step = mod.compose(plan.tasks, R, scalars)
+    step = mod.compose(plan.table, R, scalars)
     return make_report(plan, R, step, "analytic")
 
 
@@ -75,52 +76,50 @@ def run_event(run: Run, version: str, progress=None, trace=None, capture: dict |
 
 
 def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
-    run, T, s = plan.run, plan.tasks, plan.scalars
+    run = plan.run
     m = run.machine
     chip, tile = m.chip, m.tile
     mb = step["micro_batches"]
     latency = step["latency_s"]
     chips = run.mapping.chips
-    # per task, per chip per step: micro-batch tasks repeat mb times, step-level tasks once
-    reps = np.where(T[:, COL["stage"]] == 3, 1.0, mb) * T[:, COL["count"]]
+    # per task, per chip per step (Task.reps)
+    reps = plan.reps
     t_tot = R[:, RC["time"]] * reps
     busy = float(t_tot.sum()) or 1.0
     eff = dict(chip.efficiency)
-    data_bytes = T[:, COL["mem_bytes"]] if (chip.memory or m.memory) else T[:, COL["sram_bytes"]]
+    in_memory = bool(chip.memory or m.memory)
     rows: dict[str, dict] = {}
     order: list[str] = []
-    for i, label in enumerate(plan.labels):
-        op_i = int(T[i, COL["op"]])
-        kind = "accumulation" if label == ACCUMULATE else \
-            run.graph.ops[op_i].kind if op_i >= 0 else PHASES[int(T[i, COL["phase"]])]
+    for i, task in enumerate(plan.tasks):
+        label = task.label
         r = rows.get(label)
         if r is None:
-            r = rows[label] = dict(kind=kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
-                                   bound_t={}, cls=CLASSES[int(T[i, COL["cls"]])], ideal=0.0, waved=0.0)
+            r = rows[label] = dict(kind=task.kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
+                                   bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0)
             order.append(label)
         r["time"] += t_tot[i]
-        r["flops"] += (T[i, COL["mflops"]] + T[i, COL["vflops"]]) * reps[i]
-        r["bytes"] += data_bytes[i] * reps[i]
-        r["comm"] += T[i, COL["comm_bytes"]] * reps[i]
+        r["flops"] += (task.mflops + task.vflops) * reps[i]
+        r["bytes"] += (task.mem_bytes if in_memory else task.sram_bytes) * reps[i]
+        r["comm"] += (task.comm.nbytes if task.comm else 0.0) * reps[i]
         r["energy"] += R[i, RC["energy"]] * reps[i]
         b = BOUNDS[int(R[i, RC["bound"]])]
         r["bound_t"][b] = r["bound_t"].get(b, 0.0) + t_tot[i]
-        if T[i, COL["mflops"]] > 0:  # every pass (forward, backward, recompute), by its matrix work
-            r["ideal"] += T[i, COL["mflops"]] * reps[i]
-            r["waved"] += T[i, COL["mflops"]] * reps[i] * R[i, RC["wave"]]
+        if task.mflops > 0:  # every pass (forward, backward, recompute), by its matrix work
+            r["ideal"] += task.mflops * reps[i]
+            r["waved"] += task.mflops * reps[i] * R[i, RC["wave"]]
     ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
                       max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
                       r["time"] / busy, eff.get(r["cls"], 1.0), r["ideal"] / r["waved"] if r["waved"] else 1.0)
                 for name, r in ((n, rows[n]) for n in order))
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
-    for i in range(T.shape[0]):
+    for i in range(len(plan.tasks)):
         by_res[BOUNDS[int(R[i, RC["bound"]])]] += t_tot[i]
     by_res["pipeline bubble"] = step["bubble_s"]
     total_res = sum(by_res.values()) or 1.0
     by_res = {k: v / total_res for k, v in by_res.items()}
     bottleneck = max(sorted(by_res), key=lambda k: by_res[k])
-    flops = s["flops_forward"] + s["flops_backward"] + s["flops_recompute"]
-    model_flops = s["flops_forward"] + s["flops_backward"]
+    flops = plan.flops["forward"] + plan.flops["backward"] + plan.flops["recompute"]
+    model_flops = plan.flops["forward"] + plan.flops["backward"]
     achieved = flops / latency
     unit = next(u for u in tile.matrix if (u.a, u.b) == (run.precision.matrix, run.precision.matrix))
     peak = unit.flops_per_cycle * tile.peak_clock_hz * chip.tiles  # the datasheet peak, at boost
@@ -128,7 +127,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     energy = (dyn + (chip.idle_power_w or 0.0) * latency) * chips
     fp = dict(run.footprint)
     thr_value = run.throughput_items / latency if run.throughput_items else achieved
-    breakdown = {"busy": busy - float(t_tot[T[:, COL["stage"]] == 3].sum()),
+    once = np.array([t.placement == Placement.STEP for t in plan.tasks], dtype=bool)
+    breakdown = {"busy": busy - float(t_tot[once].sum()),
                  "pipeline bubble": step["bubble_s"], "gradient exchange": step["dp_exchange_s"],
                  "optimizer": step["step_once_s"]}
     return Report(

@@ -401,14 +401,14 @@ def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
         run = check(f).run("r")
         assert run.machine.chip.bsp is bsp
         plan = lower(run)
-        R = np.zeros((plan.tasks.shape[0], len(el.RESULTS)))
-        build_kernel(run.machine, __version__).analyze(plan.tasks, R, 0)
+        R = np.zeros((len(plan.tasks), len(el.RESULTS)))
+        build_kernel(run.machine, __version__).analyze(plan.table, R, 0)
         rc, T = el.RC, plan.tasks
-        for i in range(T.shape[0]):
+        for i in range(len(T)):
             work = max(R[i, rc["compute"]], R[i, rc["memory"]], R[i, rc["sram"]])
             tn = R[i, rc["noc"]]
             expect = (work + tn) if bsp else max(work, tn)
-            assert R[i, rc["time"]] == pytest.approx(expect + 1e-6 * T[i, el.COL["launches"]], rel=1e-12)
+            assert R[i, rc["time"]] == pytest.approx(expect + 1e-6 * T[i].launches, rel=1e-12)
         a, e = run_analytic(run, __version__), run_event(run, __version__)
         assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
         times[bsp] = a.latency_s
@@ -424,7 +424,8 @@ def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
     before the layers, each op's backward followed by the addition of its fp16 weight
     gradient into the fp32 buffer, which completes it; buckets close once they hold `bucket`
     bytes, the last with the last piece that has gradients."""
-    from archc.codegen.lower import COL, lower
+    from archc.codegen.lower import lower
+    from archc.codegen.plan import Phase
     from archc.runtime.buckets import backward_pieces, bucket_closings
     f = tmp_path / "m.arch"
     f.write_text(MACHINE + """model two(b, d) {
@@ -438,9 +439,9 @@ def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
       strategy data, chips = 4, micro_batch = 8, overlap_dp = true, bucket = 300 kB; precision fp16 }""")
     plan = lower(check(f).run("r"))
     T = plan.tasks
-    bwd = [i for i in reversed(range(T.shape[0])) if T[i, COL["phase"]] == 1]
+    bwd = [i for i in reversed(range(len(T))) if T[i].phase == Phase.BACKWARD]
     pieces = backward_pieces(plan, bwd)
-    ops = [int(T[i, COL["op"]]) for i, _ in pieces]
+    ops = [T[i].op for i, _ in pieces]
     frac = [x for _, x in pieces]
     first, a, b, last = sorted(set(ops))
     assert ops == [last] * 2 + [b] * 6 + [a] * 4 + [first] * 2
@@ -448,9 +449,9 @@ def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
     assert frac == pytest.approx([1, 1] + [1 / 3] * 6 + [1 / 2] * 4 + [1, 1])
     # 256 x 256 fp32 gradients = 262,144 B per linear: one short of 300 kB each, so a bucket
     # closes with every second accumulation, and the last with the last piece
-    ar = next(i for i in range(T.shape[0]) if T[i, COL["phase"]] == 4)
-    closings = bucket_closings(plan, pieces, T[ar, COL["comm_bytes"]], 300e3)
-    assert T[ar, COL["comm_bytes"]] == pytest.approx(7 * 256 * 256 * 4)
+    ar = plan.first(Phase.GRADIENT_EXCHANGE)
+    closings = bucket_closings(plan, pieces, T[ar].comm.nbytes, 300e3)
+    assert T[ar].comm.nbytes == pytest.approx(7 * 256 * 256 * 4)
     assert sorted(closings) == [3, 7, 11, 13]
     assert [closings[k] for k in sorted(closings)] == pytest.approx([2 * 262144] * 3 + [262144])
 
@@ -481,3 +482,28 @@ def test_interleaved_chunks_start_their_buckets_after_their_own_last_backward(tm
     a = run_analytic(run, __version__)
     e = run_event(run, __version__)
     assert e.latency_s > 0 and a.latency_s > 0
+
+
+def test_spatial_rows_of_a_two_chip_pipeline_agree_with_the_timeline(tmp_path):
+    """A spatial run over 2 chips with 8 samples: each sample crosses the chip boundary once,
+    so the report's "pipeline send/recv" row is the 8 transfers of the timeline, not 8 x 8
+    (the repetition rule lives in Task.reps; the event level used to count step-level rows
+    once and the report multiplied them by the samples again: 1.24 ms of transfers in a 42 us
+    step). The row's event time is what its flows took on the timeline."""
+    from archc.codegen.plan import Phase
+    f = tmp_path / "sp.arch"
+    f.write_text(EASY_MACHINE.replace("tiles 10 of t", "grid 2 x 5 of t").replace("noc crossbar", "noc mesh")
+                 + "run r { model stack(8, 256, 4); on node; strategy spatial, chips = 2, micro_batch = 1, "
+                   "global_batch = 8; precision fp16 }")
+    run = check(f).run("r")
+    rep = run_event(run, __version__)
+    plan, R, b, r = el.simulate_run(run, __version__)
+    xfer = plan.first(Phase.PIPELINE_TRANSFER)
+    assert plan.tasks[xfer].reps(plan.micro_batches) == 8  # one boundary, 8 samples
+    flows = [t for t in range(len(b.names)) if b.names[t].startswith("chip-to-chip sample")]
+    assert len(flows) == 8
+    on_timeline = sum(r.end[t] - r.start[t] for t in flows)
+    row = next(o for o in rep.ops if o.name == "pipeline send/recv")
+    assert row.time_s == pytest.approx(on_timeline, rel=1e-12)
+    assert row.time_s <= rep.latency_s  # one link, used by one sample at a time
+    assert rep.bottleneck != "link"

@@ -91,12 +91,12 @@ from archc.runtime.execute import build_kernel
 run = dict(api.check({str(H100)!r}, None, "gpt_train").runs)["gpt_train"]
 plan = lower(run)
 mod = build_kernel(run.machine, __version__)
-T = plan.tasks
+T = plan.table
 n, ncol, nres = T.shape[0], T.shape[1], len(RESULTS)
 R = np.zeros((n, nres))
-S = dict(plan.scalars, dp_exposed=0.0)
+S = dict(plan.scalars(), dp_exposed=0.0)
 def with_col(name, value):
-    from archc.codegen.lower import COL
+    from archc.codegen.plan import COL
     t = T.copy(); t[n // 2, COL[name]] = value; return t
 """
 

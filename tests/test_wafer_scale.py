@@ -11,7 +11,7 @@ import pytest
 
 from archc import __version__
 from archc.api import check
-from archc.codegen.lower import COL
+from archc.codegen.plan import Phase
 from archc.runtime import event_level as el
 from archc.runtime.execute import run_analytic, run_event
 
@@ -52,11 +52,11 @@ def test_task_graph_is_tile_granular(tmp_path):
     assert b.g.n_resources >= 16 * 16
     T = plan.tasks
     rc = el.RC["region"]
-    regions = sum(max(1, round(T[i, COL["count"]])) for i in range(T.shape[0])
-                  if T[i, COL["phase"]] == 0 and not T[i, COL["colocate"]])
+    regions = sum(max(1, round(T[i].count)) for i in range(len(T))
+                  if T[i].phase == Phase.FORWARD and not T[i].colocate)
     # the regions are whole-tile rectangles sharing out the grid (the analytic sizes fill it)
-    assert sum(R[i, rc] * T[i, COL["count"]] for i in range(T.shape[0])
-               if T[i, COL["phase"]] == 0 and not T[i, COL["colocate"]]) == pytest.approx(16 * 16)
+    assert sum(R[i, rc] * T[i].count for i in range(len(T))
+               if T[i].phase == Phase.FORWARD and not T[i].colocate) == pytest.approx(16 * 16)
     n_compute = int((r.kind == 0).sum())
     assert n_compute >= regions
     # a tile runs at most one region: one compute task per tile per region visit, none shared

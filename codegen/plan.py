@@ -1,0 +1,216 @@
+"""The plan: a run lowered for one chip and one step, as typed, printable tasks. Every later
+stage (the analytic kernel, the event level, the report, the gradient buckets) reads these
+fields; `Plan.table` packs them into the float array the generated kernels take, once, and is
+the only place the column codes exist.
+
+A task is one op in one phase (forward, backward, recompute) or a step-level job (optimizer,
+gradient exchange, pipeline transfers). Its figures are per instance per chip; `count`
+instances run per micro-batch (per step for step-level jobs). Two rules every consumer shares
+live here and nowhere else: how many times a task runs in a step (`Task.reps`) and which
+pipeline stages run it (`Task.on_stage`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cached_property
+
+import numpy as np
+
+from archc.dsl.ir import Run
+from archc.dsl.vocab import Collective, OpClass, Strategy
+
+
+class Phase(IntEnum):
+    FORWARD = 0
+    BACKWARD = 1
+    RECOMPUTE = 2
+    OPTIMIZER = 3
+    GRADIENT_EXCHANGE = 4
+    PIPELINE_TRANSFER = 5
+
+    @property
+    def word(self) -> str:
+        return self.name.lower().replace("_", " ")
+
+    @property
+    def per_micro_batch(self) -> bool:
+        """An op's pass, run for every micro-batch (the rest are step-level jobs)."""
+        return self <= Phase.RECOMPUTE
+
+
+class Placement(IntEnum):
+    """Which pipeline stages run a task: all of them (an op inside the repeated layers, a
+    pipeline transfer), the first (ops before the layers) or the last (after them), or once
+    per step on every chip (the optimizer, the gradient exchange)."""
+
+    EVERY_STAGE = 0
+    FIRST_STAGE = 1
+    LAST_STAGE = 2
+    STEP = 3
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """The GEMM one chip computes for a task (batch x m x n, summing k), for wave quantisation."""
+
+    b: float
+    m: float
+    n: float
+    k: float
+
+
+@dataclass(frozen=True)
+class Comm:
+    """A task's collective: `nbytes` per chip over a group of `p` chips `stride` apart."""
+
+    kind: Collective
+    nbytes: float
+    p: float
+    stride: float
+
+
+@dataclass(frozen=True)
+class Task:
+    label: str  # the op's name, or the job's ("optimizer step", "gradient all-reduce", ...)
+    kind: str  # what the report calls it: the op's kind, "accumulation", or the phase
+    op: int  # index into run.graph.ops; -1 for a step-level job
+    phase: Phase
+    placement: Placement
+    count: float  # instances per micro-batch (per step for step-level jobs)
+    cls: OpClass
+    unit: int  # index of the tile's matrix unit
+    vunit: int  # index of its vector unit, -1: none
+    colocate: bool = False  # spatial: runs in place on the region of the op before it
+    mflops: float = 0.0
+    vflops: float = 0.0
+    gemm: Gemm | None = None
+    mem_bytes: float = 0.0
+    sram_bytes: float = 0.0
+    noc_bytes: float = 0.0
+    comm: Comm | None = None
+    # the weights the op holds (a spatial region's SRAM need); on backward tasks, the weight
+    # gradient the task completes (the accumulation task's when a pass of its own adds it
+    # into the buffer): what the gradient buckets count
+    weight_bytes: float = 0.0
+    launches: float = 1.0
+
+    def reps(self, micro_batches: float) -> float:
+        """Instances per step on one chip: `count` for every micro-batch, or once per step."""
+        return self.count * (1.0 if self.placement == Placement.STEP else micro_batches)
+
+    def on_stage(self, s: int, pp: int) -> bool:
+        """Whether pipeline stage s (of pp) runs this task for each micro-batch."""
+        p = self.placement
+        return p == Placement.EVERY_STAGE or (p == Placement.FIRST_STAGE and s == 0) or \
+            (p == Placement.LAST_STAGE and s == pp - 1)
+
+    @property
+    def comm_kind(self) -> Collective:
+        return self.comm.kind if self.comm is not None else Collective.NONE
+
+    @property
+    def comm_bytes(self) -> float:
+        return self.comm.nbytes if self.comm is not None else 0.0
+
+    @property
+    def comm_p(self) -> float:
+        return self.comm.p if self.comm is not None else 0.0
+
+    @property
+    def comm_stride(self) -> float:
+        return self.comm.stride if self.comm is not None else 0.0
+
+
+# Column layout of the packed task table the generated kernels read (templates use the same
+# list, so it cannot drift). Only Plan.table writes it.
+COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", "mflops", "vflops",
+           "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_kind",
+           "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
+COL = {name: i for i, name in enumerate(COLUMNS)}
+
+
+def _row(t: Task) -> tuple:
+    g = t.gemm or Gemm(0.0, 0.0, 0.0, 0.0)
+    c = t.comm or Comm(Collective.NONE, 0.0, 0.0, 0.0)
+    return (t.op, int(t.phase), int(t.placement), t.count, float(t.colocate), t.unit, t.vunit, int(t.cls),
+            t.mflops, t.vflops, g.b, g.m, g.n, g.k, t.mem_bytes, t.sram_bytes, t.noc_bytes, int(c.kind),
+            c.nbytes, c.p, c.stride, t.weight_bytes, t.launches)
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: Run
+    tasks: tuple[Task, ...]
+    strategy: Strategy
+    micro_batches: int  # per chip per step
+    flops: dict  # "forward", "backward", "recompute": FLOPs of the whole step, every replica
+    notes: tuple[str, ...] = ()  # assumptions the report prints
+
+    @property
+    def mapping(self):
+        return self.run.mapping
+
+    @property
+    def train(self) -> bool:
+        return self.run.mode == "train"
+
+    @cached_property
+    def table(self) -> np.ndarray:
+        """The tasks as float64 [n, len(COLUMNS)]: what the generated kernels read."""
+        return np.array([_row(t) for t in self.tasks], dtype=np.float64).reshape(len(self.tasks), len(COLUMNS))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(t.label for t in self.tasks)
+
+    @cached_property
+    def reps(self) -> np.ndarray:
+        """Task.reps of every task, as an array (per chip per step)."""
+        return np.array([t.reps(self.micro_batches) for t in self.tasks], dtype=np.float64)
+
+    def first(self, phase: Phase) -> int | None:
+        """Index of the first task of `phase`, or None."""
+        return next((i for i, t in enumerate(self.tasks) if t.phase == phase), None)
+
+    def scalars(self) -> dict:
+        """The mapping figures the analytic kernel's step composition takes."""
+        mp = self.mapping
+        return dict(strategy=int(self.strategy), train=int(self.train), tp=mp.tp, pp=mp.pp, dp=mp.dp,
+                    interleave=mp.interleave, micro_batches=self.micro_batches, overlap_dp=int(mp.overlap_dp),
+                    chips=mp.chips, **{f"flops_{k}": v for k, v in self.flops.items()})
+
+    def dump(self) -> str:
+        """The plan, readably: the mapping, then one line per task with what it moves."""
+        mp, run = self.mapping, self.run
+        out = [f"plan {run.name}: model {run.model} on {run.machine.name}, {run.mode}, {self.strategy.word}",
+               f"  mapping tp={mp.tp} pp={mp.pp} dp={mp.dp} interleave={mp.interleave} "
+               f"micro_batches={self.micro_batches} schedule={mp.schedule}"
+               + (f" overlap_dp bucket={_num(mp.bucket)}B" if mp.overlap_dp else ""),
+               "  flops " + " ".join(f"{k}={_num(v)}" for k, v in self.flops.items())]
+        for i, t in enumerate(self.tasks):
+            parts = [f"{i:>3} {t.phase.word:<17} {t.placement.name.lower():<11} x{_num(t.count):<6} "
+                     f"{t.label} [{t.kind}, {t.cls.word}]"]
+            for name in ("mflops", "vflops", "mem_bytes", "sram_bytes", "noc_bytes", "weight_bytes"):
+                v = getattr(t, name)
+                if v:
+                    parts.append(f"{name}={_num(v)}")
+            if t.gemm is not None and t.gemm.m:
+                parts.append(f"gemm={_num(t.gemm.b)}x{_num(t.gemm.m)}x{_num(t.gemm.n)}x{_num(t.gemm.k)}")
+            if t.comm is not None:
+                parts.append(f"{t.comm.kind.word}({_num(t.comm.nbytes)}B p={_num(t.comm.p)} "
+                             f"stride={_num(t.comm.stride)})")
+            if t.colocate:
+                parts.append("colocated")
+            if t.launches != 1.0:
+                parts.append(f"launches={_num(t.launches)}")
+            out.append(" ".join(parts))
+        out += [f"  note {n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+
+def _num(x: float) -> str:
+    """A figure to 4 significant digits (whole numbers as such), for printed plans."""
+    x = float(x)
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.4g}"
