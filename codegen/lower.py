@@ -10,6 +10,7 @@ import math
 from archc.dsl.ir import Machine, Op, Run
 from archc.dsl.vocab import Collective, OpClass, Strategy
 
+from . import collectives
 from .plan import Comm, Gemm, Phase, Placement, Plan, Task
 
 ACCUMULATE = "gradient accumulation"  # the label of the rows adding weight gradients into the step's buffer
@@ -81,10 +82,16 @@ def lower(run: Run) -> Plan:
     grad_reduced: set[int] = set()  # tensors whose input gradient is already all-reduced
     flops = {"forward": 0.0, "backward": 0.0, "recompute": 0.0}  # whole model, one micro-batch
     tasks: list[Task] = []
+    net = collectives.Network.of(m)
 
     def add(label, kind, **kw):
-        comm = kw.pop("comm", None)
-        tasks.append(Task(label, kind, unit=unit, vunit=vunit, comm=comm if comm and comm.nbytes else None, **kw))
+        c = kw.pop("comm", None)
+        if c is not None and c.nbytes:
+            steps = collectives.decompose(net, c.kind, c.p, c.stride)
+            c = Comm(c.kind, c.nbytes, c.p, c.stride, steps, *collectives.time(net, steps, c.nbytes))
+        else:
+            c = None
+        tasks.append(Task(label, kind, unit=unit, vunit=vunit, comm=c, **kw))
 
     for i, op in enumerate(g.ops):
         if op.cls == "view" or (op.kind == "dropout" and not train):

@@ -19,6 +19,8 @@ import numpy as np
 from archc.dsl.ir import Run
 from archc.dsl.vocab import Collective, OpClass, Strategy
 
+from .collectives import Step
+
 
 class Phase(IntEnum):
     FORWARD = 0
@@ -61,12 +63,17 @@ class Gemm:
 
 @dataclass(frozen=True)
 class Comm:
-    """A task's collective: `nbytes` per chip over a group of `p` chips `stride` apart."""
+    """A task's collective: `nbytes` per chip over a group of `p` chips `stride` apart, in the
+    steps codegen/collectives.py decomposes it into, which take `seconds` and `joules` per
+    chip uncontended (what the analytic level charges; the event level simulates the steps)."""
 
     kind: Collective
     nbytes: float
     p: float
     stride: float
+    steps: tuple[Step, ...] = ()
+    seconds: float = 0.0
+    joules: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,8 +131,8 @@ class Task:
 # Column layout of the packed task table the generated kernels read (templates use the same
 # list, so it cannot drift). Only Plan.table writes it.
 COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", "mflops", "vflops",
-           "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_kind",
-           "comm_bytes", "comm_p", "comm_stride", "weight_bytes", "launches")
+           "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_s", "comm_j",
+           "weight_bytes", "launches")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
 
@@ -133,8 +140,8 @@ def _row(t: Task) -> tuple:
     g = t.gemm or Gemm(0.0, 0.0, 0.0, 0.0)
     c = t.comm or Comm(Collective.NONE, 0.0, 0.0, 0.0)
     return (t.op, int(t.phase), int(t.placement), t.count, float(t.colocate), t.unit, t.vunit, int(t.cls),
-            t.mflops, t.vflops, g.b, g.m, g.n, g.k, t.mem_bytes, t.sram_bytes, t.noc_bytes, int(c.kind),
-            c.nbytes, c.p, c.stride, t.weight_bytes, t.launches)
+            t.mflops, t.vflops, g.b, g.m, g.n, g.k, t.mem_bytes, t.sram_bytes, t.noc_bytes, c.seconds,
+            c.joules, t.weight_bytes, t.launches)
 
 
 @dataclass(frozen=True)
@@ -198,12 +205,19 @@ class Plan:
                 parts.append(f"gemm={_num(t.gemm.b)}x{_num(t.gemm.m)}x{_num(t.gemm.n)}x{_num(t.gemm.k)}")
             if t.comm is not None:
                 parts.append(f"{t.comm.kind.word}({_num(t.comm.nbytes)}B p={_num(t.comm.p)} "
-                             f"stride={_num(t.comm.stride)})")
+                             f"stride={_num(t.comm.stride)}: {_num(t.comm.seconds)}s)")
             if t.colocate:
                 parts.append("colocated")
             if t.launches != 1.0:
                 parts.append(f"launches={_num(t.launches)}")
             out.append(" ".join(parts))
+        comms = {}
+        for t in self.tasks:
+            if t.comm is not None and t.comm.steps:
+                comms.setdefault((t.comm.kind, t.comm.p, t.comm.stride), t.comm.steps)
+        for (kind, p, stride), steps in comms.items():
+            out.append(f"  {kind.word} over {_num(p)} chips {_num(stride)} apart:")
+            out += [f"    {s.show()}" for s in steps]
         out += [f"  note {n}" for n in self.notes]
         return "\n".join(out) + "\n"
 

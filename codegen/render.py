@@ -9,13 +9,14 @@ from functools import lru_cache
 import jinja2
 
 from archc.dsl.ir import Machine
-from archc.dsl.vocab import AllReduce, OpClass
+from archc.dsl.vocab import OpClass
 
+from .collectives import LINK_FACTOR
 from .plan import COLUMNS
 from .mangle import comment, identifier, number
 
 RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy")
-RC = {name: i for i, name in enumerate(RESULTS)}  # result column -> index, as lower.COL
+RC = {name: i for i, name in enumerate(RESULTS)}  # result column -> index, as plan.COL
 BOUNDS = ("compute", "memory", "sram", "noc", "link", "overhead")
 TEMPLATE_VERSION = "1"
 
@@ -39,21 +40,6 @@ class _Unit:
 class _Class:
     name: str
     eff: str
-
-
-@dataclass(frozen=True)
-class _Level:
-    comment: str
-    fanout: int
-    bw: str
-    lat: str
-    energy: str
-    alg: int  # ALLREDUCE index: 0 ring, 1 tree, 2 mesh2d
-    cols: int  # members per row of the level's grid (mesh2d)
-
-
-# A ring embedded in a mesh or torus uses both directions of each link on its path.
-_LINK_FACTOR = {"mesh": 2.0, "torus": 4.0, "ring": 2.0}
 
 
 def c_int(x: int, what: str) -> int:
@@ -82,14 +68,11 @@ def machine_view(m: Machine) -> dict:
         noc_bw, noc_note = chip.noc.link_bandwidth / n, "aggregate exchange bandwidth / tiles, per tile"
     levels = []
     for lv in m.levels:
-        f = _LINK_FACTOR.get(lv.network.topology, 1.0)
-        levels.append(_Level(comment(f"{lv.name}: {lv.fanout} members ({lv.rows} x {lv.cols}), "
-                                     f"{lv.network.topology}, {lv.network.link_bandwidth / 1e9:g} GB/s per member"
-                                     f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
-                                     f", all-reduce: {lv.network.allreduce}"),
-                             c_int(lv.fanout, "fanout"), number(lv.network.link_bandwidth * f), number(lv.network.latency_s),
-                             number(lv.network.energy_per_byte or 0.0), int(AllReduce.of(lv.network.allreduce)),
-                             c_int(lv.cols, "level columns")))
+        f = LINK_FACTOR.get(lv.network.topology, 1.0)
+        levels.append(comment(f"{lv.name}: {lv.fanout} members ({lv.rows} x {lv.cols}), "
+                              f"{lv.network.topology}, {lv.network.link_bandwidth / 1e9:g} GB/s per member"
+                              f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
+                              f", all-reduce: {lv.network.allreduce}"))
     mem_bw = mem.bandwidth * mem.efficiency if mem else 0.0
     summary = [("tiles", n), ("clock_hz", number(tile.clock_hz)), ("sram_bytes", number(n * tile.sram_bytes)),
                ("mem_bw", number(mem_bw)), ("chips", m.chips)]

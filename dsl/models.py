@@ -10,6 +10,7 @@ from .diagnostics import Collector
 from .diagnostics import did_you_mean as _hint
 from .ir import Callable_, Gemm, Graph, Op, Tensor
 from .values import MAX_INT, EvalError, Evaluator, Lst, Q, show
+from .vocab import Collective
 
 MAX_OPS = 100_000  # a model that expands past this is a runaway block, not a real network
 MAX_DEPTH = 48  # block calls nested deeper than this are runaway recursion
@@ -580,7 +581,8 @@ OPS: dict[str, OpSpec] = {
     **{k: OpSpec(2, (), (), _binary) for k in BINARY_FLOPS},
     **{k: OpSpec(1, (), (), _norm) for k in NORM_FLOPS},
     **{k: OpSpec(1, (), ("axis",), _reduce) for k in ("reduce_sum", "reduce_mean", "reduce_max")},
-    **{k: OpSpec(1, (), (), _collective) for k in ("allreduce", "allgather", "reduce_scatter")},
+    # every collective of the vocabulary a model may call (a pipeline's point-to-point is the mapping's)
+    **{k: OpSpec(1, (), (), _collective) for k in Collective.words() if k not in ("none", "p2p")},
 }
 
 

@@ -9,6 +9,7 @@ level builds that backward piece by piece and starts each bucket's flows after i
 analytic level runs the same recurrence on the per-op times."""
 from __future__ import annotations
 
+from archc.codegen import collectives
 from archc.codegen.plan import Phase
 from archc.codegen.render import RC
 
@@ -77,7 +78,7 @@ def exposed_exchange(piece_times, closings: dict[int, float], allreduce) -> floa
     return max(0.0, end - clock)
 
 
-def analytic_exposure(plan, R, mod) -> float:
+def analytic_exposure(plan, R) -> float:
     """The analytic level's exposed gradient exchange of an overlap_dp training step: the walk
     of backward_pieces over one chip's rows (with pipeline stages, the first stage's: its
     backward ends last; interleaved, its chunks' last backwards taken as one, back to back, as
@@ -93,5 +94,6 @@ def analytic_exposure(plan, R, mod) -> float:
     comm = T[ar].comm
     closings = bucket_closings(plan, pieces, comm.nbytes, mp.bucket)
     launch = R[ar, RC["time"]] - R[ar, RC["link"]]
+    net = collectives.Network.of(plan.run.machine)
     return exposed_exchange([R[i, RC["time"]] * T[i].count * f for i, f in pieces], closings,
-                            lambda nbytes: mod.collective_time(1, nbytes, comm.p, comm.stride) + launch)
+                            lambda nbytes: collectives.time(net, comm.steps, nbytes)[0] + launch)

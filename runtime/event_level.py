@@ -86,7 +86,8 @@ import numpy as np
 from archc.codegen.lower import lower
 from archc.codegen.plan import Phase, Placement, Plan
 from archc.dsl.vocab import Collective
-from archc.codegen.render import _LINK_FACTOR, RC, RESULTS
+from archc.codegen import collectives
+from archc.codegen.render import RC, RESULTS
 
 from . import events as ev
 from .buckets import backward_pieces, bucket_closings, weights_of
@@ -141,17 +142,17 @@ class EventLevelError(Exception):
 
 
 class _Net:
-    """The machine's links: (level, member, direction) -> link id, made on first use."""
+    """The machine's links: (level, member, direction) -> link id, made on first use. How a
+    collective decomposes into steps, and who sends to whom in each, is codegen/collectives.py's."""
 
     def __init__(self, g: ev.TaskGraph, machine):
         self.g = g
         self.levels = machine.levels
-        self.fanout = [lv.fanout for lv in machine.levels]
-        self.bw = [lv.network.link_bandwidth * _LINK_FACTOR.get(lv.network.topology, 1.0) for lv in machine.levels]
-        self.lat = [lv.network.latency_s for lv in machine.levels]
-        self.alg = [lv.network.allreduce for lv in machine.levels]
-        self.cols = [lv.cols for lv in machine.levels]
-        self.inner = [math.prod(self.fanout[:l]) for l in range(len(self.fanout))]  # chips per member
+        self.spec = collectives.Network.of(machine)
+        self.fanout = list(self.spec.fanout)
+        self.bw = list(self.spec.bandwidth)
+        self.lat = list(self.spec.latency)
+        self.inner = [self.spec.chips_per_member(l) for l in range(len(self.fanout))]  # chips per member
         self.ids: dict[tuple, int] = {}
         self.names = _Labels()
 
@@ -170,73 +171,26 @@ class _Net:
     def member(self, l: int, chip: int) -> int:
         return chip // self.inner[l]
 
-    def plan(self, kind: int, p: int, stride: int):
-        """The analytic comm_time()'s levels for a group of p chips `stride` apart: a list of
-        (level, g_prev, pl, factor), where factor = bytes of one flow per byte of the collective."""
+    def steps(self, kind: Collective, p: int, stride: int, groups: list[int]):
+        """Per step of the collective (collectives.decompose): (bytes factor, latency,
+        route_ptr, route_links, link bandwidth) for the flows of all the groups (given by their
+        first chip): each pair's sender's member's out link and its receiver's member's in link."""
         out = []
-        g_prev, c_prev = 1.0, 1.0
-        for l, f in enumerate(self.fanout):
-            c_l = c_prev * f
-            g_l = min(max(c_l / stride, 1.0), float(p))
-            if g_l > g_prev:
-                pl = g_l / g_prev
-                if kind == 4:
-                    out.append((l, g_prev, pl, 1.0))
-                    return out
-                out.append((l, g_prev, pl, 1.0 / (g_prev * pl)))
-                g_prev = g_l
-            c_prev = c_l
+        for st in collectives.decompose(self.spec, kind, p, stride):
+            links = []
+            for b in groups:
+                for a, c in collectives.pairs(st, self.spec, b, p, stride):
+                    links += [self.link(st.level, self.member(st.level, a), "out"),
+                              self.link(st.level, self.member(st.level, c), "in")]
+            ptr = np.arange(0, len(links) + 1, 2, dtype=np.int64)
+            arr = np.asarray(links, np.int32)
+            out += [(st.data, st.latencies * self.lat[st.level], ptr, arr, self.bw[st.level])] * st.repeats
         return out
 
-    def steps(self, kind: int, p: int, stride: int, groups: list[int]):
-        """Per step of the collective: (bytes factor, latency, route_ptr, route_links, link
-        bandwidth) for the flows of all the groups (given by their first chip). All-reduce at
-        a level declared `allreduce = tree`: the data up and down the tree, each as one
-        balanced exchange (every member sends and receives it once, over its own links) after
-        the tree's depth in latencies; `mesh2d`: ring reduce-scatter along the rows of the
-        level's grid, ring all-reduce of the pieces along the columns, ring all-gather along
-        the rows."""
-        out = []
-        for l, g_prev, pl, factor in self.plan(kind, p, stride):
-            gp, npl = max(1, round(g_prev)), max(1, round(pl))
-            rings = []  # each ring's members, in order
-            if kind == 4:
-                seq = [([(b, b + stride) for b in groups], factor, self.lat[l])]
-            else:
-                for b in groups:
-                    for outer in range(max(1, p // (gp * npl))):
-                        for inner in range(gp):
-                            rings.append([b + stride * (inner + gp * k + gp * npl * outer) for k in range(npl)])
-                alg, px = self.alg[l], self.cols[l]
-                py = npl // px if px else 0
-
-                def ring_pairs(cycles):
-                    return [(c[k], c[(k + 1) % len(c)]) for c in cycles for k in range(len(c))]
-                if kind == 1 and alg == "tree" and npl > 2:
-                    both = ring_pairs(rings)
-                    depth = math.ceil(math.log2(npl) - 1e-9)
-                    seq = [(both, 1.0 / g_prev, depth * self.lat[l])] * 2
-                elif kind == 1 and alg == "mesh2d" and npl == self.fanout[l] and px > 1 and py > 1:
-                    rows = ring_pairs([m[r * px:(r + 1) * px] for m in rings for r in range(py)])
-                    cols = ring_pairs([m[c::px] for m in rings for c in range(px)])
-                    d_row, d_col = 1.0 / (g_prev * px), 1.0 / (g_prev * px * py)
-                    seq = [(rows, d_row, self.lat[l])] * (px - 1) + [(cols, d_col, self.lat[l])] * (2 * (py - 1)) + \
-                          [(rows, d_row, self.lat[l])] * (px - 1)
-                else:
-                    n_steps = (2 if kind == 1 else 1) * (npl - 1)
-                    seq = [(ring_pairs(rings), factor, self.lat[l])] * n_steps
-            for step_pairs, f, lat in seq:
-                links = []
-                for a, c in step_pairs:
-                    links += [self.link(l, self.member(l, a), "out"), self.link(l, self.member(l, c), "in")]
-                ptr = np.arange(0, 2 * len(step_pairs) + 1, 2, dtype=np.int64)
-                out.append((f, lat, ptr, np.asarray(links, np.int32), self.bw[l]))
-        return out
-
-    def links_of(self, kind: int, p: int, stride: int, base: int) -> set:
+    def links_of(self, kind: Collective, p: int, stride: int, base: int) -> set:
         s = set()
-        for l, g_prev, pl, _ in self.plan(kind, p, stride):
-            for j in range(p if kind != 4 else 2):
+        for l, _, _ in collectives.spans(self.spec, kind, p, stride):
+            for j in range(p if kind != Collective.P2P else 2):
                 s.add((l, self.member(l, base + j * stride)))
         return s
 
@@ -551,7 +505,7 @@ class _Builder:
         shares its links (find_private) it is one delay of the time its flows would take
         alone: per step, the latency and the bytes of the most loaded link's flows."""
         p, stride = int(round(p)), max(1, int(round(stride)))
-        if kind == 0 or p <= 1 or nbytes <= 0 or not self.net.fanout:
+        if kind == Collective.NONE or p <= 1 or nbytes <= 0 or not self.net.fanout:
             return after
         key = (kind, p, stride, stage)
         steps = self._coll_cache.get(key)
@@ -580,7 +534,7 @@ class _Builder:
         """First chips of the groups emitted: the representative's (stage `stage`, tensor rank 0,
         replica 0) and every concurrent group of the stage sharing a link with it."""
         per_stage = self.mp.tp * self.mp.dp
-        if kind == 4:  # stage `stage` sends to stage + 1: every chip of the stage
+        if kind == Collective.P2P:  # stage `stage` sends to stage + 1: every chip of the stage
             lo = stage * per_stage
             bases = list(range(lo, lo + per_stage))
             rep = lo
@@ -623,7 +577,7 @@ class _Builder:
             end = self.compute(x, res, [c], f"{label} {tag} exchange")
         else:
             c = end = self.compute(t, res, deps, f"{label} {tag}")
-        last = self.collective(int(T[i].comm_kind), T[i].comm_bytes, T[i].comm_p,
+        last = self.collective(T[i].comm_kind, T[i].comm_bytes, T[i].comm_p,
                                T[i].comm_stride, s, T[i].count * scale, end, f"{label} {tag} collective",
                                chained=True)
         self.instances.append((i, s, c, last, flow))
@@ -668,7 +622,7 @@ class _Builder:
                 n += 1
                 go = self._name(self.g.add_delay(self.local(ar), after=[x for x in (last, bucket) if x is not None]),
                                 f"gradient bucket {n} of {tag} stage {s} launch")
-                bucket = self.collective(1, closings[k], T[ar].comm_p, T[ar].comm_stride, s, 1.0, go,
+                bucket = self.collective(Collective.ALLREDUCE, closings[k], T[ar].comm_p, T[ar].comm_stride, s, 1.0, go,
                                          f"gradient bucket {n} of {tag} stage {s}")
         last = self.seq(rows, s, res, after, tag, scale, pieces, each)
         return last, bucket
@@ -687,13 +641,13 @@ class _Builder:
         opt = self.plan.first(Phase.OPTIMIZER)
         keys = []
         for s in range(pp):
-            keys += [self._key(int(T[i].comm_kind), T[i].comm_p, T[i].comm_stride, s)
+            keys += [self._key(T[i].comm_kind, T[i].comm_p, T[i].comm_stride, s)
                      for i in range(n) if phase[i].per_micro_batch and T[i].on_stage(s, pp) and T[i].comm_kind != Collective.NONE
                      and T[i].comm_p > 1.5 and T[i].comm_bytes > 0]
             if xfer is not None and s < pp - 1:
-                keys.append(self._key(4, 2, T[xfer].comm_stride, s))
+                keys.append(self._key(Collective.P2P, 2, T[xfer].comm_stride, s))
             if train and ar is not None and T[ar].comm_p > 1.5:
-                keys.append(self._key(1, T[ar].comm_p, T[ar].comm_stride, s))
+                keys.append(self._key(Collective.ALLREDUCE, T[ar].comm_p, T[ar].comm_stride, s))
         stride = T[xfer].comm_stride if xfer is not None else 1.0
         # interleaved 1F1B (Narayanan et al. 2021): each stage holds v chunks of its layers;
         # a micro-batch passes virtual stages c * pp + s (chunk c on stage s) in order, the
@@ -702,7 +656,7 @@ class _Builder:
         v = mp.interleave if pp > 1 and mp.interleave > 1 and m % pp == 0 else 1
         self.chunks = v
         if v > 1 and xfer is not None:
-            keys.append(self._key(4, 2, (pp - 1) * stride, 0))  # the hand-over between the ends
+            keys.append(self._key(Collective.P2P, 2, (pp - 1) * stride, 0))  # the hand-over between the ends
         if self.net.fanout:
             self.find_private(keys)
         last_v = v * pp - 1
@@ -725,12 +679,12 @@ class _Builder:
             else:
                 dst = (s_ - 1, c) if s_ > 0 else (pp - 1, c - 1)
             if (s_ == pp - 1 and forward) or (s_ == 0 and not forward):  # the wrap between the ends
-                x = self.collective(4, nbytes, 2, (pp - 1) * stride, 0, 1.0, x_after,
+                x = self.collective(Collective.P2P, nbytes, 2, (pp - 1) * stride, 0, 1.0, x_after,
                                     f"send {'forward' if forward else 'backward'} mb {i} chunk {c} "
                                     f"stage {s_}->{dst[0]}")
             else:
                 lo = s_ if forward else s_ - 1  # the groups of the lower stage of the pair
-                x = self.collective(4, nbytes, 2, stride, lo, 1.0, x_after,
+                x = self.collective(Collective.P2P, nbytes, 2, stride, lo, 1.0, x_after,
                                     f"send {'forward' if forward else 'backward'} mb {i} stage {s_}->{dst[0]}")
             self.g.add_dep(x, arrive(f_in if forward else b_in, "forward" if forward else "backward", i, *dst))
         self.stage_res, self.stage_end, self.last_f, self.last_b, self.ar_span = [], [], [], [], []
@@ -798,7 +752,7 @@ class _Builder:
                     a = buckets_end
                 else:  # after the last backward: its fixed cost (a launch), then the flows
                     go = self._name(self.g.add_delay(self.local(ar), after=[prev]), f"gradient all-reduce stage {s} launch")
-                    a = self.collective(1, T[ar].comm_bytes, T[ar].comm_p, T[ar].comm_stride,
+                    a = self.collective(Collective.ALLREDUCE, T[ar].comm_bytes, T[ar].comm_p, T[ar].comm_stride,
                                         s, 1.0, go, f"gradient all-reduce stage {s}")
                 self.instances.append((ar, s, None, a, -1))
                 span = (prev, a)
@@ -818,7 +772,7 @@ class _Builder:
         xfer = self.plan.first(Phase.PIPELINE_TRANSFER)
         if xfer is None or not self.net.fanout:
             return xfer, None, 0.0
-        pl = self.net.plan(4, 2, 1)
+        pl = collectives.spans(self.net.spec, Collective.P2P, 2, 1)
         lat_s = self.net.lat[pl[0][0]] if pl else 0.0
         bw = T[xfer].comm_bytes / max(R[xfer, RC["link"]] - lat_s, 1e-30)
         return xfer, self.net.extra_link(bw, "chip-to-chip (spatial pipeline)"), lat_s
@@ -1235,7 +1189,7 @@ class _Builder:
             g.add_deps(hops, comp)
         E = self._name(g.add_delay(0.0), f"{label} done")
         g.add_deps(comp, np.full(nb, E, np.int32))
-        last = self.collective(int(T[i].comm_kind), T[i].comm_bytes, T[i].comm_p,
+        last = self.collective(T[i].comm_kind, T[i].comm_bytes, T[i].comm_p,
                                T[i].comm_stride, s, T[i].count * scale, E, f"{label} collective")
         self.instances.append((i, s, S, last, -1))
         return E, last

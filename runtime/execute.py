@@ -42,7 +42,7 @@ def run_analytic(run: Run, version: str, progress=None) -> Report:
     analyze(mod, plan, R, run)
     scalars = plan.scalars()
     if run.mapping.overlap_dp:
-        scalars["dp_exposed"] = analytic_exposure(plan, R, mod) if run.mode == "train" else 0.0
+        scalars["dp_exposed"] = analytic_exposure(plan, R) if run.mode == "train" else 0.0
     step = mod.compose(plan.table, R, scalars)
     return make_report(plan, R, step, "analytic")
 

@@ -1,7 +1,7 @@
 """Generated kernels called by hand with wrong arguments (issue 13, point 8).
 
 The kernels' loops are compiled with boundscheck=False and check nothing, so every public entry
-point of codegen/templates/*.pyx.j2 (analytic: analyze, compose, collective_time; events:
+point of codegen/templates/*.pyx.j2 (analytic: analyze, compose; events:
 simulate, critical_path; formats: quantize_*, quantize32_*, encode32_*, encode_*, decode_*,
 mx_quantize_*, dot, matmul) checks its arrays once, at the boundary: type, dtype, dimensions,
 contiguity, writability of outputs, shapes against each other and against the task table's and
@@ -106,7 +106,6 @@ def test_analytic_kernel_entry_points():
         ("analyze: valid", "mod.analyze(T, R, 0)", None),
         ("analyze: spatial valid", "mod.analyze(T, np.zeros((n, nres)), 4, 8.0)", None),
         ("compose: valid", "mod.compose(T, R, S)", None),
-        ("collective_time: valid", "mod.collective_time(1, 1e6, 8.0, 1.0)", None),
         ("analyze: R of too few rows", "mod.analyze(np.zeros((100000, ncol)), np.zeros((1, nres)), 0)", "ValueError"),
         ("analyze: R of no rows", "mod.analyze(T, np.zeros((0, nres)), 0)", "ValueError"),
         ("analyze: T of too few columns", "mod.analyze(np.ascontiguousarray(T[:, :3]), R, 0)", "ValueError"),
