@@ -125,6 +125,21 @@ class Report:
         return printable("\n".join(lines) + "\n")  # names and units a user wrote reach the terminal
 
 
+def summary(rep: "Report", top: int = 5) -> str:
+    """A report in a few lines, figures to 4 significant digits: what a golden file keeps, so
+    that a change shows as a diff a person can read."""
+    t = rep.throughput
+    lines = [f"[{rep.run}] {rep.model} on {rep.system} ({rep.chips} chip{'s' if rep.chips != 1 else ''}), "
+             f"{rep.mode}, {rep.level}",
+             f"  latency {si(rep.latency_s, 's', 4)}, throughput {si(t['value'], t['unit'], 4)}, "
+             f"utilization {rep.utilization * 100:.4g}%",
+             f"  energy {si(rep.energy_j, 'J', 4)}, memory {si(rep.memory['total'], 'B', 4)} of "
+             f"{si(rep.memory['capacity'], 'B', 4)}, bottleneck {rep.bottleneck}"]
+    for r in sorted(rep.ops, key=lambda r: (-r.time_s, r.name))[:top]:
+        lines.append(f"  {si(r.time_s, 's', 4):>10} {r.share * 100:5.1f}% {r.bound_by:<8} {r.name} ({r.kind})")
+    return printable("\n".join(lines) + "\n")
+
+
 def _mapping_text(m: dict) -> str:
     parts = [m["strategy"]]
     for k in ("tp", "pp", "dp"):
@@ -159,12 +174,12 @@ def _clock_note(clock: str | None) -> str:
             "boost": " (boost: a burst; the sustained clock is lower)"}.get(clock or "", "")
 
 
-def si(x: float, unit: str) -> str:
-    """3 significant digits with an SI prefix: 1.23 ms, 456 GFLOP/s."""
+def si(x: float, unit: str, digits: int = 3) -> str:
+    """`digits` significant digits with an SI prefix: 1.23 ms, 456 GFLOP/s."""
     if x == 0:
         return f"0 {unit}".strip()
     ax = abs(x)
     for f, p in _PREFIX:
-        if ax >= f * 0.9995:
-            return f"{x / f:.3g} {p}{unit}".strip()
-    return f"{x:.3g} {unit}".strip()
+        if ax >= f * (1 - 0.5 * 10 ** -digits):
+            return f"{x / f:.{digits}g} {p}{unit}".strip()
+    return f"{x:.{digits}g} {unit}".strip()

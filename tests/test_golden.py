@@ -1,5 +1,5 @@
 """Golden files for every sample: AST and IR dumps, the generated .pyx of every machine a run
-uses, and the JSON report of every run. `pytest --update-golden` rewrites them (and fails, so
+uses, and a summary of every run's report. `pytest --update-golden` rewrites them (and fails, so
 the diff is reviewed); a missing golden file fails."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from archc import __version__
 from archc.api import compile_stages, kernel_sources
 from archc.dsl import ast, ir
 from archc.runtime.execute import run_analytic
+from archc.runtime.report import summary
 from conftest import ROOT, SAMPLES, check_goldens
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.arch"))
@@ -54,10 +55,13 @@ def test_generation_is_deterministic(sample, monkeypatch):
 @pytest.mark.build
 @pytest.mark.parametrize("sample", SAMPLE_FILES, ids=lambda p: p.stem)
 def test_reports(sample, monkeypatch, update_golden):
+    """Every run's analytic report in a few lines (runtime/report.py summary: latency,
+    throughput, utilisation, energy, memory, bottleneck and the top ops, to 4 significant
+    digits), one file per sample: a change shows as a readable diff."""
     design = _stages(sample, monkeypatch).ir
-    items = []
+    parts = []
     for name, run in design.runs:
-        text = run_analytic(run, __version__).to_json()
-        json.loads(text)  # valid JSON, no NaN or Infinity
-        items.append((f"{sample.stem}/{name}.json", text))
-    check_goldens(items, update_golden)
+        rep = run_analytic(run, __version__)
+        json.loads(rep.to_json())  # valid JSON, no NaN or Infinity
+        parts.append(summary(rep))
+    check_goldens([(f"{sample.stem}/reports.txt", "\n".join(parts))], update_golden)
