@@ -10,7 +10,7 @@ import math
 from archc.dsl.ir import Machine, Op, Run
 from archc.dsl.vocab import Collective, OpClass, Strategy
 
-from . import collectives
+from . import collectives, schedule
 from .plan import Comm, Gemm, Phase, Placement, Plan, Task
 
 ACCUMULATE = "gradient accumulation"  # the label of the rows adding weight gradients into the step's buffer
@@ -238,8 +238,12 @@ def lower(run: Run) -> Plan:
                      "regions for many samples, larger shares for larger ops for one)")
     if not has_mem and not spatial:
         notes.append("no off-chip memory: tensors live in on-chip SRAM")
+    sched = None if spatial else schedule.build(pp, mp.micro_batches, mp.interleave, mp.schedule, train)
+    if sched is not None and mp.interleave > 1 and sched.chunks == 1:
+        notes.append(f"interleave = {mp.interleave} needs the micro-batches ({mp.micro_batches}) to be a multiple "
+                     f"of pp = {pp} (Megatron-LM's interleaved schedule); the run is plain 1F1B")
     return Plan(run, tuple(tasks), Strategy.of(mp.strategy), mp.micro_batches,
-                {k: v * batches for k, v in flops.items()}, tuple(notes))
+                {k: v * batches for k, v in flops.items()}, tuple(notes), sched)
 
 
 def _gemm_shape(gm, split: int, row_parallel: bool, heads: bool) -> Gemm | None:

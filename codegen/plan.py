@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from archc.dsl.ir import Run
 from archc.dsl.vocab import Collective, OpClass, Strategy
 
 from .collectives import Step
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 
 class Phase(IntEnum):
@@ -152,6 +156,7 @@ class Plan:
     micro_batches: int  # per chip per step
     flops: dict  # "forward", "backward", "recompute": FLOPs of the whole step, every replica
     notes: tuple[str, ...] = ()  # assumptions the report prints
+    schedule: "Schedule | None" = None  # each stage's passes (codegen/schedule.py); None: spatial
 
     @property
     def mapping(self):
@@ -183,15 +188,18 @@ class Plan:
         """The mapping figures the analytic kernel's step composition takes."""
         mp = self.mapping
         return dict(strategy=int(self.strategy), train=int(self.train), tp=mp.tp, pp=mp.pp, dp=mp.dp,
-                    interleave=mp.interleave, micro_batches=self.micro_batches, overlap_dp=int(mp.overlap_dp),
+                    interleave=self.schedule.chunks if self.schedule is not None else 1, micro_batches=self.micro_batches, overlap_dp=int(mp.overlap_dp),
                     chips=mp.chips, **{f"flops_{k}": v for k, v in self.flops.items()})
+
+    def _buckets(self) -> list[str]:
+        return _buckets_of(self)
 
     def dump(self) -> str:
         """The plan, readably: the mapping, then one line per task with what it moves."""
         mp, run = self.mapping, self.run
         out = [f"plan {run.name}: model {run.model} on {run.machine.name}, {run.mode}, {self.strategy.word}",
-               f"  mapping tp={mp.tp} pp={mp.pp} dp={mp.dp} interleave={mp.interleave} "
-               f"micro_batches={self.micro_batches} schedule={mp.schedule}"
+               f"  mapping tp={mp.tp} pp={mp.pp} dp={mp.dp} micro_batches={self.micro_batches}"
+               + (f" recompute={mp.recompute}" if mp.recompute != "none" else "")
                + (f" overlap_dp bucket={_num(mp.bucket)}B" if mp.overlap_dp else ""),
                "  flops " + " ".join(f"{k}={_num(v)}" for k, v in self.flops.items())]
         for i, t in enumerate(self.tasks):
@@ -211,6 +219,10 @@ class Plan:
             if t.launches != 1.0:
                 parts.append(f"launches={_num(t.launches)}")
             out.append(" ".join(parts))
+        if self.schedule is not None:
+            out += self.schedule.dump()
+        if mp.overlap_dp and self.train:
+            out += self._buckets()
         comms = {}
         for t in self.tasks:
             if t.comm is not None and t.comm.steps:
@@ -220,6 +232,15 @@ class Plan:
             out += [f"    {s.show()}" for s in steps]
         out += [f"  note {n}" for n in self.notes]
         return "\n".join(out) + "\n"
+
+
+def _buckets_of(plan: "Plan") -> list[str]:
+    """The gradient buckets of an overlap_dp step: which backward piece closes each, and its bytes."""
+    from .buckets import step_buckets
+    pieces, closings = step_buckets(plan)
+    T = plan.tasks
+    return [f"  bucket {n + 1}: {_num(b)} B, closed by piece {k} ({T[pieces[k][0]].label}, "
+            f"{T[pieces[k][0]].phase.word})" for n, (k, b) in enumerate(sorted(closings.items()))]
 
 
 def _num(x: float) -> str:

@@ -56,7 +56,7 @@ How a run becomes a task graph
   per-region model above): one resource per tile (or per s x s block when the graph would
   exceed TILE_TASKS tasks; links then s x the bandwidth, s x the hop latency). Spatial: the
   regions (the analytic sizes, in op order) are split over the chips by running demand and
-  laid out on each chip's grid as rectangles of whole blocks (_layout); an op's compute scales
+  laid out on each chip's grid as rectangles of whole blocks (codegen/layout.py); an op's compute scales
   by its analytic size over the tiles it got. A sample visits the instances of a repeated
   layer one after the other; an op that runs in place is folded into the task of its region's
   op. Every tile of a region computes in parallel, starting when the input wavefront (one flow
@@ -87,10 +87,12 @@ from archc.codegen.lower import lower
 from archc.codegen.plan import Phase, Placement, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
+from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
+from archc.codegen.layout import layout
+from archc.codegen.schedule import stream_pieces
 from archc.codegen.render import RC, RESULTS
 
 from . import events as ev
-from .buckets import backward_pieces, bucket_closings, weights_of
 from .report import si
 
 MAX_TASKS = 3_000_000
@@ -275,153 +277,6 @@ class _Wafer:
         turning columns cross between rows in parallel)."""
         return np.concatenate([self.along(r0, c0, turn), self.down(r0, r1, turn), self.along(r1, turn, c1)])
 
-def _layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
-            samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None,
-            rank: int = 0) -> tuple[list | None, bool]:
-    """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
-    the grid is cut into bands of H block rows, regions are placed left to right in a
-    band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
-    what is left of a band starts the next; the columns a band has left over are shared out
-    among its regions. For each H the largest a that fits (the smallest share of its demand
-    any region gets); then the H whose pipeline of `samples` samples is estimated fastest
-    (sum of the region times + (samples - 1) x the slowest), of this packing and of the
-    regions split over all the bands with balanced demand (balanced): a region's time is estimated as
-    work[r] x demand / tiles given (its compute and SRAM time at the analytic size) plus
-    entry[r] x (analytic side) / (its rows) (its NoC input time at the analytic side,
-    entering over the block rows of its west edge). `band` > 0 fixes H (block rows; the
-    user's region_rows) if the regions fit in bands of that height. `serpentine`: the odd
-    bands run right to left (their regions mirrored), so that consecutive regions meet at
-    the band ends. With `hop` (seconds a block) a region that starts a band also pays its
-    input's carriage from the band before (_handover): its NoC input time again and the hops.
-    With more regions than blocks, regions share blocks: (rectangles, True). `rank` > 0: the
-    layout the estimate ranks rank-th best instead (None if there are not that many)."""
-    d = [max(t, 1e-9) / (s * s) for t in tiles]
-    n = len(d)
-    if not n:
-        return ([], False) if rank == 0 else (None, False)
-    work = work if work is not None else [1.0] * n
-    entry = entry if entry is not None else [0.0] * n
-    if n > nr * nc:
-        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
-
-    def widths(H, a):
-        return [max(1, math.ceil(a * x / H - 1e-9)) for x in d]
-
-    def fits(H, a):
-        bands, x = 1, 0
-        for w in widths(H, a):
-            if w > nc:
-                return False
-            if x + w > nc:
-                bands, x = bands + 1, 0
-            x += w
-        return bands <= nr // H
-
-    def lay(H, bands, w):
-        """The rectangles of `bands` (lists of regions, in order, one band of H block rows
-        each) with widths w; odd bands mirrored if serpentine."""
-        out = [None] * n
-        for b, regs in enumerate(bands):
-            x = 0
-            for r in regs:
-                out[r] = (b * H, nc - x - w[r] if serpentine and b % 2 else x, H, w[r])
-                x += w[r]
-        return out
-
-    def place(H, a):
-        """Left to right at the smallest share a, a region that does not fit starting the next
-        band; the columns a band has left over go to its regions in proportion to their demand
-        (largest remainder first)."""
-        bands: list[list[int]] = [[]]
-        x = 0
-        ws = widths(H, a)
-        for r, w in enumerate(ws):
-            if x + w > nc:
-                bands.append([])
-                x = 0
-            bands[-1].append(r)
-            x += w
-        for regs in bands:
-            spare = nc - sum(ws[r] for r in regs)
-            tot = sum(d[r] for r in regs)
-            extra = {r: int(spare * d[r] / tot) for r in regs}
-            left = spare - sum(extra.values())
-            for r in sorted(regs, key=lambda r: (-(spare * d[r] / tot - extra[r]), r))[:left]:
-                extra[r] += 1
-            for r in regs:
-                ws[r] += extra[r]
-        return lay(H, bands, ws)
-
-    def balanced(H):
-        """The regions, in order, split into the bands so that the largest band demand is
-        least (each band at most nc regions), a band's columns shared in proportion to demand
-        (largest remainder, at least one each); None if impossible."""
-        K = nr // H
-        if K < 1 or n > K * nc:
-            return None
-
-        def groups(cap):
-            out, cur, tot = [], [], 0.0
-            for r in range(n):
-                if cur and (tot + d[r] > cap or len(cur) == nc):
-                    out.append(cur)
-                    cur, tot = [], 0.0
-                cur.append(r)
-                tot += d[r]
-            return out + [cur]
-        lo_c, hi_c = max(d), sum(d)
-        for _ in range(50):
-            mid = (lo_c + hi_c) / 2
-            lo_c, hi_c = (lo_c, mid) if len(groups(mid)) <= K else (mid, hi_c)
-        bands = groups(hi_c)
-        if len(bands) > K:
-            return None
-        ws = [1] * n
-        for regs in bands:
-            tot = sum(d[r] for r in regs)
-            want = {r: max(1.0, nc * d[r] / tot) for r in regs}
-            for r in regs:
-                ws[r] = max(1, int(want[r]))
-            while sum(ws[r] for r in regs) > nc:  # the minimums overshoot: take from the widest
-                ws[max(regs, key=lambda r: (ws[r], -r))] -= 1
-            for r in sorted(regs, key=lambda r: (-(want[r] - ws[r]), r))[:nc - sum(ws[r] for r in regs)]:
-                ws[r] += 1
-        return lay(H, bands, ws)
-
-    every = n * nr <= 20_000
-    cands = sorted(set(range(1, nr + 1)) if every else
-                   {h for h in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if h <= nr}
-                   | {nr, max(1, round(math.sqrt(sum(d) / n)))})
-    if band > 0 and fits(min(band, nr), 0.0):
-        cands = [min(band, nr)]
-    found = []  # (slowest region's time, H, a)
-    for H in cands:
-        if not fits(H, 0.0):
-            continue
-        lo, hi = 0.0, nr * nc / min(d)
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
-        for rects in (place(H, lo), balanced(H)):
-            if rects is None:
-                continue
-            t = [work[r] * d[r] / (h * w) + entry[r] * math.sqrt(tiles[r]) / (h * s)
-                 for r, (_, _, h, w) in enumerate(rects)]
-            for r in range(1, n if hop is not None else 0):
-                if rects[r][0] != rects[r - 1][0]:  # starts a band: its input crosses from the band before
-                    far = rects[r][3] + rects[r - 1][3] if serpentine else nc
-                    t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
-            found.append((sum(t) + (samples - 1) * max(t), H, rects))
-    if not found:  # not even one block per region in a band of one row: share blocks
-        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
-    ranked, seen = [], set()
-    for f in sorted(found, key=lambda f: (f[0], f[1])):
-        if tuple(f[2]) not in seen:  # both packings can give the same rectangles
-            seen.add(tuple(f[2]))
-            ranked.append(f[2])
-    return (ranked[rank] if rank < len(ranked) else None), False
-
-
 def _wafer_ok(m) -> bool:
     chip = m.chip
     return chip.noc is not None and chip.noc.topology in ("mesh", "torus") and chip.rows * chip.cols > 1 \
@@ -591,7 +446,7 @@ class _Builder:
         if pieces is None:
             pieces = []
             for i in rows:
-                p = max(1, min(64, int(round(self.T[i].count)))) if self.streaming else 1
+                p = stream_pieces(self.T[i]) if self.streaming else 1
                 pieces += [(i, 1.0 / p)] * p
         deps, last, computes = list(after), None, [None, None]
         if not pieces:
@@ -649,12 +504,8 @@ class _Builder:
             if train and ar is not None and T[ar].comm_p > 1.5:
                 keys.append(self._key(Collective.ALLREDUCE, T[ar].comm_p, T[ar].comm_stride, s))
         stride = T[xfer].comm_stride if xfer is not None else 1.0
-        # interleaved 1F1B (Narayanan et al. 2021): each stage holds v chunks of its layers;
-        # a micro-batch passes virtual stages c * pp + s (chunk c on stage s) in order, the
-        # last stage handing chunk c to the first stage's chunk c + 1. Megatron's schedule
-        # needs m to be a multiple of pp; otherwise plain 1F1B (the report says so).
-        v = mp.interleave if pp > 1 and mp.interleave > 1 and m % pp == 0 else 1
-        self.chunks = v
+        sched = self.plan.schedule  # codegen/schedule.py: each stage's passes, its chunks
+        v = sched.chunks
         if v > 1 and xfer is not None:
             keys.append(self._key(Collective.P2P, 2, (pp - 1) * stride, 0))  # the hand-over between the ends
         if self.net.fanout:
@@ -666,9 +517,6 @@ class _Builder:
             if (i, s_, c) not in d:
                 d[(i, s_, c)] = self.barrier([], f"{what} {i} chunk {c} arrives at stage {s_}")
             return d[(i, s_, c)]
-
-        def mb(k):
-            return (k // (pp * v)) * pp + k % pp
 
         def send(x_after, i, s_, c, forward):
             """The hand-over of micro-batch i after chunk c on stage s_ to the next virtual stage
@@ -692,32 +540,12 @@ class _Builder:
             res = self.resource(f"stage {s} (chip {s * mp.tp * mp.dp})")
             self.stage_res.append(res)
 
-            def rows(c, backward):
-                """The rows chunk c of stage s runs: a 1/v share of the layers; the ops before
-                the layers on the first virtual stage, after them on the last."""
-                vs = c * pp + s
-
-                def mine(i):
-                    return T[i].on_stage(vs, last_v + 1)
-                if not backward:
-                    return [i for i in range(n) if phase[i] == Phase.FORWARD and mine(i)]
-                return [i for i in range(n) if phase[i] == Phase.RECOMPUTE and mine(i)] + \
-                       [i for i in reversed(range(n)) if phase[i] == Phase.BACKWARD and mine(i)]
+            def rows(c, backward, s=s):
+                return sched.rows(T, s, c, backward)
 
             def scale(i):
-                return 1.0 / v if stage[i] == Placement.EVERY_STAGE else 1.0
-            F = [(mb(k), (k // pp) % v) for k in range(m * v)]
-            B = [(mb(k), v - 1 - (k // pp) % v) for k in range(m * v)]
-            if train and mp.schedule == "gpipe":  # every forward, then every backward
-                order = [("F",) + x for x in F] + [("B",) + x for x in B]
-            elif train:
-                warm = min((pp - s - 1) if v == 1 else (pp - s - 1) * 2 + (v - 1) * pp, m * v)
-                order = [("F",) + F[k] for k in range(warm)]
-                for k in range(m * v - warm):
-                    order += [("F",) + F[warm + k], ("B",) + B[k]]
-                order += [("B",) + B[k] for k in range(m * v - warm, m * v)]
-            else:
-                order = [("F",) + x for x in F]
+                return sched.scale(T[i])
+            order = [("B" if x.backward else "F", x.micro_batch, x.chunk) for x in sched.programs[s]]
             # overlap_dp: each chunk's last backward runs piece by piece and starts the buckets
             # of the gradients it completes (its share of the stage's weights)
             last_b_at, share = {}, {}
@@ -1010,7 +838,7 @@ class _Builder:
         """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
         would exceed TILE_TASKS): each op instance gets a rectangle of the grid (the analytic
         region size, in op order, packed left to right in bands), see _region_op. `rank`: the
-        layout _layout's estimate ranks rank-th best (False if there is none); `samples`: pass
+        layout codegen/layout.py's estimate ranks rank-th best (False if there is none); `samples`: pass
         only that many samples (a trial of the layout; the block size stays the whole run's);
         `memo`: layouts already worked out for this plan, by (block size, rank)."""
         T, R, n = self.T, self.R, len(self.T)
@@ -1062,7 +890,7 @@ class _Builder:
             rects, wrapped = [None] * len(want), False
             for c in range(chips):
                 ids = [r for r in range(len(want)) if on_chip[r] == c]
-                sub, wr = _layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
+                sub, wr = layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
                                   [entry[r] for r in ids], m, -(-self.mp.region_rows // s),
                                   self.mp.placement == "serpentine",
                                   chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, rank)
@@ -1118,7 +946,7 @@ class _Builder:
         nrc = -(-chip.rows // s)
         sign = [-1 if self.mp.placement == "serpentine" and not wrapped and (y % nrc) // h % 2 else 1
                 for (y, _, h, _) in rects]
-        asked = min(-(-self.mp.region_rows // s), nrc)  # the band height _layout was given, in blocks
+        asked = min(-(-self.mp.region_rows // s), nrc)  # the band height the layout was given, in blocks
         if self.mp.region_rows and not wrapped and any(h != asked for (_, _, h, _) in rects):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
                                    f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
@@ -1216,7 +1044,7 @@ class _Builder:
 
         def estimate(s):
             nr, nc = -(-chip.rows // s), -(-chip.cols // s)
-            per = sum(max(1, min(64, int(round(T[i].count)))) for i in mm)
+            per = sum(stream_pieces(T[i]) for i in mm)
             return m * pp * (per * (nr * (2 * nc if every else 2) + nr + 3) + other * 64)
         s = 1 if every else _block_size(estimate, TILE_TASKS, max(chip.rows, chip.cols))
         self.max_tasks = max(MAX_TASKS, int(estimate(s) * 1.05) + 100_000)
@@ -1255,7 +1083,7 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     return np.array([tot[i] / max(1, len(stages[i])) for i in range(len(tot))])
 
 
-# Wafer layouts: the estimate (_layout) ranks candidate layouts; a long pipelined run simulates
+# Wafer layouts: the estimate (codegen/layout.py) ranks candidate layouts; a long pipelined run simulates
 # the best few with TRIAL_SAMPLES samples each and keeps the one whose projected step is
 # shortest. Only from TRIAL_MIN_SAMPLES samples on, where the trials cost at most half the
 # run's own simulation (fewer trial samples project the period less well: 6-15% off on a
@@ -1381,9 +1209,6 @@ def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int
     if b.collapsed:
         notes.append(f"event level: {b.collapsed:,} collectives inside ops use links no other traffic shares; "
                      f"each is one task of its uncontended time (what its flows would take)")
-    if b.mp.interleave > 1 and getattr(b, "chunks", 1) == 1:
-        notes.append("event level: interleaved pipeline simulated as plain 1F1B (the micro-batches are not a "
-                     "multiple of the stages, or one stage)")
     return notes
 
 

@@ -426,7 +426,7 @@ def test_backward_pieces_complete_gradients_last_layer_first(tmp_path):
     bytes, the last with the last piece that has gradients."""
     from archc.codegen.lower import lower
     from archc.codegen.plan import Phase
-    from archc.runtime.buckets import backward_pieces, bucket_closings
+    from archc.codegen.buckets import backward_pieces, bucket_closings
     f = tmp_path / "m.arch"
     f.write_text(MACHINE + """model two(b, d) {
       input x : [b, d]

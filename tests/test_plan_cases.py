@@ -34,3 +34,37 @@ def test_plan_cases(path, tmp_path, update_golden):
 
 def test_every_plan_file_has_cases():
     assert FILES, "tests/data/plan-*.test holds the lowering's golden cases"
+
+
+LAYOUTS = sorted(DATA.glob("layout-*.test"))
+
+
+def draw_layout(text: str) -> str:
+    """A spatial layout (codegen/layout.py) from `key value` lines: grid R x C (tiles), block S,
+    regions T1 T2 ... (tiles each wants), samples N, band H (block rows, 0: chosen),
+    placement adjacent|raster|serpentine, rank K; drawn as the grid, one letter per region."""
+    from archc.codegen.layout import layout
+    kv = dict(line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("//"))
+    nr, nc = (int(x) for x in kv["grid"].split("x"))
+    s = int(kv.get("block", "1"))
+    tiles = [float(x) for x in kv["regions"].split()]
+    placement = kv.get("placement", "adjacent")
+    rects, shared = layout(-(-nr // s), -(-nc // s), s, tiles, samples=int(kv.get("samples", "1")),
+                           band=int(kv.get("band", "0")), serpentine=placement == "serpentine",
+                           hop=1e-9 if placement != "adjacent" else None, rank=int(kv.get("rank", "0")))
+    if rects is None:
+        return "no such layout\n"
+    grid = [["." for _ in range(-(-nc // s))] for _ in range(-(-nr // s))]
+    for k, (y, x, h, w) in enumerate(rects):
+        for yy in range(y, y + h):
+            for xx in range(x, x + w):
+                grid[yy][xx] = chr(ord("A") + k) if grid[yy][xx] == "." else "*"
+    lines = ["".join(row) for row in grid]
+    lines += [f"{chr(ord('A') + k)}: {h} x {w} blocks at ({y}, {x}), {h * w * s * s} tiles for {tiles[k]:g}"
+              for k, (y, x, h, w) in enumerate(rects)]
+    return "\n".join(lines) + ("\nregions share blocks" if shared else "") + "\n"
+
+
+@pytest.mark.parametrize("path", LAYOUTS, ids=[p.stem for p in LAYOUTS])
+def test_layout_cases(path, update_golden):
+    check_cases(path, lambda name, text: draw_layout(text), update_golden)

@@ -1,0 +1,155 @@
+"""Spatial layouts: where a wafer-scale chip's regions go. A spatial run gives each op a region
+of tiles (the analytic kernel sizes them); on a mesh fabric the regions are laid out as
+rectangles of whole blocks of tiles, in bands, in op order, so that consecutive regions
+touch. A lowering decision; the event level executes the layout it is given (and, for long
+runs, simulates the few the estimate ranks best and keeps the fastest, runtime/event_level.py)."""
+from __future__ import annotations
+
+import math
+
+
+def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
+            samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None,
+            rank: int = 0) -> tuple[list | None, bool]:
+    """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
+    the grid is cut into bands of H block rows, regions are placed left to right in a
+    band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
+    what is left of a band starts the next; the columns a band has left over are shared out
+    among its regions. For each H the largest a that fits (the smallest share of its demand
+    any region gets); then the H whose pipeline of `samples` samples is estimated fastest
+    (sum of the region times + (samples - 1) x the slowest), of this packing and of the
+    regions split over all the bands with balanced demand (balanced): a region's time is estimated as
+    work[r] x demand / tiles given (its compute and SRAM time at the analytic size) plus
+    entry[r] x (analytic side) / (its rows) (its NoC input time at the analytic side,
+    entering over the block rows of its west edge). `band` > 0 fixes H (block rows; the
+    user's region_rows) if the regions fit in bands of that height. `serpentine`: the odd
+    bands run right to left (their regions mirrored), so that consecutive regions meet at
+    the band ends. With `hop` (seconds a block) a region that starts a band also pays its
+    input's carriage from the band before (the event level's hand-over flows): its NoC input time again and the hops.
+    With more regions than blocks, regions share blocks: (rectangles, True). `rank` > 0: the
+    layout the estimate ranks rank-th best instead (None if there are not that many)."""
+    d = [max(t, 1e-9) / (s * s) for t in tiles]
+    n = len(d)
+    if not n:
+        return ([], False) if rank == 0 else (None, False)
+    work = work if work is not None else [1.0] * n
+    entry = entry if entry is not None else [0.0] * n
+    if n > nr * nc:
+        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
+
+    def widths(H, a):
+        return [max(1, math.ceil(a * x / H - 1e-9)) for x in d]
+
+    def fits(H, a):
+        bands, x = 1, 0
+        for w in widths(H, a):
+            if w > nc:
+                return False
+            if x + w > nc:
+                bands, x = bands + 1, 0
+            x += w
+        return bands <= nr // H
+
+    def lay(H, bands, w):
+        """The rectangles of `bands` (lists of regions, in order, one band of H block rows
+        each) with widths w; odd bands mirrored if serpentine."""
+        out = [None] * n
+        for b, regs in enumerate(bands):
+            x = 0
+            for r in regs:
+                out[r] = (b * H, nc - x - w[r] if serpentine and b % 2 else x, H, w[r])
+                x += w[r]
+        return out
+
+    def place(H, a):
+        """Left to right at the smallest share a, a region that does not fit starting the next
+        band; the columns a band has left over go to its regions in proportion to their demand
+        (largest remainder first)."""
+        bands: list[list[int]] = [[]]
+        x = 0
+        ws = widths(H, a)
+        for r, w in enumerate(ws):
+            if x + w > nc:
+                bands.append([])
+                x = 0
+            bands[-1].append(r)
+            x += w
+        for regs in bands:
+            spare = nc - sum(ws[r] for r in regs)
+            tot = sum(d[r] for r in regs)
+            extra = {r: int(spare * d[r] / tot) for r in regs}
+            left = spare - sum(extra.values())
+            for r in sorted(regs, key=lambda r: (-(spare * d[r] / tot - extra[r]), r))[:left]:
+                extra[r] += 1
+            for r in regs:
+                ws[r] += extra[r]
+        return lay(H, bands, ws)
+
+    def balanced(H):
+        """The regions, in order, split into the bands so that the largest band demand is
+        least (each band at most nc regions), a band's columns shared in proportion to demand
+        (largest remainder, at least one each); None if impossible."""
+        K = nr // H
+        if K < 1 or n > K * nc:
+            return None
+
+        def groups(cap):
+            out, cur, tot = [], [], 0.0
+            for r in range(n):
+                if cur and (tot + d[r] > cap or len(cur) == nc):
+                    out.append(cur)
+                    cur, tot = [], 0.0
+                cur.append(r)
+                tot += d[r]
+            return out + [cur]
+        lo_c, hi_c = max(d), sum(d)
+        for _ in range(50):
+            mid = (lo_c + hi_c) / 2
+            lo_c, hi_c = (lo_c, mid) if len(groups(mid)) <= K else (mid, hi_c)
+        bands = groups(hi_c)
+        if len(bands) > K:
+            return None
+        ws = [1] * n
+        for regs in bands:
+            tot = sum(d[r] for r in regs)
+            want = {r: max(1.0, nc * d[r] / tot) for r in regs}
+            for r in regs:
+                ws[r] = max(1, int(want[r]))
+            while sum(ws[r] for r in regs) > nc:  # the minimums overshoot: take from the widest
+                ws[max(regs, key=lambda r: (ws[r], -r))] -= 1
+            for r in sorted(regs, key=lambda r: (-(want[r] - ws[r]), r))[:nc - sum(ws[r] for r in regs)]:
+                ws[r] += 1
+        return lay(H, bands, ws)
+
+    every = n * nr <= 20_000
+    cands = sorted(set(range(1, nr + 1)) if every else
+                   {h for h in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if h <= nr}
+                   | {nr, max(1, round(math.sqrt(sum(d) / n)))})
+    if band > 0 and fits(min(band, nr), 0.0):
+        cands = [min(band, nr)]
+    found = []  # (slowest region's time, H, a)
+    for H in cands:
+        if not fits(H, 0.0):
+            continue
+        lo, hi = 0.0, nr * nc / min(d)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
+        for rects in (place(H, lo), balanced(H)):
+            if rects is None:
+                continue
+            t = [work[r] * d[r] / (h * w) + entry[r] * math.sqrt(tiles[r]) / (h * s)
+                 for r, (_, _, h, w) in enumerate(rects)]
+            for r in range(1, n if hop is not None else 0):
+                if rects[r][0] != rects[r - 1][0]:  # starts a band: its input crosses from the band before
+                    far = rects[r][3] + rects[r - 1][3] if serpentine else nc
+                    t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
+            found.append((sum(t) + (samples - 1) * max(t), H, rects))
+    if not found:  # not even one block per region in a band of one row: share blocks
+        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
+    ranked, seen = [], set()
+    for f in sorted(found, key=lambda f: (f[0], f[1])):
+        if tuple(f[2]) not in seen:  # both packings can give the same rectangles
+            seen.add(tuple(f[2]))
+            ranked.append(f[2])
+    return (ranked[rank] if rank < len(ranked) else None), False
