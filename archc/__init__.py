@@ -1,6 +1,6 @@
-"""archc: a declarative language and compiler for AI machines. This module owns the version,
-the public names and where the stage subpackages (archc.dsl, ...) are found."""
-__version__ = "0.1.0"
+"""archc: a declarative language and compiler for AI machines. This module owns the public
+names and where the stage subpackages (archc.dsl, ...) are found; the version is
+archc.dsl.version's."""
 
 # Where archc.dsl, archc.codegen, archc.runtime and archc.grammar live. Installed (wheel or
 # `pip install .`) they sit inside this package; in the source tree pyproject.toml maps them
@@ -19,6 +19,15 @@ if not _os.path.isdir(_os.path.join(_here, "dsl")) and all(
     __path__.append(_root)
 del _os, _here, _root
 
-from .api import Design, check, load  # noqa: E402
+from .dsl.version import __version__  # noqa: E402
 
 __all__ = ["Design", "check", "load", "__version__"]
+
+
+def __getattr__(name: str):
+    """The public API, imported on first use (PEP 562): importing a stage (archc.dsl, ...) does
+    not pull in the front door, so the stages never import it, even indirectly."""
+    if name in ("Design", "check", "load"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'archc' has no attribute '{name}'")

@@ -233,7 +233,8 @@ def _compile(args, api) -> int:
         return 0
     if args.emit == "plan":
         from archc.codegen.lower import lower
-        _say("\n".join(lower(r).dump() for _, r in stages.ir.runs))
+        from archc.codegen.show import dump
+        _say("\n".join(dump(lower(r)) for _, r in stages.ir.runs))
         return 0
     sources = api.kernel_sources(stages.ir)
     if args.emit == "pyx":
@@ -265,9 +266,7 @@ def _compile(args, api) -> int:
 def _run(args, api) -> int:
     if args.search or args.trials is not None or args.seed is not None or args.write_run:
         return _search(args, api)
-    from archc import __version__
-    from archc.runtime import outputs
-    from archc.runtime.execute import run_analytic
+    from archc.runtime import outputs, pipeline
     # every output path, before checking, building and simulating (runtime/outputs.py's rules)
     if args.trace and args.level != "event":
         raise ArchcError("--trace needs --level event: the analytic level computes no timeline")
@@ -292,12 +291,9 @@ def _run(args, api) -> int:
     if args.out and len(runs) != 1:
         raise ArchcError("--out writes one run; choose one with --run")
     captured: dict = {}  # the event level's (builder, result) for the plots
-    if args.level == "event":
-        from archc.runtime.execute import run_event
-        reports = [run_event(r, __version__, progress, trace=args.trace, capture=captured if args.out else None)
-                   for r in runs]
-    else:
-        reports = [run_analytic(r, __version__, progress) for r in runs]
+    reports = [pipeline.execute(r, args.level, progress, trace=args.trace,
+                                capture=captured if args.out and args.level == "event" else None).report
+               for r in runs]
     if args.out:
         rep = reports[0]
 
@@ -339,7 +335,7 @@ def _search(args, api) -> int:
     if args.write_run:
         if result.best is None:
             raise ArchcError(f"--write-run {args.write_run}: no feasible mapping found; nothing written")
-        values = {**dict(api._split_set(x) for x in args.set), **result.best.params}
+        values = {**dict(api.split_set(x) for x in args.set), **result.best.params}
         search.write_run(args.file, args.run, args.write_run, values)
     _say(result.to_json() if args.json else result.to_text())
     if args.write_run and not args.json:

@@ -2,19 +2,10 @@
 `archc.formats.get("bf16").quantize(x)`."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 from archc.runtime.numerics import FormatSet, NumberFormat
+from archc.runtime.numerics import standard_set as standard
 
-__all__ = ["get", "names", "standard", "NumberFormat"]
-
-
-@lru_cache(maxsize=None)
-def standard() -> FormatSet:
-    """The formats of std.formats, built once per process (the kernels are cached on disk)."""
-    from archc import __version__
-    from archc.dsl.check import standard_formats
-    return FormatSet(standard_formats(), __version__, "std.formats")
+__all__ = ["get", "names", "standard", "NumberFormat", "FormatSet"]
 
 
 def names() -> list[str]:

@@ -43,7 +43,7 @@ def _design_run(entry: dict):
 
 def estimate(entry: dict, level: str) -> tuple[float, dict]:
     from archc import __version__
-    from archc.runtime.execute import run_analytic
+    from archc.runtime.pipeline import run_analytic
     spec = entry["archc"]
     report = run_analytic(_design_run(entry), __version__)
     d = report.to_dict()
@@ -56,7 +56,7 @@ def estimate_event(entry: dict) -> tuple[float, dict, dict]:
     simulation; not kernel compilation), event graph tasks, links, events and the simulation kernel's seconds."""
     from archc import __version__
     from archc.runtime import events as ev
-    from archc.runtime.execute import run_event
+    from archc.runtime.pipeline import run_event
     spec = entry["archc"]
     info: dict = {}
     orig = ev.simulate

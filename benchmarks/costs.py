@@ -28,14 +28,15 @@ def main(argv=None) -> int:
     ap.add_argument("--node", type=float, default=7.0, help="target process node in nm (default 7)")
     args = ap.parse_args(argv)
     from archc.dsl import costs
+    from archc.dsl.check import standard_formats
     node = args.node
-    F = costs.std_formats()
+    F = standard_formats()
     pj, um2 = costs.PJ, costs.UM2
 
     print("45 nm anchor (Horowitz, ISSCC 2014) vs the model")
     print(f"{'op':<5} {'format':<7} {'table pJ':>9} {'model pJ':>9} {'err':>7} "
           f"{'table um2':>10} {'model um2':>10} {'err':>7}")
-    for op, name, e, me, a, ma in costs.fit_report():
+    for op, name, e, me, a, ma in costs.fit_report(F):
         print(f"{op:<5} {name:<7} {e:>9.3g} {me:>9.3g} {100 * (me / e - 1):>+6.1f}% {a:>10.0f} {ma:>10.0f} "
               f"{100 * (ma / a - 1):>+6.1f}%")
 

@@ -105,7 +105,7 @@ def child_event(arch: str, run: str, sets: dict) -> dict:
     """One run at the event level: sizes, times, peak memory."""
     from archc import __version__
     from archc.runtime import events as ev
-    from archc.runtime.execute import run_event
+    from archc.runtime.pipeline import run_event
     info: dict = {}
     orig = ev.simulate
 
@@ -136,7 +136,7 @@ def child_event(arch: str, run: str, sets: dict) -> dict:
 
 def child_archc_level(arch: str, run: str, level: str) -> dict:
     from archc import __version__
-    from archc.runtime.execute import run_analytic, run_event
+    from archc.runtime.pipeline import run_analytic, run_event
     f = run_analytic if level == "analytic" else run_event
     t0 = time.perf_counter()
     f(_load(arch, run, {}), __version__)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,9 +20,6 @@ from archc.dsl.ir import Run
 from archc.dsl.vocab import Collective, OpClass, Strategy
 
 from .collectives import Step
-
-if TYPE_CHECKING:
-    from .schedule import Schedule
 
 
 class Phase(IntEnum):
@@ -156,7 +152,7 @@ class Plan:
     micro_batches: int  # per chip per step
     flops: dict  # "forward", "backward", "recompute": FLOPs of the whole step, every replica
     notes: tuple[str, ...] = ()  # assumptions the report prints
-    schedule: "Schedule | None" = None  # each stage's passes (codegen/schedule.py); None: spatial
+    schedule: object = None  # codegen/schedule.py's Schedule: each stage's passes; None: spatial
 
     @property
     def mapping(self):
@@ -191,59 +187,8 @@ class Plan:
                     interleave=self.schedule.chunks if self.schedule is not None else 1, micro_batches=self.micro_batches, overlap_dp=int(mp.overlap_dp),
                     chips=mp.chips, **{f"flops_{k}": v for k, v in self.flops.items()})
 
-    def _buckets(self) -> list[str]:
-        return _buckets_of(self)
 
-    def dump(self) -> str:
-        """The plan, readably: the mapping, then one line per task with what it moves."""
-        mp, run = self.mapping, self.run
-        out = [f"plan {run.name}: model {run.model} on {run.machine.name}, {run.mode}, {self.strategy.word}",
-               f"  mapping tp={mp.tp} pp={mp.pp} dp={mp.dp} micro_batches={self.micro_batches}"
-               + (f" recompute={mp.recompute}" if mp.recompute != "none" else "")
-               + (f" overlap_dp bucket={_num(mp.bucket)}B" if mp.overlap_dp else ""),
-               "  flops " + " ".join(f"{k}={_num(v)}" for k, v in self.flops.items())]
-        for i, t in enumerate(self.tasks):
-            parts = [f"{i:>3} {t.phase.word:<17} {t.placement.name.lower():<11} x{_num(t.count):<6} "
-                     f"{t.label} [{t.kind}, {t.cls.word}]"]
-            for name in ("mflops", "vflops", "mem_bytes", "sram_bytes", "noc_bytes", "weight_bytes"):
-                v = getattr(t, name)
-                if v:
-                    parts.append(f"{name}={_num(v)}")
-            if t.gemm is not None and t.gemm.m:
-                parts.append(f"gemm={_num(t.gemm.b)}x{_num(t.gemm.m)}x{_num(t.gemm.n)}x{_num(t.gemm.k)}")
-            if t.comm is not None:
-                parts.append(f"{t.comm.kind.word}({_num(t.comm.nbytes)}B p={_num(t.comm.p)} "
-                             f"stride={_num(t.comm.stride)}: {_num(t.comm.seconds)}s)")
-            if t.colocate:
-                parts.append("colocated")
-            if t.launches != 1.0:
-                parts.append(f"launches={_num(t.launches)}")
-            out.append(" ".join(parts))
-        if self.schedule is not None:
-            out += self.schedule.dump()
-        if mp.overlap_dp and self.train:
-            out += self._buckets()
-        comms = {}
-        for t in self.tasks:
-            if t.comm is not None and t.comm.steps:
-                comms.setdefault((t.comm.kind, t.comm.p, t.comm.stride), t.comm.steps)
-        for (kind, p, stride), steps in comms.items():
-            out.append(f"  {kind.word} over {_num(p)} chips {_num(stride)} apart:")
-            out += [f"    {s.show()}" for s in steps]
-        out += [f"  note {n}" for n in self.notes]
-        return "\n".join(out) + "\n"
-
-
-def _buckets_of(plan: "Plan") -> list[str]:
-    """The gradient buckets of an overlap_dp step: which backward piece closes each, and its bytes."""
-    from .buckets import step_buckets
-    pieces, closings = step_buckets(plan)
-    T = plan.tasks
-    return [f"  bucket {n + 1}: {_num(b)} B, closed by piece {k} ({T[pieces[k][0]].label}, "
-            f"{T[pieces[k][0]].phase.word})" for n, (k, b) in enumerate(sorted(closings.items()))]
-
-
-def _num(x: float) -> str:
+def num(x: float) -> str:
     """A figure to 4 significant digits (whole numbers as such), for printed plans."""
     x = float(x)
     if x.is_integer() and abs(x) < 1e15:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .ir import Format
 
@@ -236,29 +235,14 @@ def _operand(fmt: Format) -> _Operand:
                      f"(the cost model knows float, posit, int, fixed and mx)")
 
 
-@lru_cache(maxsize=1)
-def _std_formats() -> tuple[tuple[str, Format], ...]:
-    from .check import check
-    from .parser import parse
-    from .source import Source
-    text = ("import std.formats\n"
-            "tile costs_t { clock 1 GHz; sram 1 KiB, bandwidth = 1 B/cycle; vector fp32 : 1 lanes }\n")
-    return check(parse(Source("<dsl.costs>", text)), "<dsl.costs>", runs=False).formats
-
-
-def std_formats() -> dict[str, Format]:
-    """The formats of std.formats, checked by archc's checker (names and MX element names are
-    looked up here when no `formats` mapping is given)."""
-    return dict(_std_formats())
-
-
 def _resolve(fmt, formats: Mapping[str, Format] | None) -> Format:
     if isinstance(fmt, str):
-        table = formats if formats is not None else dict(_std_formats())
-        if fmt not in table:
-            where = "the given formats" if formats is not None else "std.formats"
-            raise ValueError(f"cannot cost format '{fmt}': no such format in {where}")
-        return table[fmt]
+        if formats is None:
+            raise ValueError(f"cannot cost format '{fmt}' by name without the formats it is one of "
+                             f"(pass formats=dict(design.formats), or check.standard_formats())")
+        if fmt not in formats:
+            raise ValueError(f"cannot cost format '{fmt}': no such format in the given formats")
+        return formats[fmt]
     if not hasattr(fmt, "kind") or not hasattr(fmt, "params"):
         raise ValueError(f"cannot cost {fmt!r}: not a format")
     return fmt
@@ -271,7 +255,7 @@ def _describe(fmt, formats) -> _Operand | _Mx:
     elem_name = fmt.param("elem")
     if not isinstance(elem_name, str):
         raise ValueError(f"cannot cost MX format '{fmt.name}': it names no element format")
-    table = formats if formats is not None else dict(_std_formats())
+    table = formats or {}
     if elem_name not in table:
         raise ValueError(f"cannot cost MX format '{fmt.name}': its element format '{elem_name}' is not "
                          f"known here (pass formats=dict(design.formats))")
@@ -449,7 +433,7 @@ def derived_rate(area_m2: float, a: Format, b: Format, acc: Format, node_nm: flo
     return area / mac(a, b, acc, node_nm, formats=formats).area_m2
 
 
-def fit_report(formats: Mapping[str, Format] | None = None) -> list[tuple[str, str, float, float, float, float]]:
+def fit_report(formats: Mapping[str, Format]) -> list[tuple[str, str, float, float, float, float]]:
     """Each entry of the 45 nm table against the model: (op, format, table pJ, model pJ,
     table um^2, model um^2)."""
     rows = []

@@ -1032,11 +1032,11 @@ class _Executor:
 
 def formats_for(design, progress=None) -> object:
     """The FormatSet of a design's formats: the standard one when the design only has those."""
-    import archc.formats as F
-    from archc import __version__
-    from .numerics import FormatSet
+    from archc.dsl.version import __version__
+
+    from .numerics import FormatSet, standard_set
     fm = dict(design.formats)
-    std = F.standard()
+    std = standard_set()
     if all(n in std and std[n].ir == f for n, f in fm.items()):
         return std
     return FormatSet(fm, __version__, "accuracy formats", progress=progress)

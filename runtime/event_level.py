@@ -83,7 +83,6 @@ from collections import Counter
 
 import numpy as np
 
-from archc.codegen.lower import lower
 from archc.codegen.plan import Phase, Placement, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
@@ -1121,14 +1120,10 @@ def _pick_layout(plan, R, memo: dict) -> tuple[int, str | None]:
                   + ", ".join(f"#{r + 1} {si(t, 's')}" for t, r in sorted(projected, key=lambda x: x[1])) + ")")
 
 
-def simulate_run(run, version: str, progress=None):
-    """(plan, R, builder, EventResult) of a run at the event level."""
-    from .execute import analyze, build_kernel
-
-    plan = lower(run)
-    mod = build_kernel(run.machine, version, progress)
-    R = np.zeros((len(plan.tasks), len(RESULTS)), dtype=np.float64)
-    analyze(mod, plan, R, run)
+def simulate(plan: Plan, R: np.ndarray, progress=None) -> tuple["_Builder", ev.EventResult]:
+    """The plan's task graph (with the analytic per-task figures R) built and simulated:
+    (builder, EventResult). runtime/pipeline.py drives it."""
+    run = plan.run
     b = _Builder(plan, R)
     if run.mapping.strategy == "spatial":
         if _wafer_ok(run.machine):
@@ -1144,8 +1139,7 @@ def simulate_run(run, version: str, progress=None):
             b.setup_stream_tiles()
         b.build_stages()
     b.final = b.g.finalize()
-    result = ev.simulate(b.final, progress=progress)
-    return plan, R, b, result
+    return b, ev.simulate(b.final, progress=progress)
 
 
 def step_figures(plan: Plan, b: _Builder, r: ev.EventResult) -> dict:

@@ -104,7 +104,7 @@ def kernel(version: str | None = None, progress=None):
     from . import cache
 
     if version is None:
-        from archc import __version__ as version
+        from archc.dsl.version import __version__ as version
     mod = _kernels.get(version)
     if mod is None:
         try:

@@ -1,13 +1,12 @@
-"""Running a run: lower it, build (or load) its machine's kernel, execute, make the Report."""
+"""Executing a plan: the machine's analytic kernel built, the per-task figures, the step at the
+analytic or the event level, and the Report. runtime/pipeline.py drives the stages in order."""
 from __future__ import annotations
 
 import numpy as np
 
-from archc.codegen.lower import lower
 from archc.codegen.plan import Placement, Plan
 from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
-from archc.dsl.ir import Run
 
 from . import cache
 from .buckets import analytic_exposure
@@ -15,12 +14,8 @@ from .report import SCHEMA, OpRow, Report
 
 
 
-def kernel_source(run_or_machine, version: str) -> str:
-    machine = getattr(run_or_machine, "machine", run_or_machine)
-    return render_analytic(machine, version)
-
-
 def build_kernel(machine, version: str, progress=None):
+    """The machine's analytic kernel: its generated source built (or loaded from the cache)."""
     src = render_analytic(machine, version)
     try:
         return cache.build(src, module_stem(machine), archc_version=version, progress=progress)
@@ -28,27 +23,27 @@ def build_kernel(machine, version: str, progress=None):
         raise BuildError(f"building the kernel for '{machine.name}' failed: {e}") from None
 
 
-def analyze(mod, plan: Plan, R, run: Run) -> None:
-    """The analytic kernel's per-op figures of the plan's tasks into R (both levels start here)."""
+def analyze(mod, plan: Plan) -> np.ndarray:
+    """The analytic kernel's per-task figures of the plan (both levels start here): R, one row
+    per task, RESULTS columns."""
+    run = plan.run
     spatial = run.mapping.strategy == "spatial"
+    R = np.zeros((len(plan.tasks), len(RESULTS)), dtype=np.float64)
     mod.analyze(plan.table, R, run.mapping.pp if spatial else 0, plan.micro_batches,
                 float(run.mapping.region_rows) if spatial else 0.0)
+    return R
 
 
-def run_analytic(run: Run, version: str, progress=None) -> Report:
-    plan = lower(run)
-    mod = build_kernel(run.machine, version, progress)
-    R = np.zeros((len(plan.tasks), len(RESULTS)), dtype=np.float64)
-    analyze(mod, plan, R, run)
+def analytic_report(mod, plan: Plan, R: np.ndarray) -> Report:
+    """The analytic level: the step composed from the per-task figures (the kernel's compose)."""
     scalars = plan.scalars()
-    if run.mapping.overlap_dp:
-        scalars["dp_exposed"] = analytic_exposure(plan, R) if run.mode == "train" else 0.0
-    step = mod.compose(plan.table, R, scalars)
-    return make_report(plan, R, step, "analytic")
+    if plan.mapping.overlap_dp:
+        scalars["dp_exposed"] = analytic_exposure(plan, R) if plan.train else 0.0
+    return make_report(plan, R, mod.compose(plan.table, R, scalars), "analytic")
 
 
-def run_event(run: Run, version: str, progress=None, trace=None, capture: dict | None = None) -> Report:
-    """The event level (runtime/event_level.py): the run's task graph simulated; `trace`: a
+def event_report(plan: Plan, R: np.ndarray, progress=None, trace=None, capture: dict | None = None) -> Report:
+    """The event level (runtime/event_level.py): the plan's task graph simulated; `trace`: a
     path to write the Chrome trace to (atomically); `capture`: a dict that receives the task
     graph builder and the simulation result (for plots)."""
     import dataclasses
@@ -56,7 +51,7 @@ def run_event(run: Run, version: str, progress=None, trace=None, capture: dict |
     from . import event_level as el
 
     try:
-        plan, R, b, result = el.simulate_run(run, version, progress)
+        b, result = el.simulate(plan, R, progress)
     except el.EventLevelError as e:
         raise RunError(str(e)) from None
     if capture is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -269,3 +270,11 @@ class FormatSet(dict):
             if not exact_window_ok(float(both.max(initial=0)), float(nz.min(initial=0))):
                 raise ValueError("exact accumulation takes values within 2^-200 .. 2^200")
         return float(self.module.dot(f._info.index, fa, fb, mode, int(exact), rbits, width))
+
+
+@lru_cache(maxsize=None)
+def standard_set() -> FormatSet:
+    """The formats of std.formats, built once per process (the kernels are cached on disk)."""
+    from archc.dsl.check import standard_formats
+    from archc.dsl.version import __version__
+    return FormatSet(standard_formats(), __version__, "std.formats")

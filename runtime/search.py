@@ -219,8 +219,8 @@ def _precheck(cand: dict, params: dict) -> str | None:
 
 def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, progress=None,
            level: str = "analytic") -> SearchResult:
-    from archc import __version__, api
-    from archc.runtime.execute import run_analytic, run_event
+    from . import pipeline as api
+    from .pipeline import run_analytic, run_event
     evaluate_run = run_event if level == "event" else run_analytic
     if trials < 1:
         raise ArchcError(f"--trials must be at least 1; found {trials}")
@@ -253,7 +253,7 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
         if reason is None:
             try:
                 r = dict(api.check(path, {**overrides, **{k: str(v) for k, v in cand.items()}}, run).runs)[run]
-                rep = evaluate_run(r, __version__, progress)
+                rep = evaluate_run(r, progress=progress)
                 c.latency_s, c.energy_j = float(rep.latency_s), float(rep.energy_j)
             except ArchcError as e:
                 reason = e.diagnostics[0].message if e.diagnostics else str(e)
@@ -286,8 +286,8 @@ def _as_dict(overrides) -> dict:
         return {}
     if isinstance(overrides, dict):
         return {k: str(v) for k, v in overrides.items()}
-    from archc.api import _split_set
-    return dict(_split_set(s) for s in overrides)
+    from .pipeline import split_set
+    return dict(split_set(s) for s in overrides)
 
 
 def _optuna(optuna, space, start_choice, trials, seed, score) -> None:
@@ -332,11 +332,11 @@ def _offset(lines_start: list[int], line: int, col: int) -> int:
 def check_new_name(path, new_name: str, run: str | None = None):
     """Refuse a --write-run name that is not an identifier or is already declared; the stages
     (of run `run` checked, the others only parsed)."""
-    from archc import api
+    from . import pipeline
     from archc.dsl.ast import Call, Name
     if not new_name.isidentifier():
         raise ArchcError(f"--write-run needs a name; '{new_name}' is not an identifier")
-    stages = api.compile_stages(path, None, run)
+    stages = pipeline.front(path, None, run)
     taken = set()
     for s in stages.ast.stmts:
         a = s.args[0] if getattr(s, "args", None) else None
@@ -353,8 +353,9 @@ def write_run(path, run: str, new_name: str, values: dict) -> str:
     """Append `run NEW_NAME(...)`: the text of run RUN with the given parameter defaults
     substituted. Atomic (runtime/outputs.py: temp file + fsync + os.replace, onto a regular
     file, through a symlink); the result must check. Returns the new text."""
-    from archc import api
     from archc.dsl.ast import Call, Kwarg, Name
+
+    from . import pipeline as api
     stages = check_new_name(path, new_name, run)
     decl = None
     for s in stages.ast.stmts:

@@ -12,7 +12,7 @@ import pytest
 from archc import __version__
 from archc.api import check
 from archc.dsl.diagnostics import ArchcError
-from archc.runtime.execute import run_analytic
+from archc.runtime.pipeline import run_analytic
 from conftest import EASY_MACHINE
 
 pytestmark = pytest.mark.build

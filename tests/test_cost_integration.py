@@ -8,7 +8,8 @@ import pytest
 from archc import __version__
 from archc.api import check
 from archc.dsl import costs
-from archc.runtime.execute import run_analytic
+from archc.dsl.check import standard_formats
+from archc.runtime.pipeline import run_analytic
 
 TILE = """
 import std.formats
@@ -37,7 +38,7 @@ def tile_of(d):
 def test_area_declared_units_get_the_cost_models_rate(tmp_path):
     d = design(tmp_path, "matrix bf16 x bf16 -> fp32 : 2 mm2\n  matrix fp64 x fp64 -> fp64 : 2 mm2")
     bf16, fp64 = tile_of(d).matrix
-    std = costs.std_formats()
+    std = standard_formats()
     expect = costs.derived_rate(2e-6, std["bf16"], std["bf16"], std["fp32"], 7)
     assert bf16.flops_per_cycle == pytest.approx(2 * expect, rel=1e-12)
     ratio = bf16.flops_per_cycle / fp64.flops_per_cycle
@@ -52,7 +53,7 @@ def test_declared_energy_wins_and_missing_energy_is_derived(tmp_path):
                          "  matrix fp16 x fp16 -> fp32 : 512 mac/cycle", vector_energy=", energy = 1 pJ")
     bf16, fp16 = tile_of(d).matrix
     assert bf16.energy_per_flop == pytest.approx(0.25e-12) and not bf16.energy_derived
-    std = costs.std_formats()
+    std = standard_formats()
     assert fp16.energy_per_flop == pytest.approx(costs.mac(std["fp16"], std["fp16"], std["fp32"], 7).energy_j / 2)
     assert fp16.energy_derived
     assert tile_of(d).vector[0].energy_per_flop == pytest.approx(0.5e-12)  # declared per FMA

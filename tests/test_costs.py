@@ -219,10 +219,14 @@ def test_errors(F):
     with pytest.raises(ValueError, match="at least one"):
         costs.equal_area_throughput([], 7)
     with pytest.raises(ValueError, match="no such format"):
-        costs.multiplier("fp7")
+        costs.multiplier("fp7", formats=F)
 
 
-def test_names_resolve_through_std_formats(F):
-    # a format name (or an MX element name, without formats=) is looked up in std.formats
-    assert costs.multiplier("fp16") == costs.multiplier(F["fp16"])
-    assert costs.mac(F["mxfp4"], F["mxfp4"], F["fp32"]) == costs.mac(F["mxfp4"], F["mxfp4"], F["fp32"], formats=F)
+def test_names_resolve_only_through_the_formats_given(F):
+    # a format name (or an MX element name) is looked up in the formats passed; without them
+    # it is an error that says so (the cost model does not reach back into the checker)
+    assert costs.multiplier("fp16", formats=F) == costs.multiplier(F["fp16"])
+    with pytest.raises(ValueError, match="pass formats="):
+        costs.multiplier("fp16")
+    with pytest.raises(ValueError, match="element format 'fp4_e2m1' is not known here"):
+        costs.mac(F["mxfp4"], F["mxfp4"], F["fp32"])

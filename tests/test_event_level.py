@@ -12,8 +12,9 @@ from archc import __version__
 from archc.api import check
 from archc.dsl.diagnostics import ArchcError
 from archc.runtime import event_level as el
+from archc.runtime.pipeline import simulate_run
 from archc.runtime.events import TaskGraph, simulate
-from archc.runtime.execute import run_analytic, run_event
+from archc.runtime.pipeline import run_analytic, run_event
 
 from conftest import EASY_MACHINE, SAMPLES, run_cli
 
@@ -57,7 +58,7 @@ def test_data_parallel_training_step_agrees_with_analytic(tmp_path):
 
 def _last_backward(run) -> float:
     """The event level's busy time of the last micro-batch's backward (mb 1 of 2)."""
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     bwd = sum(r.end[t] - r.start[t] for t in range(r.start.size)
               if r.kind[t] == 0 and b.names[t].endswith("backward mb 1"))
     assert bwd > 0
@@ -262,14 +263,14 @@ def test_private_collective_is_one_task_of_its_flows_time(tmp_path, monkeypatch)
     f.write_text(MACHINE + """run r { model stack(8, 1024, 4); on pods; mode train
       strategy parallel, tp = 2, pp = 2, micro_batch = 8, global_batch = 32; precision fp16 }""")
     run = check(f).run("r")
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     assert b.collapsed > 0
     # private: both stages' tp all-reduces (and the stage-to-stage sends, the only traffic
     # between the nodes; but they are not chained to one stage's ops, so stay flows)
     assert {(1, 2, 1, 0), (1, 2, 1, 1)} <= b._private
     assert any("use links no other traffic shares" in n for n in el.summary_notes(b, r))
     monkeypatch.setattr(el._Builder, "find_private", lambda self, keys: None)
-    plan2, R2, b2, r2 = el.simulate_run(run, __version__)
+    plan2, R2, b2, r2 = simulate_run(run, __version__)
     assert b2.collapsed == 0 and b2.g.n_tasks > b.g.n_tasks
     assert r.makespan == pytest.approx(r2.makespan, rel=1e-9)
 
@@ -413,7 +414,7 @@ def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
         assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
         times[bsp] = a.latency_s
         if bsp:
-            plan, R, b, r = el.simulate_run(run, __version__)
+            plan, R, b, r = simulate_run(run, __version__)
             assert any(b.names[t].endswith("exchange") for t in range(len(b.names)))
     assert times[True] > times[False]
 
@@ -466,7 +467,7 @@ def test_interleaved_chunks_start_their_buckets_after_their_own_last_backward(tm
                overlap_dp = true, bucket = 1 B
       precision fp16 }""")
     run = check(f).run("r")
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     names = b.names
     launches = {t: names[t] for t in range(r.start.size)
                 if names[t].startswith("gradient bucket") and names[t].endswith("stage 0 launch")}
@@ -497,7 +498,7 @@ def test_spatial_rows_of_a_two_chip_pipeline_agree_with_the_timeline(tmp_path):
                    "global_batch = 8; precision fp16 }")
     run = check(f).run("r")
     rep = run_event(run, __version__)
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     xfer = plan.first(Phase.PIPELINE_TRANSFER)
     assert plan.tasks[xfer].reps(plan.micro_batches) == 8  # one boundary, 8 samples
     flows = [t for t in range(len(b.names)) if b.names[t].startswith("chip-to-chip sample")]
@@ -528,5 +529,5 @@ def test_alltoall_flows_agree_with_the_analytic_steps(tmp_path, monkeypatch):
     link = 3 * (D / 8 / 100e9 + 1e-6) + (D / 2 / (25e9 / 4) + 5e-6)
     assert a.ops[0].time_s == pytest.approx(link + 1e-6 + 2 * D / 1e12, rel=1e-9)  # + launch, + memory
     assert e.latency_s == pytest.approx(a.latency_s, rel=1e-9)
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     assert int((r.kind == 1).sum()) == 3 * 8 + 8  # a flow per chip per step

@@ -14,7 +14,7 @@ import pytest
 
 from archc import __version__
 from archc.api import check
-from archc.runtime.execute import run_analytic
+from archc.runtime.pipeline import run_analytic
 
 from conftest import SAMPLES, run_cli
 

@@ -10,7 +10,7 @@ import pytest
 from archc import __version__
 from archc.api import compile_stages, kernel_sources
 from archc.dsl import ast, ir
-from archc.runtime.execute import run_analytic
+from archc.runtime.pipeline import run_analytic
 from archc.runtime.report import summary
 from conftest import ROOT, SAMPLES, check_goldens
 

@@ -272,12 +272,12 @@ def test_plots_are_written_through_outputs(tmp_path):
 def no_work(monkeypatch):
     """Make checking, building and simulating fail loudly: an up-front refusal must come first."""
     from archc import api
-    from archc.runtime import cache, execute, search
+    from archc.runtime import cache, pipeline, search
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the output paths were checked")
-    for mod, name in [(api, "check"), (api, "compile_stages"), (execute, "run_analytic"),
-                      (execute, "run_event"), (cache, "build"), (cache, "build_into"), (search, "search")]:
+    for mod, name in [(api, "check"), (api, "compile_stages"), (pipeline, "front"), (pipeline, "execute"),
+                      (cache, "build"), (cache, "build_into"), (search, "search")]:
         monkeypatch.setattr(mod, name, forbidden)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from archc.api import check
 from archc.codegen.lower import lower
+from archc.codegen.show import dump
 from archc.dsl.diagnostics import ArchcError
 
 from data_cases import check_cases
@@ -28,7 +29,7 @@ def test_plan_cases(path, tmp_path, update_golden):
             design = check(f)
         except ArchcError as e:  # a case may show an error; the path is the case's name
             return e.render().replace(str(f), f"{name}.arch") + "\n"
-        return "\n".join(lower(r).dump() for _, r in design.runs)
+        return "\n".join(dump(lower(r)) for _, r in design.runs)
     check_cases(path, run_case, update_golden)
 
 

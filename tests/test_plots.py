@@ -1,7 +1,6 @@
 """Report plots (runtime/plots.py): `archc run --out` writes them, byte-stable, with content."""
 from __future__ import annotations
 
-import inspect
 import xml.etree.ElementTree as ET
 
 import matplotlib
@@ -56,10 +55,11 @@ def test_event_level_plots_in_process(tmp_path):
     from archc import __version__, api
     from archc.runtime import event_level as el
     from archc.runtime.execute import make_report
+    from archc.runtime.pipeline import simulate_run
     from archc.runtime.plots import write_plots
 
     run = api.check(str(H100), SMALL_GPT, "gpt_train").runs[0][1]
-    plan, R, b, result = el.simulate_run(run, __version__)
+    plan, R, b, result = simulate_run(run, __version__)
     rep = make_report(plan, el.event_R(plan, R, b, result), el.step_figures(plan, b, result), "event")
     salt = matplotlib.rcParams["svg.hashsalt"]
     files = {}
@@ -80,41 +80,14 @@ def test_event_level_plots_in_process(tmp_path):
 
 
 def test_event_level_cli_out(tmp_path):
-    from archc.runtime.execute import run_event
     d = tmp_path / "ev"
     r = run_cli("run", H100, "--run", "gpt_train", "--level", "event", *_sets(SMALL_GPT), "--out", d)
     assert r.code == 0, r
     assert (d / "report.json").exists() and (d / "roofline.svg").exists() and (d / "roofline.png").exists()
     assert "event level" in _svg_text(d / "roofline.svg")
-    if "capture" in inspect.signature(run_event).parameters:
-        for f in ("utilisation.png", "utilisation.svg", "links.png", "links.svg"):
-            assert (d / f).exists(), f
-        _svg_text(d / "utilisation.svg")
-    else:  # run_event does not hand out its EventResult yet: only the roofline
-        assert not (d / "utilisation.png").exists()
-
-
-def test_cli_draws_heatmaps_given_captured_result(tmp_path, monkeypatch):
-    """The cli's path when run_event offers `capture` (filled with the builder and result)."""
-    from archc import cli
-    from archc.runtime import event_level as el
-    from archc.runtime import execute
-
-    real = execute.run_event
-
-    def run_event(run, version, progress=None, trace=None, capture=None):
-        rep = real(run, version, progress, trace=trace)
-        if capture is not None:
-            _, _, b, result = el.simulate_run(run, version, progress)
-            capture.update(builder=b, result=result)
-        return rep
-    monkeypatch.setattr(execute, "run_event", run_event)
-    d = tmp_path / "ev"
-    assert cli.main(["run", str(H100), "--run", "gpt_train", "--level", "event", *_sets(SMALL_GPT),
-                     "--out", str(d)]) == 0
-    names = sorted(p.name for p in d.iterdir())
-    assert names == sorted(["report.json", "report.txt", "ops.csv"] + [
-        f"{s}.{e}" for s in ("roofline", "utilisation", "links") for e in ("png", "svg")])
+    for f in ("utilisation.png", "utilisation.svg", "links.png", "links.svg"):
+        assert (d / f).exists(), f
+    _svg_text(d / "utilisation.svg")
 
 
 def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
@@ -127,6 +100,7 @@ def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
     from archc.api import check
     from archc.runtime import event_level as el
     from archc.runtime.execute import make_report
+    from archc.runtime.pipeline import simulate_run
     from archc.runtime.plots import utilisation_grid, wafer_link_grid, write_plots
 
     text = (SAMPLES / "wse2.arch").read_text().replace("grid 757 x 996 of wse2_core", "grid 16 x 16 of wse2_core")
@@ -135,7 +109,7 @@ def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
     sets = {"layers": "1", "hidden": "256", "heads": "4", "kv_heads": "2", "ffn": "512", "vocab": "1024",
             "context": "64"}
     run = check(f, sets, "llm_decode").run("llm_decode")
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     grid, what = utilisation_grid(run, b, r)
     assert grid.shape == (16, 16) and "per tile" in what
     util = r.utilization()

@@ -11,7 +11,7 @@ import pytest
 
 from archc import __version__, api
 from archc.cli import main
-from archc.runtime.execute import run_analytic
+from archc.runtime.pipeline import run_analytic
 
 pytestmark = pytest.mark.build
 

@@ -13,7 +13,8 @@ from archc import __version__
 from archc.api import check
 from archc.codegen.plan import Phase
 from archc.runtime import event_level as el
-from archc.runtime.execute import run_analytic, run_event
+from archc.runtime.pipeline import simulate_run
+from archc.runtime.pipeline import run_analytic, run_event
 
 from conftest import SAMPLES, run_cli
 
@@ -47,7 +48,7 @@ def test_small_wafer_agrees_with_analytic(tmp_path):
 
 def test_task_graph_is_tile_granular(tmp_path):
     run = check(_small_wafer(tmp_path), SMALL, "llm_decode").run("llm_decode")
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     assert b.wafer is not None and b.wafer.s == 1
     assert b.g.n_resources >= 16 * 16
     T = plan.tasks
@@ -80,7 +81,7 @@ def test_weight_streaming_small_wafer(tmp_path):
     sets = {"layers": "1", "hidden": "128", "heads": "4", "seq": "64", "vocab": "512", "micro_batch": "2",
             "global_batch": "4"}
     run = check(_small_wafer(tmp_path), sets, "gpt_train").run("gpt_train")
-    plan, R, b, r = el.simulate_run(run, __version__)
+    plan, R, b, r = simulate_run(run, __version__)
     assert b.wafer is not None and b.wafer.s == 1
     assert any("edge row" in b.net.names[i] for i in range(len(b.net.names)))
     a = run_analytic(run, __version__)
@@ -94,9 +95,9 @@ def test_streaming_rows_stand_for_every_tile(tmp_path, monkeypatch):
     sets = {"layers": "1", "hidden": "128", "heads": "4", "seq": "64", "vocab": "512", "micro_batch": "2",
             "global_batch": "4"}
     run = check(_small_wafer(tmp_path, 6, 10), sets, "gpt_train").run("gpt_train")
-    _, _, b, r = el.simulate_run(run, __version__)
+    _, _, b, r = simulate_run(run, __version__)
     monkeypatch.setattr(el, "STREAM_EVERY_TILE", True)
-    _, _, bf, rf = el.simulate_run(run, __version__)
+    _, _, bf, rf = simulate_run(run, __version__)
     W, Wf = b.wafer, bf.wafer
     assert W.row_tiles and not Wf.row_tiles and (W.rows, W.cols) == (Wf.rows, Wf.cols) == (6, 10)
     assert rf.makespan == pytest.approx(r.makespan, rel=1e-12)
@@ -163,7 +164,7 @@ def test_placed_regions_carry_their_input_between_bands(tmp_path, placement):
     f = _placed_wafer(tmp_path)
     run = check(f, {"batch": "1", "region_rows": "4", "placement": placement}, "bert_infer").run("bert_infer")
     assert (run.mapping.region_rows, run.mapping.placement) == (4, placement)
-    _, _, b, r = el.simulate_run(run, __version__)
+    _, _, b, r = simulate_run(run, __version__)
     W, fg = b.wafer, b.g.finalize()
     carried = [t for t in np.flatnonzero(fg.kind == 1) if "input carried to" in b.names[int(t)]]
     assert carried, "no region starts a band"
@@ -195,7 +196,7 @@ def test_serpentine_routes_are_shorter_and_adjacent_routes_nothing(tmp_path):
     hops = {}
     for placement in ("raster", "serpentine", "adjacent"):
         run = check(f, {"batch": "1", "region_rows": "4", "placement": placement}, "bert_infer").run("bert_infer")
-        _, _, b, r = el.simulate_run(run, __version__)
+        _, _, b, r = simulate_run(run, __version__)
         fg = b.g.finalize()
         carried = [t for t in np.flatnonzero(fg.kind == 1) if "input carried to" in b.names[int(t)]]
         hops[placement] = sum(int(fg.route_ptr[t + 1] - fg.route_ptr[t]) for t in carried)
@@ -255,7 +256,7 @@ def test_layout_is_chosen_by_simulating_the_best_estimated_ones(tmp_path, monkey
     2%, and the layout kept is the fastest of them (within that)."""
     f = _placed_wafer(tmp_path)
     run = check(f, {"batch": str(el.TRIAL_MIN_SAMPLES), "placement": "adjacent"}, "bert_infer").run("bert_infer")
-    _, _, b, r = el.simulate_run(run, __version__)
+    _, _, b, r = simulate_run(run, __version__)
     note = next(n for n in b.tile_notes if "layouts the estimate ranks best" in n)
     projected = {int(k) - 1: v for k, v in
                  ((x.split(" ")[0].lstrip("#"), x.split(" ", 1)[1]) for x in note.split("samples: ")[1].rstrip(")").split(", "))}
@@ -263,7 +264,7 @@ def test_layout_is_chosen_by_simulating_the_best_estimated_ones(tmp_path, monkey
     full = {}
     for rank in projected:
         monkeypatch.setattr(el, "_pick_layout", lambda plan, R, memo, rank=rank: (rank, None))
-        full[rank] = float(el.simulate_run(run, __version__)[3].end.max())
+        full[rank] = float(simulate_run(run, __version__)[3].end.max())
     from archc.runtime.report import si
     for rank, t in full.items():
         # the note prints 3 significant digits: compare the full step at that precision

@@ -1,0 +1,183 @@
+"""The driver: every representation change of archc, named in order, and every product of it
+returned, for the command, the Python API and both simulation levels alike:
+
+    [text] -> AST -> IR            front()     (dsl: parse, check)
+    [IR run] -> plan               lower()     (codegen/lower.py)
+    [machine] -> .pyx -> module    build()     (codegen/render.py, runtime/cache.py)
+    [plan, module] -> R            analyze()   (the analytic kernel: per-task figures)
+    [plan, R] -> report            the analytic step (the kernel's compose) or the event level's
+                                   simulated timeline (runtime/event_level.py)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archc.codegen.lower import lower
+from archc.codegen.plan import Plan
+from archc.dsl import ir
+from archc.dsl.ast import File
+from archc.dsl.check import check as _check
+from archc.dsl.diagnostics import ArchSyntaxError, Diagnostic
+from archc.dsl.parser import deep_enough, parse, parse_value
+from archc.dsl.source import Source, read_source
+from archc.dsl.version import __version__
+
+from .execute import analytic_report, analyze, build_kernel, event_report
+from .report import Report
+
+LEVELS = ("analytic", "event")
+
+
+def read(path: str | Path) -> Source:
+    """Read a design file; unreadable, binary or oversized files become located diagnostics."""
+    p = str(path)
+    try:
+        return read_source(path)
+    except FileNotFoundError:
+        raise ArchSyntaxError([Diagnostic(None, f"{p}: no such file")]) from None
+    except IsADirectoryError:
+        raise ArchSyntaxError([Diagnostic(None, f"{p}: is a directory, not a design file")]) from None
+    except PermissionError:
+        raise ArchSyntaxError([Diagnostic(None, f"{p}: permission denied")]) from None
+    except (UnicodeError, ValueError) as e:
+        data = Path(path).read_bytes()[:4096]
+        bad = _first_bad_byte(data)
+        text = data.decode("utf-8", errors="replace")
+        src = Source(p, text)
+        span = src.span_at(len(data[:bad].decode("utf-8", errors="replace")), 1) if bad is not None else src.start
+        if isinstance(e, UnicodeDecodeError):  # (a ValueError too: test it first)
+            reason = "the file is not UTF-8 text" + (f" (byte 0x{data[bad]:02x} at offset {bad})"
+                                                     if bad is not None else "")
+        else:
+            reason = str(e)
+        raise ArchSyntaxError([Diagnostic(span, reason)]) from None
+
+
+def _first_bad_byte(data: bytes) -> int | None:
+    if b"\x00" in data:
+        return data.index(b"\x00")
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as e:
+        return e.start
+
+
+def parse_overrides(items: list[str] | dict | None) -> dict:
+    """`KEY=VALUE` strings (or a dict) -> {key: AST value}; each value is parsed like source."""
+    out = {}
+    if not items:
+        return out
+    pairs = items.items() if isinstance(items, dict) else [split_set(s) for s in items]
+    for key, value in pairs:
+        out[key] = parse_value(key, str(value).lower() if isinstance(value, bool) else str(value))
+    return out
+
+
+def split_set(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        src = Source("<--set>", s)
+        raise ArchSyntaxError([Diagnostic(src.span_at(0, max(1, len(s))),
+                                          f"'--set {s}' needs the form KEY=VALUE")])
+    key, value = s.split("=", 1)
+    key = key.strip()
+    if not key.isidentifier():
+        src = Source("<--set>", s)
+        raise ArchSyntaxError([Diagnostic(src.span_at(0, max(1, len(key))), f"'{key}' is not a parameter name")])
+    return key, value.strip()
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Every product of the pipeline for one design, in order."""
+
+    source: Source
+    ast: File
+    ir: ir.Design
+
+
+def front(path: str | Path, overrides=None, run: str | None = None) -> Stages:
+    with deep_enough():
+        # [text] -> AST
+        source = read(path)
+        tree = parse(source)
+        # AST -> IR (names, units, shapes, mappings checked; every run resolved)
+        design = _check(tree, source.name, parse_overrides(overrides), run)
+    return Stages(source, tree, design)
+
+
+def check(path: str | Path, overrides=None, run: str | None = None) -> ir.Design:
+    return front(path, overrides, run).ir
+
+
+def formats_title(design: ir.Design) -> str:
+    return Path(design.source).name
+
+
+def kernel_sources(design: ir.Design) -> dict[str, str]:
+    """Generated .pyx text per module name: the analytic kernel of every machine a run uses and
+    the design's number-format kernels (sorted, stable)."""
+    from archc.codegen.mangle import identifier
+    from archc.codegen.numerics import render_formats
+    from archc.codegen.render import module_stem, render_analytic
+    out = {}
+    for _, r in design.runs:
+        out.setdefault(module_stem(r.machine), render_analytic(r.machine, __version__))
+    title = formats_title(design)
+    out[identifier(title, "formats")] = render_formats(dict(design.formats), title, __version__)[0]
+    return dict(sorted(out.items()))
+
+
+
+
+@dataclass(frozen=True)
+class Products:
+    """What one run becomes, stage by stage."""
+
+    plan: Plan
+    module: object  # the machine's analytic kernel
+    R: np.ndarray  # the kernel's per-task figures (RESULTS columns)
+    report: Report
+
+
+def build(machine: ir.Machine, progress=None):
+    """[machine] -> .pyx -> module: the machine's analytic kernel, built or loaded from the cache."""
+    return build_kernel(machine, __version__, progress)
+
+
+def execute(run: ir.Run, level: str = "analytic", progress=None, trace=None, capture: dict | None = None) -> Products:
+    """One run through every later stage: [IR run] -> plan -> module -> R -> report, at the
+    `level` "analytic" (the roofline per task, the step composed in closed form) or "event"
+    (the plan's task graph simulated; `trace`: a Chrome trace path, `capture`: a dict that
+    receives the graph builder and the simulation result)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown level '{level}'; archc has: {', '.join(LEVELS)}")
+    plan = lower(run)                           # [IR run] -> plan
+    module = build(run.machine, progress)       # [machine] -> .pyx -> module
+    R = analyze(module, plan)                   # [plan, module] -> per-task figures
+    if level == "event":                        # [plan, R] -> timeline -> report
+        report = event_report(plan, R, progress, trace=trace, capture=capture)
+    else:                                       # [plan, R] -> step -> report
+        report = analytic_report(module, plan, R)
+    return Products(plan, module, R, report)
+
+
+def run_analytic(run: ir.Run, version: str = __version__, progress=None) -> Report:
+    return execute(run, "analytic", progress).report
+
+
+def run_event(run: ir.Run, version: str = __version__, progress=None, trace=None,
+              capture: dict | None = None) -> Report:
+    return execute(run, "event", progress, trace=trace, capture=capture).report
+
+
+def simulate_run(run: ir.Run, version: str = __version__, progress=None):
+    """(plan, R, builder, EventResult) of a run at the event level, for tests and plots."""
+    from . import event_level as el
+    plan = lower(run)
+    R = analyze(build(run.machine, progress), plan)
+    b, result = el.simulate(plan, R, progress)
+    return plan, R, b, result
