@@ -50,8 +50,8 @@ def main(argv=None) -> int:
         if name == "e8m0":  # a scale, not an arithmetic format
             continue
         acc = accumulator(F[f.param("elem")] if f.kind == "mx" else f)
-        r45 = (costs.multiplier(f, 45), costs.adder(f, 45), costs.mac(f, f, F[acc], 45))
-        rn = (costs.multiplier(f, node), costs.adder(f, node), costs.mac(f, f, F[acc], node))
+        r45 = (costs.multiplier(f, 45, formats=F), costs.adder(f, 45, formats=F), costs.mac(f, f, F[acc], 45, formats=F))
+        rn = (costs.multiplier(f, node, formats=F), costs.adder(f, node, formats=F), costs.mac(f, f, F[acc], node, formats=F))
         rows.append((name, acc, rn[2]))
         m, a, c = r45
         mn, an, cn = rn
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                                             ("fp8_e4m3", "fp32"), ("fp8_e5m2", "fp32"), ("mxfp8_e4m3", "fp32"),
                                             ("mxfp4", "fp32"), ("posit16", "posit32"), ("int8", "int32"),
                                             ("mxint8", "int32"), ("int4", "int32"))]
-    eq = costs.equal_area_throughput(pairs, node)
+    eq = costs.equal_area_throughput(pairs, node, formats=F)
     print(f"\nEqual silicon at {node:g} nm: MACs per mm^2 and the ratio to fp64 x fp64 -> fp64")
     for label, row in eq.items():
         print(f"  {label:<30} {row['macs_per_mm2']:>10.4g} /mm^2  {row['ratio']:>7.2f}x")
