@@ -256,6 +256,9 @@ class Evaluator:
             return self.call_hook(e, e.func, tuple(args), kwargs)
         raise EvalError(e.func.span, f"unknown function '{fname}'")
 
+    def _Kwarg(self, e: ast.Kwarg):
+        raise EvalError(e.span, f"'{e.name} = ...' is not a value; a value is expected here")
+
     def _Index(self, e: ast.Index):
         raise EvalError(e.span, "indexing is not allowed here")
 

@@ -22,7 +22,7 @@ from archc.dsl.ast import File
 from archc.dsl.check import check as _check
 from archc.dsl.diagnostics import ArchSyntaxError, Diagnostic
 from archc.dsl.parser import deep_enough, parse, parse_value
-from archc.dsl.source import Source, read_source
+from archc.dsl.source import MAX_SOURCE_BYTES, Source, read_source
 from archc.dsl.version import __version__
 
 from .execute import analytic_report, analyze, build_kernel, event_report
@@ -43,8 +43,14 @@ def read(path: str | Path) -> Source:
     except PermissionError:
         raise ArchSyntaxError([Diagnostic(None, f"{p}: permission denied")]) from None
     except (UnicodeError, ValueError) as e:
-        data = Path(path).read_bytes()[:4096]
-        bad = _first_bad_byte(data)
+        with open(path, "rb") as f:  # up to the size limit: the bad byte and its whole line are shown
+            data = f.read(MAX_SOURCE_BYTES + 1)
+        bad = _first_bad_byte(data) if len(data) <= MAX_SOURCE_BYTES else None
+        if bad is not None:  # decode no further than the end of the bad byte's line
+            end = data.find(b"\n", bad)
+            data = data[:end if end >= 0 else len(data)]
+        else:
+            data = data[:4096]
         text = data.decode("utf-8", errors="replace")
         src = Source(p, text)
         span = src.span_at(len(data[:bad].decode("utf-8", errors="replace")), 1) if bad is not None else src.start

@@ -190,6 +190,11 @@ REGRESSIONS = {
                                 b"  return conv2d(a, 1, kernel = 1, padding = 1" + b"0" * 160 + b")\n}\n",
     "attention_flops_beyond_float": b"model m(x = 2) {\n  input a : [x, x, 64]\n  return attention(a, a, a, heads = 1, "
                                     b"cache = 1" + b"0" * 306 + b")\n}\n",
+    # the 100,000-input long run: a `name = value` where a chip's launch cost goes (the checker
+    # evaluated the keyword argument as a value), and a NUL byte in a line that runs past the
+    # first 4 KiB (the diagnostic showed the line cut at 4,096 bytes)
+    "keyword_as_a_launch_cost": b"tile t{clock 5GHz}chip w{launch h=1\ngrid 4of t\nnoc torus,bandwidth=2TB/s}d{s{}}",
+    "nul_in_a_line_across_4_kib": b"// x\n" * 810 + b"tile t { clock 1 GHz \x00 " + b"y" * 60 + b" }\n",
 }
 
 
