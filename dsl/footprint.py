@@ -38,7 +38,7 @@ def saved_elems(graph: Graph, recompute: str) -> float:
         for t in op.inputs:
             seen.setdefault(t.id, t.elems * op.count)
         if op.kind == "attention" and not op.attr("flash"):
-            scores += op.extra_bytes_elems / 4 * op.count  # one score matrix of the four passes
+            scores += op.attr("scores") * op.count  # the probabilities the backward needs
         if op.layer:
             tid = min(t.id for t in op.inputs)
             if op.layer not in first_in_layer or tid < first_in_layer[op.layer][0]:

@@ -232,6 +232,9 @@ class Tensor:
             n *= d
         return n
 
+    def line(self) -> str:
+        return f"t{self.id}{list(self.shape)}" + (f":{self.dtype}" if self.dtype else "")
+
 
 @dataclass(frozen=True)
 class Gemm:
@@ -239,6 +242,9 @@ class Gemm:
     m: int
     n: int
     k: int
+
+    def line(self) -> str:
+        return f"{self.batch}x{self.m}x{self.n}x{self.k}"
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,7 @@ class Op:
     gemms: tuple[Gemm, ...]
     attrs: tuple[tuple[str, object], ...]
     layer: str  # the repeat body (layer) the op belongs to, "" outside any
+    loops: tuple[int, ...] = ()  # ids of the repeats (Graph.loops) around the op, outermost first
     span: Span | None = _span()
 
     @property
@@ -266,6 +273,37 @@ class Op:
 
     def attr(self, key, default=None):
         return dict(self.attrs).get(key, default)
+
+    def line(self) -> str:
+        """The op on one line (the IR dump): what it reads and writes, its work, where it repeats."""
+        ins = ", ".join(t.line() for t in self.inputs)
+        parts = [f"{self.name} [{self.kind}/{self.cls}] x{self.count} ({ins}) -> {self.output.line()}"]
+        for key, v in (("params", self.weight_elems), ("mflops", self.matrix_flops), ("vflops", self.vector_flops),
+                       ("extra", self.extra_bytes_elems)):
+            if v:
+                parts.append(f"{key}={v:.10g}")
+        if self.gemms:
+            parts.append("gemm=" + ",".join(g.line() for g in self.gemms))
+        if self.attrs:
+            parts.append(" ".join(f"{k}={v}" for k, v in self.attrs))
+        if self.layer:
+            parts.append(f"layer={self.layer} loops={list(self.loops)}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One `repeat` of the model as it ran: `trips` times each time its enclosing loops run.
+    `carried`: the tensors the body reads from before it and replaces, as (entering, leaving)
+    tensor ids: what one trip hands the next."""
+
+    id: int
+    label: str
+    trips: int
+    carried: tuple[tuple[int, int], ...]
+
+    def line(self) -> str:
+        return f"loop {self.id} '{self.label}' x{self.trips} carries {list(self.carried)}"
 
 
 @dataclass(frozen=True)
@@ -276,6 +314,8 @@ class Graph:
     output: Tensor | None
     params_elems: int
     layers: tuple[tuple[str, int], ...]  # repeat bodies and their trip counts
+    loops: tuple[Loop, ...] = ()
+    views: tuple[tuple[int, int], ...] = ()  # (tensor, the tensor it is a view of: reshape, flatten)
 
 
 # PyTorch DistributedDataParallel's default bucket_cap_mb = 25 (MiB): gradients are all-reduced
@@ -361,12 +401,19 @@ class Design:
         return dict(self.runs)[name]
 
 
+def _lines(v) -> bool:
+    """A non-empty tuple of one-line values (ops, tensors, loops), dumped below its field."""
+    return isinstance(v, tuple) and bool(v) and all(hasattr(x, "line") for x in v)
+
+
 def dump(node, indent: int = 0) -> str:
     """Stable text form of any IR value, used for `--emit ir` and golden files."""
     pad = "  " * indent
     if is_dataclass(node):
         if isinstance(node, (ast.Node,)):
             return ast.expr_text(node) if not isinstance(node, (ast.Prop, ast.Assign)) else "<stmt>"
+        if hasattr(node, "line"):  # ops, tensors, loops: one line each
+            return node.line()
         parts = [f"{type(node).__name__.rstrip('_')}"]
         body = []
         for f in fields(node):
@@ -374,7 +421,7 @@ def dump(node, indent: int = 0) -> str:
                 continue
             v = getattr(node, f.name)
             text = dump(v, indent + 1)
-            if "\n" in text:
+            if "\n" in text or _lines(v):
                 body.append(f"{pad}  {f.name}:\n{text}")
             else:
                 body.append(f"{pad}  {f.name}: {text}")
@@ -383,6 +430,8 @@ def dump(node, indent: int = 0) -> str:
     if isinstance(node, tuple):
         if not node:
             return "()"
+        if all(hasattr(x, "line") for x in node):  # one line each, always below their field
+            return "\n".join(f"{pad}  {x.line()}" for x in node)
         if all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in node):
             items = []
             for k, v in node:

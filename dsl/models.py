@@ -8,7 +8,7 @@ from typing import Callable
 from . import ast
 from .diagnostics import Collector
 from .diagnostics import did_you_mean as _hint
-from .ir import Callable_, Gemm, Graph, Op, Tensor
+from .ir import Callable_, Gemm, Graph, Loop, Op, Tensor
 from .values import MAX_INT, EvalError, Evaluator, Lst, Q, show
 from .vocab import Collective
 
@@ -35,6 +35,7 @@ class _Frame:
     scope: dict
     mult: int
     layer: str
+    loops: tuple[int, ...] = ()  # the ids of the repeats around the frame's statements
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Builder:
         self.layers: dict[str, int] = {}
         self.depth = 0
         self.target: str | None = None
+        self.loops: list[Loop] = []
+        self.views: list[tuple[int, int]] = []
         self._frame = _Frame("", {}, 1, "")  # a model's parameter defaults are evaluated here
 
     # ---- entry -------------------------------------------------------------------------
@@ -92,7 +95,8 @@ class Builder:
             return None
         params = sum(op.weight_elems * op.count for op in self.ops)
         return Graph(model.name, tuple(self.ops), tuple(self.inputs), out, params,
-                     tuple(sorted(self.layers.items())))
+                     tuple(sorted(self.layers.items())), tuple(sorted(self.loops, key=lambda lp: lp.id)),
+                     tuple(self.views))
 
     # ---- binding -----------------------------------------------------------------------
     def _bind(self, c: Callable_, args: tuple, kwargs: dict, span) -> dict:
@@ -185,14 +189,20 @@ class Builder:
         label = st.args[0].id if isinstance(st.args[0], ast.Name) else f"repeat@{st.span.line}"
         layer = f"{frame.path}{label}"
         self.layers[layer] = self.layers.get(layer, 0) + n * frame.mult
-        before = {k: v.shape for k, v in frame.scope.items() if isinstance(v, Tensor)}
-        inner = _Frame(frame.path, frame.scope, frame.mult * n, layer)
+        before = {k: v for k, v in frame.scope.items() if isinstance(v, Tensor)}
+        loop_id = len(self.loops)
+        self.loops.append(None)  # its place, filled once the body has run
+        inner = _Frame(frame.path, frame.scope, frame.mult * n, layer, frame.loops + (loop_id,))
         self._exec(st.body, inner)
-        for k, shape in before.items():
+        carried = []
+        for k, t in before.items():
             v = frame.scope.get(k)
-            if isinstance(v, Tensor) and v.shape != shape:
+            if isinstance(v, Tensor) and v.shape != t.shape:
                 raise EvalError(st.span, f"the repeated block changes the shape of '{k}' from "
-                                         f"{list(shape)} to {list(v.shape)}; a repeat must keep shapes")
+                                         f"{list(t.shape)} to {list(v.shape)}; a repeat must keep shapes")
+            if isinstance(v, Tensor) and v.id != t.id:
+                carried.append((t.id, v.id))
+        self.loops[loop_id] = Loop(loop_id, layer, n, tuple(sorted(carried)))
 
     # ---- expressions -------------------------------------------------------------------
     def _eval(self, e, frame: _Frame):
@@ -231,7 +241,7 @@ class Builder:
         scope = self._bind(block, args, kwargs, e.span)
         base = f"{frame.path}{block.name}"
         n = self.names[base] = self.names.get(base, 0) + 1
-        inner = _Frame(f"{base}#{n}." if n > 1 else f"{base}.", scope, frame.mult, frame.layer)
+        inner = _Frame(f"{base}#{n}." if n > 1 else f"{base}.", scope, frame.mult, frame.layer, frame.loops)
         self.target = None
         try:
             out = self._exec(block.body, inner)
@@ -266,8 +276,10 @@ class Builder:
             raise EvalError(e.span, f"op '{kind}' takes at most {len(spec.positional)} values besides its tensors")
         ctx = _OpCtx(self, e.span, kind)
         out = spec.fn(ctx, ins, kw)
-        if out.cls == "view":  # a reshape moves no data and records no op
-            return self._tensor(out.shape, e.span, ins[0].dtype)
+        if out.cls == "view":  # a reshape moves no data: no op, but the graph records whose view it is
+            t = self._tensor(out.shape, e.span, ins[0].dtype)
+            self.views.append((t.id, ins[0].id))
+            return t
         if len(self.ops) >= MAX_OPS:
             raise EvalError(e.span, f"the model expands to more than {MAX_OPS:,} ops")
         for what, x in (("FLOPs", out.matrix_flops + out.vector_flops), ("elements moved", out.extra_elems)):
@@ -281,7 +293,7 @@ class Builder:
         name = base if n == 1 else f"{base}#{n}"
         self.ops.append(Op(name, kind, out.cls, frame.mult, tuple(ins), t, out.weight_elems,
                            float(out.matrix_flops), float(out.vector_flops), float(out.extra_elems),
-                           out.gemms, tuple(sorted(out.attrs.items())), frame.layer, span=e.span))
+                           out.gemms, tuple(sorted(out.attrs.items())), frame.layer, frame.loops, span=e.span))
         return t
 
     def _tensor(self, shape, span, dtype=None) -> Tensor:
@@ -363,7 +375,7 @@ def _linear(c: _OpCtx, ins, kw) -> _Out:
     return _Out(x.shape[:-1] + (n,), "matmul", matrix_flops=2 * m * k * n,
                 vector_flops=m * n if bias else 0,
                 weight_elems=(0 if tied else k * n) + (n if bias else 0),
-                gemms=(Gemm(1, m, n, k),), attrs={"tied": tied, "weights": k * n})
+                gemms=(Gemm(1, m, n, k),), attrs={"tied": tied, "weights": k * n, "bias": bias})
 
 
 def _matmul(c: _OpCtx, ins, kw) -> _Out:

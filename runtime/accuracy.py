@@ -23,15 +23,11 @@ inputs uniform in [0, vocab) of the embedding that reads them ([0, 16) otherwise
 cross_entropy labels uniform over the classes; gather positions distinct, sorted, uniform;
 KV-cache entries N(0, 1).
 
-Execution. Ops run in graph order; a repeat body (the ops sharing a `layer` label) runs its
-trip count times, each iteration with its own weights, the body's output fed back as its input
-(the loop-carried tensor is the first tensor from outside the body, in op order, with the shape
-of the body's last output). A repeat whose body starts with a nested repeat cannot be told
-from two repeats in a row (the IR records the innermost label only) and runs as the latter:
-every op still runs its full count. Views (reshape, flatten) record no op: an op input that no
-op produced is the view of the most recent tensor (highest id below it) with as many elements
-(right for every std model; a model that reshapes an older tensor after making another of the
-same size would be misread).
+Execution. Ops run in graph order; a repeat body (the ops inside one `repeat`, as the IR
+records around each op: Op.loops, nested repeats nested bodies) runs its trip count times,
+each iteration with its own weights, the tensors the body replaces (Loop.carried: a variable
+the body reassigns) fed back for the next iteration. Views (reshape, flatten) record no op; the
+IR records whose view each is (Graph.views).
 Forward pass only; dropout is the identity (evaluation), collectives are the identity (one
 replica's arithmetic), `scale` multiplies by its factor (a power of two adds
 no rounding), `sqrt` takes |x|, gelu is the tanh form, norms use eps 1e-5 and batchnorm uses the
@@ -831,14 +827,14 @@ def _make_weights(op: Op, rng: np.random.Generator, tables: dict) -> dict:
             w["w"] = table.T
         else:
             w["w"] = rng.normal(0.0, math.sqrt(1.0 / k), (k, n))
-        if op.weight_elems - (0 if tied else k * n) == n:
+        if op.attr("bias", False):
             w["b"] = rng.normal(0.0, 0.02, n)
     elif kind == "conv2d":
         kk, _, _, groups = _conv_geometry(op)
         ch, out = op.inputs[0].shape[1], op.output.shape[1]
         fan_in = ch // groups * kk * kk
         w["w"] = rng.normal(0.0, math.sqrt(2.0 / fan_in), (out, ch // groups, kk, kk))
-        if op.weight_elems - out * fan_in == out:
+        if op.attr("bias", False):
             w["b"] = rng.normal(0.0, 0.02, out)
     elif kind in ("layernorm", "rmsnorm", "batchnorm"):
         n = op.inputs[0].shape[1] if kind == "batchnorm" else op.inputs[0].shape[-1]
@@ -869,33 +865,28 @@ class _Body:
     label: str
     trips: int
     nodes: list
-    carry: tuple[int, int] | None = None  # (tensor read from outside, body output fed back)
+    carry: tuple[tuple[int, int], ...] = ()  # (tensor read from before the body, body tensor replacing it)
 
 
-def _plan(ops: tuple[Op, ...], lo: int, hi: int, cur: str, cur_count: int) -> list:
-    """Op indices and repeat bodies in execution order (see the module docstring)."""
-    nodes, i = [], lo
-    while i < hi:
-        label = ops[i].layer
-        if label == cur:
-            nodes.append(i)
-            i += 1
+def _plan(graph, ops: range, depth: int = 0) -> list:
+    """Op indices and repeat bodies in execution order, from the loops the IR records around
+    each op (Op.loops, Graph.loops: a nested repeat is a body inside its body)."""
+    loops = {lp.id: lp for lp in graph.loops}
+    nodes, ops = [], list(ops)
+    k = 0
+    while k < len(ops):
+        op = graph.ops[ops[k]]
+        if len(op.loops) <= depth:
+            nodes.append(ops[k])
+            k += 1
             continue
-        end = i
-        while end < hi and ops[end].layer != cur:
+        lid, end = op.loops[depth], k
+        while end < len(ops) and len(graph.ops[ops[end]].loops) > depth and graph.ops[ops[end]].loops[depth] == lid:
             end += 1
-        last = max(j for j in range(i, end) if ops[j].layer == label) + 1
-        trips = max(1, ops[i].count // max(1, cur_count))
-        nodes.append(_Body(label, trips, _plan(ops, i, last, label, ops[i].count)))
-        i = last
+        lp = loops[lid]
+        nodes.append(_Body(lp.label, lp.trips, _plan(graph, ops[k:end], depth + 1), lp.carried))
+        k = end
     return nodes
-
-
-def _flat(nodes) -> list[int]:
-    out = []
-    for n in nodes:
-        out.extend([n] if isinstance(n, int) else _flat(n.nodes))
-    return out
 
 
 class _Executor:
@@ -912,23 +903,15 @@ class _Executor:
         self.trace = Trace(run, fs)
         self._resolve_views()
 
-    # views: an input no op produced is the reshape of the latest tensor of as many elements
+    # views (reshape, flatten): the IR records whose view each is (Graph.views), maybe a view's view
     def _resolve_views(self):
-        shapes = {t.id: t.shape for t in self.graph.inputs}
-        shapes.update({op.output.id: op.output.shape for op in self.ops})
-        produced = sorted(shapes)
+        views = dict(self.graph.views)
         self.source: dict = {}
-        wanted = [t for op in self.ops for t in op.inputs]
-        if self.graph.output is not None:
-            wanted.append(self.graph.output)
-        for t in wanted:
-            if t.id in shapes or t.id in self.source:
-                continue
-            cands = [p for p in produced if p < t.id and math.prod(shapes[p]) == t.elems]
-            if not cands:
-                raise RunError(f"accuracy: cannot tell which tensor the view {list(t.shape)} (tensor {t.id}) "
-                               "reshapes")
-            self.source[t.id] = cands[-1]
+        for v in views:
+            s = v
+            while s in views:
+                s = views[s]
+            self.source[v] = s
 
     def _src(self, tid: int) -> int:
         s = self.source.get(tid, tid)
@@ -956,7 +939,7 @@ class _Executor:
 
     def execute(self):
         self._inputs()
-        plan = _plan(self.ops, 0, len(self.ops), "", 1)
+        plan = _plan(self.graph, range(len(self.ops)))
         self._carry(plan)
         with np.errstate(all="ignore"):
             self._run(plan, ())
@@ -964,32 +947,14 @@ class _Executor:
         self.trace.declared = {k: v for k, v in self.dec.items()}
 
     def _carry(self, nodes):
+        """The carried tensors as stored (views resolved); a note where a body carries none."""
         for n in nodes:
             if isinstance(n, _Body):
                 self._carry(n.nodes)
-                idx = _flat(n.nodes)
-                inside = {self.ops[j].output.id for j in idx}
-                last = self.ops[idx[-1]].output
-                for j in idx:
-                    for t in self.ops[j].inputs:
-                        s = self.source.get(t.id, t.id)
-                        if s not in inside and self._shape(s) == last.shape:
-                            n.carry = (s, last.id)
-                            break
-                    if n.carry:
-                        break
-                if n.carry is None and n.trips > 1:
+                n.carry = tuple((self.source.get(a, a), self.source.get(b, b)) for a, b in n.carry)
+                if not n.carry and n.trips > 1:
                     self.notes.append(f"repeat body '{n.label}' has no loop-carried tensor: each of its "
                                       f"{n.trips} iterations reads the same input")
-
-    def _shape(self, tid):
-        for t in self.graph.inputs:
-            if t.id == tid:
-                return t.shape
-        for op in self.ops:
-            if op.output.id == tid:
-                return op.output.shape
-        return None
 
     def _run(self, nodes, it: tuple):
         for n in nodes:
@@ -997,11 +962,12 @@ class _Executor:
                 self._op(n, it)
                 continue
             for j in range(n.trips):
-                if j > 0 and n.carry:
-                    self.alias[n.carry[0]] = n.carry[1]
+                if j > 0:
+                    for a, b in n.carry:
+                        self.alias[a] = self.alias.get(b, b)
                 self._run(n.nodes, it + (j,))
-            if n.carry:
-                self.alias.pop(n.carry[0], None)
+            for a, _ in n.carry:
+                self.alias.pop(a, None)
 
     def _op(self, i: int, it: tuple):
         op = self.ops[i]
