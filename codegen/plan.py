@@ -130,16 +130,20 @@ class Task:
 
 # Column layout of the packed task table the generated kernels read (templates use the same
 # list, so it cannot drift). Only Plan.table writes it.
-COLUMNS = ("op", "phase", "stage", "count", "colocate", "unit", "vunit", "cls", "mflops", "vflops",
+# region: a spatial run's op pass on a region of its own (1), in place on the region of the op
+# before it (2), or no region (0); backward: the task's matrix work is a backward pass's two
+# products (dX = dY W^T and dW = X^T dY), each quantised in waves in its own shape.
+COLUMNS = ("region", "backward", "count", "unit", "vunit", "cls", "mflops", "vflops",
            "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_s", "comm_j",
            "weight_bytes", "launches")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
 
-def _row(t: Task) -> tuple:
+def _row(t: Task, spatial: bool) -> tuple:
     g = t.gemm or Gemm(0.0, 0.0, 0.0, 0.0)
     c = t.comm or Comm(Collective.NONE, 0.0, 0.0, 0.0)
-    return (t.op, int(t.phase), int(t.placement), t.count, float(t.colocate), t.unit, t.vunit, int(t.cls),
+    region = (2 if t.colocate else 1) if spatial and t.phase.per_micro_batch else 0
+    return (region, float(t.phase == Phase.BACKWARD), t.count, t.unit, t.vunit, int(t.cls),
             t.mflops, t.vflops, g.b, g.m, g.n, g.k, t.mem_bytes, t.sram_bytes, t.noc_bytes, c.seconds,
             c.joules, t.weight_bytes, t.launches)
 
@@ -165,7 +169,9 @@ class Plan:
     @cached_property
     def table(self) -> np.ndarray:
         """The tasks as float64 [n, len(COLUMNS)]: what the generated kernels read."""
-        return np.array([_row(t) for t in self.tasks], dtype=np.float64).reshape(len(self.tasks), len(COLUMNS))
+        spatial = self.strategy == Strategy.SPATIAL
+        return np.array([_row(t, spatial) for t in self.tasks], dtype=np.float64).reshape(len(self.tasks),
+                                                                                          len(COLUMNS))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -179,13 +185,6 @@ class Plan:
     def first(self, phase: Phase) -> int | None:
         """Index of the first task of `phase`, or None."""
         return next((i for i, t in enumerate(self.tasks) if t.phase == phase), None)
-
-    def scalars(self) -> dict:
-        """The mapping figures the analytic kernel's step composition takes."""
-        mp = self.mapping
-        return dict(strategy=int(self.strategy), train=int(self.train), tp=mp.tp, pp=mp.pp, dp=mp.dp,
-                    interleave=self.schedule.chunks if self.schedule is not None else 1, micro_batches=self.micro_batches, overlap_dp=int(mp.overlap_dp),
-                    chips=mp.chips, **{f"flops_{k}": v for k, v in self.flops.items()})
 
 
 def num(x: float) -> str:

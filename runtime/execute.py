@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from archc.codegen.plan import Placement, Plan
+from archc.codegen.plan import Phase, Placement, Plan
+from archc.dsl.vocab import Strategy
 from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
 
@@ -35,11 +36,47 @@ def analyze(mod, plan: Plan) -> np.ndarray:
 
 
 def analytic_report(mod, plan: Plan, R: np.ndarray) -> Report:
-    """The analytic level: the step composed from the per-task figures (the kernel's compose)."""
-    scalars = plan.scalars()
-    if plan.mapping.overlap_dp:
-        scalars["dp_exposed"] = analytic_exposure(plan, R) if plan.train else 0.0
-    return make_report(plan, R, mod.compose(plan.table, R, scalars), "analytic")
+    """The analytic level: the step composed in closed form from the per-task figures."""
+    return make_report(plan, R, compose(plan, R), "analytic")
+
+
+def compose(plan: Plan, R: np.ndarray) -> dict:
+    """One step of the run from per-task times, per chip, with the plan's rules of which stage
+    runs a task (Task.on_stage) and how often (Task.reps).
+
+    1F1B pipelines (Narayanan et al. 2021): with m micro-batches, p stages and v interleaved
+    chunks a step takes m t_slowest + (sum of the stage times - t_slowest) / v; the second term
+    is the bubble (GPipe's is the same: (p - 1) stage times). Inference streams m batches
+    through the same stages. A spatial pipeline: one sample passes every region in turn, the
+    others follow one (slowest) region apart. Then the gradient exchange (or what overlap_dp
+    leaves exposed: runtime/buckets.py) and the step-level jobs."""
+    T, mp = plan.tasks, plan.mapping
+    m, pp = float(plan.micro_batches), mp.pp
+    v = float(plan.schedule.chunks) if plan.schedule is not None else 1.0
+    t = R[:, RC["time"]] * np.array([x.count for x in T])
+    exchange = np.array([x.phase == Phase.GRADIENT_EXCHANGE for x in T], dtype=bool)
+    per_mb = np.array([x.placement != Placement.STEP for x in T], dtype=bool) & ~exchange
+
+    def stage(s: int) -> float:  # one micro-batch's time on pipeline stage s
+        return float(t[per_mb & np.array([x.on_stage(s, pp) for x in T], dtype=bool)].sum())
+    once = float(t[~per_mb & ~exchange].sum())
+    fill = 0.0
+    if plan.strategy == Strategy.SPATIAL:
+        fill = stage(0)  # every region holds a part of every sample's pass
+        per_sample = [R[i, RC["time"]] for i, x in enumerate(T) if x.phase.per_micro_batch]
+        slowest = max(per_sample, default=0.0)
+        total, bubble = fill + (m - 1.0) * slowest, 0.0
+    elif pp > 1:
+        first, last = stage(0), stage(pp - 1)
+        slowest = max(first, last)
+        bubble = (first + last + (pp - 2.0) * (stage(1) if pp > 2 else 0.0) - slowest) / v
+        total = m * slowest + bubble
+    else:
+        slowest = stage(0)
+        total, bubble = m * slowest, 0.0
+    exposed = (analytic_exposure(plan, R) if plan.train else 0.0) if mp.overlap_dp else float(t[exchange].sum())
+    return {"latency_s": total + exposed + once, "stage_s": slowest, "bubble_s": bubble, "dp_exchange_s": exposed,
+            "step_once_s": once, "micro_batches": m, "fill_s": fill}
 
 
 def event_report(plan: Plan, R: np.ndarray, progress=None, trace=None, capture: dict | None = None) -> Report:

@@ -5,7 +5,7 @@ returned, for the command, the Python API and both simulation levels alike:
     [IR run] -> plan               lower()     (codegen/lower.py)
     [machine] -> .pyx -> module    build()     (codegen/render.py, runtime/cache.py)
     [plan, module] -> R            analyze()   (the analytic kernel: per-task figures)
-    [plan, R] -> report            the analytic step (the kernel's compose) or the event level's
+    [plan, R] -> report            the analytic step (composed in closed form) or the event level's
                                    simulated timeline (runtime/event_level.py)
 """
 from __future__ import annotations

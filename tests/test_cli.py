@@ -245,7 +245,7 @@ def test_compile_output_is_importable_by_name(tmp_path):
               "    m = importlib.import_module(name)\n"
               "    assert m.__file__.startswith(sys.argv[1]), m.__file__\n"
               "    if name.startswith('analytic_'):\n"
-              "        assert callable(m.analyze) and callable(m.compose), name\n"
+              "        assert callable(m.analyze), name\n"
               "    if name.startswith('formats_'):\n"
               "        assert callable(m.quantize_0) and callable(m.matmul), name\n"
               "    print('ok', name)\n")
@@ -297,8 +297,8 @@ def test_emit_pyx():
     analytic = [h for h in headers if h.startswith("analytic_")]
     assert len(analytic) == len({run.machine.name for _, run in check(H100).runs})
     assert len([h for h in headers if h.startswith("formats_")]) == 1 and len(headers) == len(analytic) + 1
-    # every analytic module defines the two entry points (def, cpdef or cdef, with a return type or not)
-    for fn in ("analyze", "compose"):
+    # every analytic module defines its entry point (def, cpdef or cdef, with a return type or not)
+    for fn in ("analyze",):
         found = re.findall(rf"^c?p?def (?:\w+ )*{fn}\(", r.stdout, flags=re.M)
         assert len(found) == len(analytic), (fn, found)
     assert str(H100.parent) not in r.stdout, "no absolute paths in generated code"

@@ -1,7 +1,7 @@
 """Generated kernels called by hand with wrong arguments (issue 13, point 8).
 
 The kernels' loops are compiled with boundscheck=False and check nothing, so every public entry
-point of codegen/templates/*.pyx.j2 (analytic: analyze, compose; events:
+point of codegen/templates/*.pyx.j2 (analytic: analyze; events:
 simulate, critical_path; formats: quantize_*, quantize32_*, encode32_*, encode_*, decode_*,
 mx_quantize_*, dot, matmul) checks its arrays once, at the boundary: type, dtype, dimensions,
 contiguity, writability of outputs, shapes against each other and against the task table's and
@@ -94,7 +94,6 @@ mod = build_kernel(run.machine, __version__)
 T = plan.table
 n, ncol, nres = T.shape[0], T.shape[1], len(RESULTS)
 R = np.zeros((n, nres))
-S = dict(plan.scalars(), dp_exposed=0.0)
 def with_col(name, value):
     from archc.codegen.plan import COL
     t = T.copy(); t[n // 2, COL[name]] = value; return t
@@ -105,7 +104,6 @@ def test_analytic_kernel_entry_points():
     cases = [
         ("analyze: valid", "mod.analyze(T, R, 0)", None),
         ("analyze: spatial valid", "mod.analyze(T, np.zeros((n, nres)), 4, 8.0)", None),
-        ("compose: valid", "mod.compose(T, R, S)", None),
         ("analyze: R of too few rows", "mod.analyze(np.zeros((100000, ncol)), np.zeros((1, nres)), 0)", "ValueError"),
         ("analyze: R of no rows", "mod.analyze(T, np.zeros((0, nres)), 0)", "ValueError"),
         ("analyze: T of too few columns", "mod.analyze(np.ascontiguousarray(T[:, :3]), R, 0)", "ValueError"),
@@ -123,10 +121,6 @@ def test_analytic_kernel_entry_points():
         ("analyze: a vector unit out of range", "mod.analyze(with_col('vunit', 77), R, 0)", "ValueError"),
         ("analyze: a NaN class", "mod.analyze(with_col('cls', float('nan')), R, 0)", "ValueError"),
         ("analyze: a class out of range, spatial", "mod.analyze(with_col('cls', 1e6), R, 2)", "ValueError"),
-        ("compose: R of too few rows", "mod.compose(np.zeros((100000, ncol)), np.zeros((1, nres)), S)", "ValueError"),
-        ("compose: T of too few columns", "mod.compose(np.zeros((n, 3)), R, S)", "ValueError"),
-        ("compose: T of int32", "mod.compose(T.astype(np.int32), R, S)", "TypeError"),
-        ("compose: s not a dict", "mod.compose(T, R, [])", "TypeError"),
     ]
     check_messages(run_cases(ANALYTIC, cases))
 
