@@ -306,6 +306,7 @@ class _Builder:
         self.streaming = self.mp.strategy == "weight_streaming"
         self.mem_links: dict[int, int] = {}
         self.instances: list[tuple] = []  # (row, stage, first compute, last task, flow or -1)
+        self.extents: list[tuple[int, int, int]] = []  # (row, first task, last task) of jobs made of many tasks
         self.max_tasks = MAX_TASKS
         self.tile_notes: list[str] = []
         self.adjust: list[tuple[int, float]] = []  # (row, seconds) added to a row's event time
@@ -478,6 +479,7 @@ class _Builder:
                                 f"gradient bucket {n} of {tag} stage {s} launch")
                 bucket = self.collective(Collective.ALLREDUCE, closings[k], T[ar].comm_p, T[ar].comm_stride, s, 1.0, go,
                                          f"gradient bucket {n} of {tag} stage {s}")
+                self.extents.append((ar, go, bucket))
         last = self.seq(rows, s, res, after, tag, scale, pieces, each)
         return last, bucket
 
@@ -582,6 +584,8 @@ class _Builder:
                     a = self.collective(Collective.ALLREDUCE, T[ar].comm_bytes, T[ar].comm_p, T[ar].comm_stride,
                                         s, 1.0, go, f"gradient all-reduce stage {s}")
                 self.instances.append((ar, s, None, a, -1))
+                if buckets_end is None:
+                    self.extents.append((ar, go, a))
                 span = (prev, a)
                 end = self.barrier([prev, a], f"gradients ready stage {s}")
             if train and opt is not None:
@@ -1183,12 +1187,21 @@ def event_R(plan: Plan, R: np.ndarray, b: _Builder, r: ev.EventResult) -> np.nda
 
 def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int = 3) -> list[str]:
     notes = list(b.tile_notes)
+    # the plan task each event task belongs to: an op instance's tasks are made in a row, from
+    # its first compute to its last task (its collective's flows and barriers included)
+    row = np.full(len(b.names), -1, dtype=np.int64)
+    for i, _s, c, last, flow in b.instances:
+        first = c if c is not None else (flow if flow is not None and flow >= 0 else last)
+        if first is not None and last is not None and first >= 0:
+            row[first:last + 1] = i
+    for i, first, last in b.extents:
+        row[first:last + 1] = i
     path = []
     for t in r.critical_path:
-        nm = b.names[int(t)]
-        if r.kind[int(t)] == 2 and r.end[int(t)] == r.start[int(t)]:
+        t = int(t)
+        if r.kind[t] == 2 and r.end[t] == r.start[t]:
             continue  # barriers
-        op = nm.split(" forward mb")[0].split(" backward mb")[0].split(" sample")[0]
+        op = b.plan.tasks[row[t]].label if t < row.size and row[t] >= 0 else b.names[t]
         if not path or path[-1] != op:
             path.append(op)
     shown = path if len(path) <= n_path else path[:n_path // 2] + ["…"] + path[-n_path // 2:]
