@@ -1,5 +1,6 @@
-"""Spatial layouts: where a wafer-scale chip's regions go. A spatial run gives each op a region
-of tiles (the analytic kernel sizes them); on a mesh fabric the regions are laid out as
+"""Spatial layouts: which regions a spatial run has (regions), the order a sample visits them
+(visits), and where a wafer-scale chip's regions go (layout). A spatial run gives each op a
+region of tiles (the analytic kernel sizes them); on a mesh fabric the regions are laid out as
 rectangles of whole blocks of tiles, in bands, in op order, so that consecutive regions
 touch. A lowering decision; the event level executes the layout it is given (and, for long
 runs, simulates the few the estimate ranks best and keeps the fastest, runtime/event_level.py)."""
@@ -153,3 +154,54 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             seen.add(tuple(f[2]))
             ranked.append(f[2])
     return (ranked[rank] if rank < len(ranked) else None), False
+
+
+def regions(T, fwd, bwd) -> tuple[list[int], dict[int, list[int]]]:
+    """The spatial regions: (owner row of each region, row -> its region per instance). A
+    forward row of `count` repeats owns `count` regions (the analytic kernel sizes a region
+    per op instance); an op that runs in place uses the regions of the op before it;
+    backward rows use their op's."""
+    owner: list[int] = []
+    region: dict[int, list] = {}
+    row_regs: dict[int, list] = {}
+    last = None
+    for i in fwd:
+        k = max(1, int(round(T[i].count)))
+        if not T[i].colocate or last is None:
+            last = list(range(len(owner), len(owner) + k))
+            owner += [i] * k
+        region[int(T[i].op)] = last
+        row_regs[i] = [last[j % len(last)] for j in range(k)]
+    for i in bwd:
+        regs = region.get(int(T[i].op), last)
+        if not regs:
+            regs = [len(owner)]
+            owner.append(i)
+        k = max(1, int(round(T[i].count)))
+        row_regs[i] = [regs[j % len(regs)] for j in range(k)]
+    return owner, row_regs
+
+
+def visits(plan, rows, backward: bool) -> list[tuple[int, int]]:
+    """The order a sample passes the op instances of `rows` (forward order), as (row, k):
+    the rows of one repeated layer (consecutive rows of the same repeat body) run
+    instance by instance, all of instance 0 before instance 1; a backward pass visits the
+    reverse order."""
+    ops = plan.run.graph.ops
+    out: list[tuple[int, int]] = []
+    g: list[int] = []
+
+    def flush():
+        if g:
+            k = max(1, int(round(plan.tasks[g[0]].count)))
+            out.extend((i, j) for j in range(k) for i in g)
+            g.clear()
+    for i in rows:
+        layer = ops[int(plan.tasks[i].op)].layer
+        if g and (not layer or ops[int(plan.tasks[g[0]].op)].layer != layer):
+            flush()
+        g.append(i)
+        if not layer:
+            flush()
+    flush()
+    return out[::-1] if backward else out

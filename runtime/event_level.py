@@ -87,7 +87,7 @@ from archc.codegen.plan import Phase, Placement, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
-from archc.codegen.layout import layout
+from archc.codegen.layout import layout, regions, visits
 from archc.codegen.schedule import stream_pieces
 from archc.codegen.render import RC, RESULTS
 
@@ -626,32 +626,6 @@ class _Builder:
             o = self.compute(self.R[opt, RC["time"]], self.resource("optimizer"), ends, "optimizer step")
             self.instances.append((opt, 0, o, o, -1))
 
-    def _regions(self, fwd, bwd) -> tuple[list[int], dict[int, list[int]]]:
-        """The spatial regions: (owner row of each region, row -> its region per instance). A
-        forward row of `count` repeats owns `count` regions (the analytic kernel sizes a region
-        per op instance); an op that runs in place uses the regions of the op before it;
-        backward rows use their op's."""
-        T = self.T
-        owner: list[int] = []
-        region: dict[int, list] = {}
-        row_regs: dict[int, list] = {}
-        last = None
-        for i in fwd:
-            k = max(1, int(round(T[i].count)))
-            if not T[i].colocate or last is None:
-                last = list(range(len(owner), len(owner) + k))
-                owner += [i] * k
-            region[int(T[i].op)] = last
-            row_regs[i] = [last[j % len(last)] for j in range(k)]
-        for i in bwd:
-            regs = region.get(int(T[i].op), last)
-            if not regs:
-                regs = [len(owner)]
-                owner.append(i)
-            k = max(1, int(round(T[i].count)))
-            row_regs[i] = [regs[j % len(regs)] for j in range(k)]
-        return owner, row_regs
-
     def build_spatial(self):
         T, n = self.T, len(self.T)
         m = self.plan.micro_batches
@@ -659,7 +633,7 @@ class _Builder:
         rows = [i for i in range(n) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
         fwd = [i for i in rows if phase[i] == Phase.FORWARD]
         bwd = [i for i in rows if phase[i] != Phase.FORWARD]
-        owner, row_regs = self._regions(fwd, bwd)
+        owner, row_regs = regions(self.T, fwd, bwd)
         total, seen = Counter(owner), Counter()
         res = []
         for i in owner:
@@ -667,12 +641,12 @@ class _Builder:
             seen[i] += 1
         row_res = {i: [res[r] for r in regs] for i, regs in row_regs.items()}
         xfer, xlink, lat_s = self._spatial_link()
-        visits = self._visits(fwd, False) + self._visits(bwd, True)
+        order = visits(self.plan, fwd, False) + visits(self.plan, bwd, True)
         ends = []
         feed = None  # a sample enters once the one before has left the first region
         for j in range(m):
             prev, first = feed, None
-            for i, k in visits:
+            for i, k in order:
                 regs = row_res[i]
                 prev = self.compute(self.R[i, RC["time"]] * T[i].count / len(regs), regs[k], [prev],
                                     f"{self.plan.labels[i]} sample {j}")
@@ -681,30 +655,6 @@ class _Builder:
             feed = first
             ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
         self._spatial_optimizer(ends)
-
-    def _visits(self, rows, backward: bool) -> list[tuple[int, int]]:
-        """The order a sample passes the op instances of `rows` (forward order), as (row, k):
-        the rows of one repeated layer (consecutive rows of the same repeat body) run
-        instance by instance, all of instance 0 before instance 1; a backward pass visits the
-        reverse order."""
-        ops = self.run.graph.ops
-        out: list[tuple[int, int]] = []
-        g: list[int] = []
-
-        def flush():
-            if g:
-                k = max(1, int(round(self.T[g[0]].count)))
-                out.extend((i, j) for j in range(k) for i in g)
-                g.clear()
-        for i in rows:
-            layer = ops[int(self.T[i].op)].layer
-            if g and (not layer or ops[int(self.T[g[0]].op)].layer != layer):
-                flush()
-            g.append(i)
-            if not layer:
-                flush()
-        flush()
-        return out[::-1] if backward else out
 
     # -- tile-granular lowerings (a mesh chip)
     def _range(self, ids, fn):
@@ -853,7 +803,7 @@ class _Builder:
         bwd = [i for i in rows if phase[i] != Phase.FORWARD]
 
         # the regions (see _regions): first the demands (the analytic sizes), then one layout
-        owner, row_regs = self._regions(fwd, bwd)
+        owner, row_regs = regions(self.T, fwd, bwd)
         want = [R[i, RC["region"]] for i in owner]
         # per region: compute / SRAM time at the analytic size (its ops, colocated ones
         # included) and NoC input time at the analytic side (for the layout's choice)
@@ -864,12 +814,12 @@ class _Builder:
                 work[r] += loc
                 if not T[i].colocate:
                     entry[r] += max(0.0, R[i, RC["noc"]] - 2.0 * math.sqrt(want[r]) * chip.noc.latency_s)
-        visits = self._visits(fwd, False) + self._visits(bwd, True)
+        order = visits(self.plan, fwd, False) + visits(self.plan, bwd, True)
         # a forward visit of a colocated op joins the visit before it (same region)
         groups: list[tuple[int, list]] = []
-        for v, (i, k) in enumerate(visits):
+        for v, (i, k) in enumerate(order):
             if groups and phase[i] == Phase.FORWARD and T[i].colocate and \
-                    row_regs[i][k] == row_regs[visits[groups[-1][0]][0]][visits[groups[-1][0]][1]]:
+                    row_regs[i][k] == row_regs[order[groups[-1][0]][0]][order[groups[-1][0]][1]]:
                 groups[-1][1].append(i)
             else:
                 groups.append((v, []))
@@ -904,7 +854,7 @@ class _Builder:
                     rects[r] = (y + c * nr, x, h, w)
             return rects, wrapped
 
-        seq = [row_regs[visits[v][0]][visits[v][1]] for v, _ in groups]
+        seq = [row_regs[order[v][0]][order[v][1]] for v, _ in groups]
 
         def graph_size(rects, wrapped, s):
             """Tasks of the whole run on `rects`, and the links of a placed layout's carried
@@ -959,7 +909,7 @@ class _Builder:
         for j in range(samples or m):
             prev, first, was = feed, None, None
             for v, fol in groups:
-                i, k = visits[v]
+                i, k = order[v]
                 r = row_regs[i][k]
                 routed = False
                 if was is not None and was != r and on_chip[was] == on_chip[r] and not wrapped \
