@@ -20,16 +20,14 @@ How a run becomes a task graph
   replica's group *and* every concurrent group of the same collective (the other tensor-
   parallel ranks' gradient all-reduces, the other replicas' pipeline sends) that shares a link
   with it; groups that share no link with it are left out (they cannot change its timing).
-- Collectives: chips numbered t + tp*d + tp*dp*s (tensor rank, data replica, stage). A group of
-  p chips `stride` apart is reduced level by level as the analytic comm_time() does: at each
-  level where the group grows from g_prev to g_l chips, rings of pl = g_l / g_prev members
-  (one per inner position) pass chunks of (nbytes / g_prev) / pl bytes: 2(pl-1) steps for an
-  all-reduce, pl-1 for all-gather / reduce-scatter, one flow for point to point. Every flow
-  pays the level's latency before its bytes move; a step ends when all its flows have (a
-  barrier). Uncontended, a ring all-reduce of S bytes over p chips takes
-  2(p-1)/p * S/B + 2(p-1) * latency, exactly the analytic figure. A level declared
-  `allreduce = tree` runs the data up and down as two balanced exchanges after the tree's depth
-  in latencies; `mesh2d` runs rings along the rows, the columns, the rows (_Net.steps). A task
+- Collectives: chips numbered t + tp*d + tp*dp*s (tensor rank, data replica, stage). A
+  collective runs the steps codegen/collectives.py decomposes it into, the same the analytic
+  level times: per step, every member of each ring of the step's level sends to its peer (the
+  next in the ring, row or column, the member k places on for an all-to-all, or the pair of a
+  point-to-point send) as one flow over its member's out link and the peer member's in link.
+  Every flow pays the level's latency before its bytes move; a step ends when all its flows
+  have (a barrier). Uncontended, a ring all-reduce of S bytes over p chips takes
+  2(p-1)/p * S/B + 2(p-1) * latency, exactly the analytic figure. A task
   repeated `count` times does its collective once with count x the bytes and count x the
   latency. An op's collective whose links no other collective of the run uses (tensor
   parallelism inside a node) is one delay of the time its flows would take (find_private).
@@ -43,7 +41,7 @@ How a run becomes a task graph
   multiple of pp): v chunks per stage, each 1/v of its layers, in Megatron's order; the last
   stage hands chunk c to the first stage's chunk c + 1. overlap_dp: the last micro-batch's
   backward (each chunk's last, interleaved) runs layer instance by layer instance and each
-  gradient bucket's all-reduce starts when its gradients are complete (runtime/buckets.py). On a
+  gradient bucket's all-reduce starts when its gradients are complete (codegen/buckets.py). On a
   bulk-synchronous chip (`bsp true`) an op is two tasks: compute and sync, then exchange.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
   link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
