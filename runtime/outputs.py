@@ -150,30 +150,31 @@ def _check_new(shown: str, real: str, what: str, to: bool) -> None:
         return
 
 
+def _stat_or_refuse(shown: str, real: str, path: str, what: str):
+    """_stat(path), an OSError becoming the output's refusal (a path through a regular file
+    says which component is not a directory)."""
+    try:
+        return _stat(path)
+    except OSError as e:
+        if e.errno == errno.ENOTDIR:
+            _check_new(shown, real, what, False)
+        raise _error(shown, e, what) from None
+
+
 def check_file(path, what: str = "") -> str:
     """Refuse now what writing the file `path` would refuse: anything but a new path or a
     writable regular file (links followed) in an existing writable directory. Returns the path
     to write (links resolved). `what` ("the trace") is named in the message."""
     shown = os.fspath(path)
     real = os.path.realpath(shown)
-    try:
-        st = _stat(real)
-    except OSError as e:
-        if e.errno == errno.ENOTDIR:
-            _check_new(shown, real, what, False)
-        raise _error(shown, e, what) from None
+    st = _stat_or_refuse(shown, real, real, what)
     if st is not None:
         if not stat.S_ISREG(st.st_mode):
             raise OutputError(f"cannot write {_what(what)}{shown}: it is {_kind(st.st_mode)}, not a regular file")
         if not os.access(real, os.W_OK):
             raise OutputError(f"cannot write {_what(what)}{shown}: {os.strerror(errno.EACCES)}")
     parent = os.path.dirname(real)
-    try:
-        pst = _stat(parent)
-    except OSError as e:
-        if e.errno == errno.ENOTDIR:
-            _check_new(shown, real, what, False)
-        raise _error(shown, e, what) from None
+    pst = _stat_or_refuse(shown, real, parent, what)
     if pst is None:
         raise OutputError(f"cannot write {_what(what)}{shown}: no directory {parent}")
     if not stat.S_ISDIR(pst.st_mode):
