@@ -542,8 +542,27 @@ class Checker:
             return None
         return Network(topo, bw, lat, en, alg, span=p.span)
 
+    def memories(self, props: list[ast.Prop], where: str) -> tuple[Memory, ...] | None:
+        """The `memory` levels of a chip or system, innermost first: distinct names, and each
+        level at least as large as the one inside it."""
+        out = []
+        for p in props:
+            m = self.memory(p)
+            if m is None:
+                return None
+            if any(x.name == m.name for x in out):
+                self.diag.error(p.span, f"{where} already has a memory level '{m.name}'")
+                return None
+            if out and m.capacity < out[-1].capacity:
+                self.diag.error(p.span, f"memory levels are listed innermost first: '{m.name}' "
+                                        f"({fmt_q(Q(m.capacity, U.BYTES))}) cannot hold '{out[-1].name}' "
+                                        f"({fmt_q(Q(out[-1].capacity, U.BYTES))})")
+                return None
+            out.append(m)
+        return tuple(out)
+
     def memory(self, p: ast.Prop) -> Memory | None:
-        a = self.only(p, 2, ("bandwidth", "efficiency", "latency", "energy"))
+        a = self.only(p, 2, ("bandwidth", "efficiency", "latency", "energy", "shared"))
         if not a:
             return None
         (name_e, cap_e), kw = a
@@ -561,9 +580,13 @@ class Checker:
         en = self.quantity(kw["energy"].value, [U.ENERGY_PER_BYTE], "a memory energy", allow_zero=True,
                                 within="energy per byte") \
             if "energy" in kw else None
-        if None in (name, cap, bw, eff, lat):
+        shared = True
+        if "shared" in kw:
+            shared = self.symbol(kw["shared"].value, ("true", "false"), "shared (one memory for all inside it)")
+            shared = None if shared is None else shared == "true"
+        if None in (name, cap, bw, eff, lat, shared):
             return None
-        return Memory(name, cap, bw, eff, lat, en, span=p.span)
+        return Memory(name, cap, bw, eff, lat, en, shared, span=p.span)
 
     def members(self, props, decl, kind, keys, known: dict, kinds: tuple[str, ...]) -> tuple[int, int, str] | None:
         """`N of NAME` or `R x C of NAME`: (rows, columns, NAME) where NAME is in `known`
@@ -606,7 +629,7 @@ class Checker:
         return r, c, member
 
     def check_chips(self) -> None:
-        schema = {"tiles": False, "grid": False, "noc": False, "memory": False, "process": False,
+        schema = {"tiles": False, "grid": False, "noc": False, "memory": True, "process": False,
                   "power": False, "idle": False, "launch": False, "efficiency": False, "wave": False,
                   "bsp": False}
         for name, d in self.decls["chip"].items():
@@ -615,7 +638,7 @@ class Checker:
             tile = self.tiles.get(m[2]) if m else None
             clock = tile.clock_hz if tile else BAD_CLOCK
             noc = self.network(p, clock) if (p := self.need(ps, "noc", d, "chip")) else None
-            mem = self.memory(ps["memory"][0]) if "memory" in ps else None
+            mem = self.memories(ps.get("memory", []), f"chip '{name}'")
             proc = power = idle = None
             if "process" in ps and (a := self.only(ps["process"][0], 1)):
                 proc = self.quantity(a[0][0], [U.LENGTH], "a process node", within="process")
@@ -654,7 +677,7 @@ class Checker:
             bsp = False
             if "bsp" in ps and (a := self.only(ps["bsp"][0], 1)):
                 bsp = self.symbol(a[0][0], ("true", "false"), "bsp (bulk-synchronous supersteps)") == "true"
-            if tile and noc and m and launch is not None:
+            if tile and noc and m and launch is not None and mem is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
                                         tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), span=d.span)
@@ -730,7 +753,7 @@ class Checker:
 
     def check_systems(self) -> None:
         schema = {"chips": False, "nodes": False, "systems": False, "grid": False, "network": False,
-                  "memory": False}
+                  "memory": True}
         order = self._system_order()
         for name in order:
             d = self.decls["system"][name]
@@ -740,8 +763,8 @@ class Checker:
             net = self.network(ps["network"][0]) if "network" in ps else None
             if m and m[0] * m[1] > 1 and "network" not in ps:
                 self.diag.error(d.args[0].span, f"system '{name}' joins {m[0] * m[1]} members but has no 'network'")
-            mem = self.memory(ps["memory"][0]) if "memory" in ps else None
-            if m and (net or m[0] * m[1] == 1):
+            mem = self.memories(ps.get("memory", []), f"system '{name}'")
+            if m and (net or m[0] * m[1] == 1) and mem is not None:
                 net = net or Network("switch", 1.0, 0.0, None)
                 kind = "chip" if m[2] in self.chips else "system"
                 chips = m[0] * m[1] * (self.system_chips[m[2]] if kind == "system" else 1)

@@ -109,12 +109,17 @@ class Network:
 
 @dataclass(frozen=True)
 class Memory:
+    """One memory level. `shared`: one memory all the tiles (chips) inside it use, its capacity
+    and bandwidth the level's (an L2, HBM); not shared: one such memory per tile (per chip),
+    capacity and bandwidth each."""
+
     name: str
     capacity: float
     bandwidth: float
     efficiency: float
     latency_s: float
     energy_per_byte: float | None
+    shared: bool = True
     span: Span | None = _span()
 
 
@@ -125,7 +130,7 @@ class Chip:
     rows: int
     cols: int
     noc: Network
-    memory: Memory | None
+    memories: tuple[Memory, ...]  # the chip's memory levels, innermost (an L2, CMEM) first
     process_nm: float | None
     power_w: float | None
     idle_power_w: float | None
@@ -139,6 +144,11 @@ class Chip:
     @property
     def tiles(self) -> int:
         return self.rows * self.cols
+
+    @property
+    def memory(self) -> Memory | None:
+        """The outermost level: where the model's tensors live (HBM), None for an SRAM chip."""
+        return self.memories[-1] if self.memories else None
 
     def at_clock_ratio(self, r: float) -> Chip:
         """This chip with its tiles' clock scaled by r: the figures declared in cycles follow it
@@ -158,8 +168,12 @@ class System:
     rows: int
     cols: int
     network: Network
-    memory: Memory | None
+    memories: tuple[Memory, ...]  # pooled memory levels outside the chips (MemoryX, host), innermost first
     span: Span | None = _span()
+
+    @property
+    def memory(self) -> Memory | None:
+        return self.memories[-1] if self.memories else None
 
     @property
     def count(self) -> int:
