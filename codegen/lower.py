@@ -11,7 +11,8 @@ from archc.dsl.ir import Machine, Op, Run
 from archc.dsl.vocab import Collective, OpClass, Strategy
 
 from . import collectives, schedule
-from .plan import Comm, Gemm, Phase, Placement, Plan, Task
+from .plan import Comm, Gemm, Phase, Placement, Plan, Task, memory_levels
+from .traffic import attention_rereads, gemm_rereads
 
 ACCUMULATE = "gradient accumulation"  # the label of the rows adding weight gradients into the step's buffer
 OPTIMIZER_FLOPS = {"adam": 12, "adamw": 13, "lamb": 16, "sgd": 2, "none": 0}
@@ -60,6 +61,19 @@ def lower(run: Run) -> Plan:
     # Dojo's interface processors) only feeds weight streaming.
     dram = chip.memory is not None
     has_mem = dram or (streaming and m.memory is not None)
+    # Memory levels, innermost first. Each level sees an op's unique bytes and, behind a chip
+    # level (an L2, CMEM), the re-reads a tiling of its products makes when their operands do
+    # not fit that level (codegen/traffic.py). The first level's re-reads, which depend on how
+    # a tile stages operands (registers, SRAM), come with the matrix engines' geometry.
+    memories = memory_levels(m)
+    inner = [None] + [x.capacity for x in memories[:-1]]
+    acc_b = fmt_bytes.get(prec.acc, 4.0)
+
+    def at_levels(unique: float, rereads=None) -> tuple[float, ...]:
+        if spatial or not memories or not (dram or streaming):
+            return ()
+        return tuple(unique + (rereads(c) if rereads is not None and dram and c is not None else 0.0)
+                     for c in inner)
     # Training accumulates weight gradients into a buffer per micro-batch unless one micro-batch
     # writes them in the buffer's format; a spatial pipeline keeps them in place and weight
     # streaming sends them out to the memory system, which sums them there.
@@ -140,6 +154,7 @@ def lower(run: Run) -> Plan:
         if train and op.kind == "attention" and not op.attr("flash"):
             extra += 2 * op.attr("scores") / split  # dropout on the attention probabilities
         gm = op.gemms[0] if op.gemms else None
+        shape = _gemm_shape(gm, split, row_parallel, heads=op.kind == "attention")
         w_bytes = weights * ab
         act_bytes = (in_elems + out_elems + extra) * ab + tok_bytes
         mflops, vflops = op.matrix_flops / split, op.vector_flops / split
@@ -153,14 +168,15 @@ def lower(run: Run) -> Plan:
             mem_f, sram_f = 0.0, act_bytes + w_bytes
         # a memory-to-memory datapath's per-MAC traffic already reads the weights and inputs
         sram_f = max(sram_f, op.matrix_flops / split * operand_traffic)
+        fwd_rereads = _rereads(op, shape, ab, acc_b, backward=False)
+        lv_f = at_levels(mem_f, fwd_rereads)
         noc_f = _noc_bytes(m, op, gm, split, ab, mem_f, spatial)
         # On a spatial fabric an op without matrix work (elementwise, norms, softmax)
         # runs in place on the tiles of the op that produced its input: no region of its own
         # (an embedding keeps its table in a region of its own; a gather of activations does not).
         colocate = spatial and not op.matrix_flops and i > 0 and (op.cls != "embedding" or not w_bytes)
         common = dict(op=i, placement=stage, count=count, colocate=colocate, cls=_class_of(op),
-                      gemm=_gemm_shape(gm, split, row_parallel, heads=op.kind == "attention"),
-                      weight_bytes=w_bytes)
+                      gemm=shape, weight_bytes=w_bytes)
         group_p = tp
         if op.cls == "collective":  # an explicit collective in the model spans the run's chips
             comm_fwd = op.output.elems * ab
@@ -168,7 +184,7 @@ def lower(run: Run) -> Plan:
         kind_fwd = Collective.of(op.attr("collective")) if op.cls == "collective" else Collective.ALLREDUCE
         flops["forward"] += op.flops * op.count
         common["launches"] = 0.0 if fused_in else 1.0
-        add(op.name, op.kind, phase=Phase.FORWARD, mflops=mflops, vflops=vflops, mem_bytes=mem_f, sram_bytes=sram_f,
+        add(op.name, op.kind, phase=Phase.FORWARD, mflops=mflops, vflops=vflops, levels=lv_f, sram_bytes=sram_f,
             noc_bytes=noc_f, comm=Comm(kind_fwd, comm_fwd, group_p, 1), **common)
         if not train:
             continue
@@ -186,7 +202,7 @@ def lower(run: Run) -> Plan:
             # the backward row that holds the weight bytes completes it (runtime/buckets.py).
             acc = weights * (ab + 2 * prec.grad_bytes)
             add(ACCUMULATE, "accumulation", op=i, phase=Phase.BACKWARD, placement=stage, count=count,
-                cls=OpClass.ELEMENTWISE, vflops=weights, mem_bytes=acc if dram else 0.0, sram_bytes=acc,
+                cls=OpClass.ELEMENTWISE, vflops=weights, levels=at_levels(acc) if dram else (), sram_bytes=acc,
                 weight_bytes=w_bytes)
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
@@ -199,14 +215,16 @@ def lower(run: Run) -> Plan:
             mem_b = 2 * w_bytes  # weights stream in, gradients stream out
         factor = 2.0 if op.weight_elems or op.kind in ("matmul", "attention") else 1.0
         flops["backward"] += (2 * op.matrix_flops + factor * op.vector_flops) * op.count
-        add(op.name, op.kind, phase=Phase.BACKWARD, mflops=2 * mflops, vflops=factor * vflops, mem_bytes=mem_b,
+        bwd_rereads = _rereads(op, shape, ab, acc_b, backward=True)
+        lv_b = at_levels(mem_b, bwd_rereads)
+        add(op.name, op.kind, phase=Phase.BACKWARD, mflops=2 * mflops, vflops=factor * vflops, levels=lv_b,
             sram_bytes=bwd_sram, noc_bytes=2 * noc_f, comm=Comm(Collective.ALLREDUCE, comm_bwd, group_p, 1),
             **{**common, "weight_bytes": 0.0 if apart else w_bytes})
         recompute = mp.recompute == "full" and op.layer or \
             (mp.recompute == "selective" and op.kind == "attention")
         if recompute:
             flops["recompute"] += op.flops * op.count
-            add(op.name, op.kind, phase=Phase.RECOMPUTE, mflops=mflops, vflops=vflops, mem_bytes=mem_f,
+            add(op.name, op.kind, phase=Phase.RECOMPUTE, mflops=mflops, vflops=vflops, levels=lv_f,
                 sram_bytes=sram_f, noc_bytes=noc_f, comm=Comm(kind_fwd, comm_fwd, group_p, 1), **common)
 
     params_chip = g.params_elems / (tp * pp)
@@ -219,7 +237,7 @@ def lower(run: Run) -> Plan:
             opt_bytes += params_chip * prec.grad_bytes  # and zeroes the gradient buffer for the next step
         add("optimizer step", Phase.OPTIMIZER.word, op=-1, phase=Phase.OPTIMIZER, placement=Placement.STEP,
             count=1, cls=OpClass.OPTIMIZER, vflops=ob * params_chip,
-            mem_bytes=opt_bytes if dram and not spatial else 0.0, sram_bytes=opt_bytes)
+            levels=at_levels(opt_bytes) if dram and not spatial else (), sram_bytes=opt_bytes)
         if mp.dp > 1:
             add("gradient all-reduce", Phase.GRADIENT_EXCHANGE.word, op=-1, phase=Phase.GRADIENT_EXCHANGE,
                 placement=Placement.STEP, count=1, cls=OpClass.COLLECTIVE,
@@ -243,7 +261,29 @@ def lower(run: Run) -> Plan:
         notes.append(f"interleave = {mp.interleave} needs the micro-batches ({mp.micro_batches}) to be a multiple "
                      f"of pp = {pp} (Megatron-LM's interleaved schedule); the run is plain 1F1B")
     return Plan(run, tuple(tasks), Strategy.of(mp.strategy), mp.micro_batches,
-                {k: v * batches for k, v in flops.items()}, tuple(notes), sched)
+                {k: v * batches for k, v in flops.items()}, tuple(notes), sched, memories)
+
+
+def _rereads(op: Op, g: Gemm | None, ab: float, acc_b: float, backward: bool):
+    """capacity -> the bytes the op's products re-read when the level inside holds `capacity`
+    (codegen/traffic.py), for one pass; None for an op without products. A backward pass of a
+    product makes two (dX = dY W^T, m x k summing n; dW = X^T dY, k x n summing m); a
+    convolution's A operand is its input, rebuilt into im2col tiles inside (implicit GEMM)."""
+    if g is None or not g.m or not g.n or not g.k:
+        return None
+    if op.kind == "attention":
+        bh, s, t, d = g.b, g.m, g.n, g.k
+        if op.attr("flash"):
+            return lambda c: (2.0 if backward else 1.0) * attention_rereads(bh, s, t, d, c, ab)
+        return lambda c: (2.0 if backward else 1.0) * (gemm_rereads(bh, s, t, d, c, ab, ab, acc_b).rereads
+                                                       + gemm_rereads(bh, s, d, t, c, ab, ab, acc_b).rereads)
+    f = 1.0
+    if op.kind == "conv2d" and g.m * g.k:  # input elements per im2col element
+        f = min(1.0, op.inputs[0].elems / (g.b * g.m * g.k))
+    if backward:
+        return lambda c: (gemm_rereads(g.b, g.m, g.k, g.n, c, ab, ab, acc_b).rereads
+                          + gemm_rereads(g.b, g.k, g.n, g.m, c, ab * f, ab, acc_b).rereads)
+    return lambda c: gemm_rereads(g.b, g.m, g.n, g.k, c, ab * f, ab, acc_b).rereads
 
 
 def _gemm_shape(gm, split: int, row_parallel: bool, heads: bool) -> Gemm | None:

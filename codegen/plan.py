@@ -91,7 +91,7 @@ class Task:
     mflops: float = 0.0
     vflops: float = 0.0
     gemm: Gemm | None = None
-    mem_bytes: float = 0.0
+    levels: tuple[float, ...] = ()  # bytes at each of the plan's memory levels, innermost first
     sram_bytes: float = 0.0
     noc_bytes: float = 0.0
     comm: Comm | None = None
@@ -110,6 +110,11 @@ class Task:
         p = self.placement
         return p == Placement.EVERY_STAGE or (p == Placement.FIRST_STAGE and s == 0) or \
             (p == Placement.LAST_STAGE and s == pp - 1)
+
+    @property
+    def mem_bytes(self) -> float:
+        """Bytes at the outermost memory level (where the tensors live, or stream from)."""
+        return self.levels[-1] if self.levels else 0.0
 
     @property
     def comm_kind(self) -> Collective:
@@ -133,19 +138,21 @@ class Task:
 # region: a spatial run's op pass on a region of its own (1), in place on the region of the op
 # before it (2), or no region (0); backward: the task's matrix work is a backward pass's two
 # products (dX = dY W^T and dW = X^T dY), each quantised in waves in its own shape.
+# After these, one column per memory level of the plan (Plan.memories): the bytes at it.
 COLUMNS = ("region", "backward", "count", "unit", "vunit", "cls", "mflops", "vflops",
-           "gb", "gm", "gn", "gk", "mem_bytes", "sram_bytes", "noc_bytes", "comm_s", "comm_j",
+           "gb", "gm", "gn", "gk", "sram_bytes", "noc_bytes", "comm_s", "comm_j",
            "weight_bytes", "launches")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
 
-def _row(t: Task, spatial: bool) -> tuple:
+def _row(t: Task, spatial: bool, n_levels: int) -> tuple:
     g = t.gemm or Gemm(0.0, 0.0, 0.0, 0.0)
     c = t.comm or Comm(Collective.NONE, 0.0, 0.0, 0.0)
     region = (2 if t.colocate else 1) if spatial and t.phase.per_micro_batch else 0
+    levels = tuple(t.levels) + (0.0,) * (n_levels - len(t.levels))
     return (region, float(t.phase == Phase.BACKWARD), t.count, t.unit, t.vunit, int(t.cls),
-            t.mflops, t.vflops, g.b, g.m, g.n, g.k, t.mem_bytes, t.sram_bytes, t.noc_bytes, c.seconds,
-            c.joules, t.weight_bytes, t.launches)
+            t.mflops, t.vflops, g.b, g.m, g.n, g.k, t.sram_bytes, t.noc_bytes, c.seconds,
+            c.joules, t.weight_bytes, t.launches) + levels
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,7 @@ class Plan:
     flops: dict  # "forward", "backward", "recompute": FLOPs of the whole step, every replica
     notes: tuple[str, ...] = ()  # assumptions the report prints
     schedule: object = None  # codegen/schedule.py's Schedule: each stage's passes; None: spatial
+    memories: tuple = ()  # the memory levels a task's `levels` count bytes at (memory_levels)
 
     @property
     def mapping(self):
@@ -169,9 +177,9 @@ class Plan:
     @cached_property
     def table(self) -> np.ndarray:
         """The tasks as float64 [n, len(COLUMNS)]: what the generated kernels read."""
-        spatial = self.strategy == Strategy.SPATIAL
-        return np.array([_row(t, spatial) for t in self.tasks], dtype=np.float64).reshape(len(self.tasks),
-                                                                                          len(COLUMNS))
+        spatial, n = self.strategy == Strategy.SPATIAL, len(self.memories)
+        return np.array([_row(t, spatial, n) for t in self.tasks], dtype=np.float64).reshape(
+            len(self.tasks), len(COLUMNS) + n)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -193,3 +201,13 @@ def num(x: float) -> str:
     if x.is_integer() and abs(x) < 1e15:
         return str(int(x))
     return f"{x:.4g}"
+
+
+def memory_levels(machine) -> tuple:
+    """The memory levels of a machine its kernel and its plans count bytes at, innermost
+    first: the chip's (an L2, HBM), else a system's pooled memory (what weight streaming
+    streams from)."""
+    chip = machine.chip
+    if chip.memories:
+        return chip.memories
+    return (machine.memory,) if machine.memory is not None else ()

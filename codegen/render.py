@@ -12,7 +12,7 @@ from archc.dsl.ir import Machine
 from archc.dsl.vocab import OpClass
 
 from .collectives import LINK_FACTOR
-from .plan import COLUMNS
+from .plan import COLUMNS, memory_levels
 from .mangle import comment, identifier, number
 
 RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy")
@@ -33,6 +33,13 @@ def environment() -> jinja2.Environment:
 class _Unit:
     comment: str
     peak: str
+    energy: str
+
+
+@dataclass(frozen=True)
+class _Level:
+    comment: str
+    bw: str
     energy: str
 
 
@@ -74,6 +81,12 @@ def machine_view(m: Machine) -> dict:
                               f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
                               f", all-reduce: {lv.network.allreduce}"))
     mem_bw = mem.bandwidth * mem.efficiency if mem else 0.0
+    # memory levels (plan.memory_levels): sustained bandwidth (declared x efficiency; a level that
+    # is not shared is one per tile) and energy
+    mem_levels = [_Level(comment(f"{x.name}: {x.capacity / 1e6:g} MB, {x.bandwidth / 1e9:g} GB/s x {x.efficiency:g}"
+                                 + ("" if x.shared else f" per tile x {n} tiles")),
+                         number(x.bandwidth * x.efficiency * (1 if x.shared else n)),
+                         number(x.energy_per_byte or 0.0)) for x in memory_levels(m)]
     summary = [("tiles", n), ("clock_hz", number(tile.clock_hz)), ("sram_bytes", number(n * tile.sram_bytes)),
                ("mem_bw", number(mem_bw)), ("chips", m.chips)]
     return dict(
@@ -96,7 +109,7 @@ def machine_view(m: Machine) -> dict:
         e_sram=number(tile.sram_energy_per_byte or 0.0),
         e_mem=number(mem.energy_per_byte or 0.0) if mem else number(0.0),
         e_noc=number(chip.noc.energy_per_byte or 0.0),
-        levels=levels, summary=summary)
+        levels=levels, mem_levels=mem_levels, summary=summary)
 
 
 def module_stem(m: Machine) -> str:

@@ -19,10 +19,13 @@ def dump(plan: Plan) -> str:
     for i, t in enumerate(plan.tasks):
         parts = [f"{i:>3} {t.phase.word:<17} {t.placement.name.lower():<11} x{num(t.count):<6} "
                  f"{t.label} [{t.kind}, {t.cls.word}]"]
-        for name in ("mflops", "vflops", "mem_bytes", "sram_bytes", "noc_bytes", "weight_bytes"):
-            v = getattr(t, name)
-            if v:
-                parts.append(f"{name}={num(v)}")
+        for name in ("mflops", "vflops"):
+            if getattr(t, name):
+                parts.append(f"{name}={num(getattr(t, name))}")
+        parts += [f"{lv.name}={num(b)}" for lv, b in zip(plan.memories, t.levels) if b]
+        for name in ("sram_bytes", "noc_bytes", "weight_bytes"):
+            if getattr(t, name):
+                parts.append(f"{name}={num(getattr(t, name))}")
         if t.gemm is not None and t.gemm.m:
             parts.append(f"gemm={num(t.gemm.b)}x{num(t.gemm.m)}x{num(t.gemm.n)}x{num(t.gemm.k)}")
         if t.comm is not None:

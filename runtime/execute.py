@@ -26,10 +26,10 @@ def build_kernel(machine, version: str, progress=None):
 
 def analyze(mod, plan: Plan) -> np.ndarray:
     """The analytic kernel's per-task figures of the plan (both levels start here): R, one row
-    per task, RESULTS columns."""
+    per task, RESULTS columns and then the time at each memory level (Plan.memories)."""
     run = plan.run
     spatial = run.mapping.strategy == "spatial"
-    R = np.zeros((len(plan.tasks), len(RESULTS)), dtype=np.float64)
+    R = np.zeros((len(plan.tasks), len(RESULTS) + len(plan.memories)), dtype=np.float64)
     mod.analyze(plan.table, R, run.mapping.pp if spatial else 0, plan.micro_batches,
                 float(run.mapping.region_rows) if spatial else 0.0)
     return R
@@ -122,13 +122,21 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     in_memory = bool(chip.memory or m.memory)
     rows: dict[str, dict] = {}
     order: list[str] = []
+    names = [x.name for x in plan.memories]
+    step_levels = {n: {"bytes": 0.0, "time_s": 0.0} for n in names}
     for i, task in enumerate(plan.tasks):
         label = task.label
         r = rows.get(label)
         if r is None:
             r = rows[label] = dict(kind=task.kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
-                                   bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0)
+                                   bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0,
+                                   levels={n: {"bytes": 0.0, "time_s": 0.0} for n in names})
             order.append(label)
+        for j, n in enumerate(names):  # bytes and time at each memory level
+            if j < len(task.levels):
+                for d in (r["levels"][n], step_levels[n]):
+                    d["bytes"] += task.levels[j] * reps[i]
+                    d["time_s"] += R[i, len(RESULTS) + j] * reps[i]
         r["time"] += t_tot[i]
         r["flops"] += (task.mflops + task.vflops) * reps[i]
         r["bytes"] += (task.mem_bytes if in_memory else task.sram_bytes) * reps[i]
@@ -141,7 +149,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
             r["waved"] += task.mflops * reps[i] * R[i, RC["wave"]]
     ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
                       max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
-                      r["time"] / busy, eff.get(r["cls"], 1.0), r["ideal"] / r["waved"] if r["waved"] else 1.0)
+                      r["time"] / busy, eff.get(r["cls"], 1.0), r["ideal"] / r["waved"] if r["waved"] else 1.0,
+                      r["levels"])
                 for name, r in ((n, rows[n]) for n in order))
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
     for i in range(len(plan.tasks)):
@@ -188,7 +197,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "efficiency": dict(chip.efficiency),
                  "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None,
                  "derived": list(tile.derived)},
-        notes=plan.notes, ops=ops)
+        notes=plan.notes, ops=ops, memory_levels=step_levels)
 
 
 def _where(run: Run) -> str:

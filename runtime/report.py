@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from archc.dsl.diagnostics import printable
 
@@ -24,6 +24,7 @@ class OpRow:
     share: float  # of the step's busy time
     efficiency: float  # declared efficiency of the op's class
     wave_efficiency: float  # ideal / wave-quantised compute time over all its passes (1 when not a GEMM)
+    levels: dict = field(default_factory=dict)  # memory level -> {"bytes", "time_s"}, per chip per step
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Report:
     machine: dict
     notes: tuple
     ops: tuple
+    memory_levels: dict = field(default_factory=dict)  # level -> {"bytes", "time_s"} per chip per step
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -116,6 +118,9 @@ class Report:
             lines.append(f"  … {len(rest)} more ops, {si(sum(r.time_s for r in rest), 's')} together "
                          f"(--json or --out for all)")
         lines.append("")
+        if self.memory_levels:
+            lines.append("  levels      " + ", ".join(f"{k} {si(v['bytes'], 'B')} in {si(v['time_s'], 's')}"
+                                                       for k, v in self.memory_levels.items()))
         lines.append("  step        " + ", ".join(f"{k} {si(v, 's')}" for k, v in self.breakdown.items() if v))
         lines.append("  time by     " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in self.time_by_resource.items() if v >= 0.005))
         for n in self.machine.get("derived", ()):

@@ -402,7 +402,7 @@ def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
         run = check(f).run("r")
         assert run.machine.chip.bsp is bsp
         plan = lower(run)
-        R = np.zeros((len(plan.tasks), len(el.RESULTS)))
+        R = np.zeros((len(plan.tasks), len(el.RESULTS) + len(plan.memories)))
         build_kernel(run.machine, __version__).analyze(plan.table, R, 0)
         rc, T = el.RC, plan.tasks
         for i in range(len(T)):

@@ -92,7 +92,7 @@ run = dict(api.check({str(H100)!r}, None, "gpt_train").runs)["gpt_train"]
 plan = lower(run)
 mod = build_kernel(run.machine, __version__)
 T = plan.table
-n, ncol, nres = T.shape[0], T.shape[1], len(RESULTS)
+n, ncol, nres = T.shape[0], T.shape[1], len(RESULTS) + len(plan.memories)
 R = np.zeros((n, nres))
 def with_col(name, value):
     from archc.codegen.plan import COL

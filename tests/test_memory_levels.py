@@ -48,3 +48,32 @@ def test_levels_that_cannot_be(tmp_path, memories, words):
     with pytest.raises(ArchcError) as e:
         check(_chip(tmp_path, memories))
     assert words in e.value.render()
+
+
+def test_a_gemm_behind_an_l2_rereads_what_the_l2_cannot_hold(tmp_path):
+    """1024^3 fp16 GEMM (fp32 accumulators) on a chip with a 1 MiB L2 in front of its HBM.
+    The HBM sees the unique bytes (A and B read, C written: 3 x 2 MiB) plus the re-reads of the
+    output-stationary tiling the L2 holds (codegen/traffic.py): a 512 x 511 tile of C (512 x 511
+    x 4 B + 512 x 2 B + 511 x 2 B <= 1 MiB; 512 x 512 would not fit with its panels), so A is
+    read ceil(1024 / 511) = 3 times and B ceil(1024 / 512) = 2 times: 3 re-reads of 2 MiB. The
+    L2 itself sees the unique bytes (the tiles' re-reads from it come with the matrix engines'
+    geometry). The report gives bytes and time per level."""
+    import math
+
+    from archc.codegen.traffic import gemm_rereads
+    from archc.runtime.pipeline import run_analytic
+
+    f = _chip(tmp_path, "  memory l2, 1 MiB, bandwidth = 2 TB/s\n  memory hbm, 16 GB, bandwidth = 1 TB/s\n")
+    f.write_text(f.read_text() + "model g(n) {\n  input a : [n, n]\n  input b : [n, n]\n  return matmul(a, b)\n}\n"
+                 "run r { model g(1024); on c; precision bf16 }\n")
+    rep = run_analytic(check(f).run("r"))
+    t = gemm_rereads(1, 1024, 1024, 1024, 2**20, 2, 2, 4)
+    assert (t.tm, t.tn) == (512, 511)
+    unique = 3 * 1024 * 1024 * 2
+    rereads = 2 * 1024 * 1024 * ((math.ceil(1024 / 511) - 1) + (math.ceil(1024 / 512) - 1))
+    assert t.rereads == rereads
+    levels = rep.ops[0].levels
+    assert levels["l2"]["bytes"] == unique
+    assert levels["hbm"]["bytes"] == unique + rereads
+    assert levels["hbm"]["time_s"] == pytest.approx((unique + rereads) / 1e12)
+    assert rep.memory_levels["hbm"]["bytes"] == unique + rereads
