@@ -37,6 +37,21 @@ class _Unit:
 
 
 @dataclass(frozen=True)
+class _Engine:
+    """A matrix unit's geometry as the kernel reads it (0: not declared)."""
+    comment: str
+    rows: int
+    cols: int
+    arrays: int  # per tile
+    os: int  # 1: output stationary, 0: weight stationary
+    frag_m: int
+    frag_n: int
+    frag_k: int
+    a_bytes: str  # operand element sizes, for the feed of a GPU thread block's tile
+    b_bytes: str
+
+
+@dataclass(frozen=True)
 class _Level:
     comment: str
     bw: str
@@ -47,6 +62,7 @@ class _Level:
 class _Class:
     name: str
     eff: str
+    declared: int  # 1: the chip declares this class's efficiency (it overrides the derived utilisation)
 
 
 def c_int(x: int, what: str) -> int:
@@ -98,6 +114,8 @@ def machine_view(m: Machine) -> dict:
         noc_comment=comment(noc_note), noc_link=number(chip.noc.link_bandwidth),
         noc_hop=number(chip.noc.latency_s), launch=number(chip.launch_s), bsp=int(chip.bsp),
         wave_m=c_int(chip.wave[0] if chip.wave else 0, "wave M"), wave_n=c_int(chip.wave[1] if chip.wave else 0, "wave N"),
+        wave_k=c_int(chip.wave[2] if chip.wave else 0, "wave K"),
+        engines=[_engine(u, m) for u in tile.matrix],
         idle_w=number(chip.idle_power_w or 0.0),
         matrix=[_Unit(comment(f"{u.a} x {u.b} -> {u.acc}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
                       number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))
@@ -105,11 +123,27 @@ def machine_view(m: Machine) -> dict:
         vector=[_Unit(comment(f"{u.fmt}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
                       number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))
                 for u in tile.vector],
-        classes=[_Class(c, number(eff.get(c, 1.0))) for c in OpClass.words()],
+        classes=[_Class(c, number(eff.get(c, 1.0)), int(c in eff)) for c in OpClass.words()],
         e_sram=number(tile.sram_energy_per_byte or 0.0),
         e_mem=number(mem.energy_per_byte or 0.0) if mem else number(0.0),
         e_noc=number(chip.noc.energy_per_byte or 0.0),
         levels=levels, mem_levels=mem_levels, summary=summary)
+
+
+def _engine(u, m: Machine) -> _Engine:
+    g = u.engine
+    a, b = u.operand_bytes
+    if g is None:
+        return _Engine(comment(f"{u.a} x {u.b}: no geometry declared (peak rate)"), 0, 0, 0, 0, 0, 0, 0,
+                       number(a), number(b))
+    parts = []
+    if g.rows:
+        parts.append(f"{g.arrays} x {g.rows} x {g.cols} {g.dataflow.replace('_', '-')} arrays per tile")
+    if g.fragment[0]:
+        parts.append(f"fragment {g.fragment[0]} x {g.fragment[1]} x {g.fragment[2]}")
+    return _Engine(comment(f"{u.a} x {u.b}: " + ", ".join(parts)), c_int(g.rows, "array rows"),
+                   c_int(g.cols, "array columns"), c_int(g.arrays, "arrays"), int(g.dataflow == "output_stationary"),
+                   *(c_int(x, "fragment") for x in g.fragment), number(a), number(b))
 
 
 def module_stem(m: Machine) -> str:

@@ -10,7 +10,7 @@ from . import ast
 from . import units as U
 from .diagnostics import CheckError, Collector
 from .diagnostics import did_you_mean as _hint
-from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Format, Level, Machine, MatrixUnit, Memory, Network,
+from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Engine, Format, Level, Machine, MatrixUnit, Memory, Network,
                  Param, Run, System, Tile, VectorUnit)
 from .parser import parse
 from .source import Source, Span
@@ -45,6 +45,7 @@ RANGES = {
 }
 MAX_WAVE = 1 << 16  # a GPU thread block's output tile is at most 256 x 256; a C int holds this
 BAD_CLOCK = -1.0
+DATAFLOWS = ("weight_stationary", "output_stationary")  # systolic arrays (SCALE-Sim's WS and OS)
 ANALOG_OPTIONS = ("analog", "dac", "adc", "noise", "program_noise", "bound", "array")  # a tile's clock is missing or invalid (already reported)
 OP_CLASSES = OpClass.words()
 
@@ -424,7 +425,7 @@ class Checker:
                              within="energy per flop")
 
     def _matrix(self, p: ast.Prop, clock) -> MatrixUnit | None:
-        a = self.only(p, 1, ("energy", "sram") + ANALOG_OPTIONS)
+        a = self.only(p, 1, ("energy", "sram", "dataflow", "fragment") + ANALOG_OPTIONS)
         if not a:
             return None
         (sig,), kw = a
@@ -449,14 +450,71 @@ class Checker:
         traffic = self.quantity(kw["sram"].value, [U.BYTES / U.FLOPS], "SRAM traffic per operation", within="traffic",
                                 allow_zero=True) if "sram" in kw else 0.0
         analog = self._analog(p, kw)
-        if None in (fa, fb, fc, rate, traffic) or analog is False:
+        per_cycle = None if rate is None else (rate / clock if clock > 0 else 0.0)
+        engine = self._engine(kw, per_cycle, analog) if analog is not False else None
+        if None in (fa, fb, fc, rate, traffic) or analog is False or engine is False:
             return None
         return MatrixUnit(fa, fb, fc, rate / clock if clock > 0 else 0, en, traffic, analog or None, area,
+                          engine=engine or None, operand_bytes=(self.formats[fa].bytes, self.formats[fb].bytes),
                           span=p.span)
+
+    def _engine(self, kw: dict, flops_per_cycle: float | None, analog) -> Engine | None | bool:
+        """A digital unit's geometry (None: none declared; False: an error was reported):
+        `array = ROWS x COLS` systolic arrays (as many as its rate holds) with a `dataflow`,
+        and a GPU tensor core's instruction shape `fragment = M x N x K`."""
+        rows = cols = arrays = 0
+        flow = ""
+        frag = (0, 0, 0)
+        if "array" in kw and not analog:
+            e = kw["array"].value
+            if not (isinstance(e, ast.BinOp) and e.op == "x" and not (isinstance(e.left, ast.BinOp) and e.left.op == "x")):
+                self.diag.error(e.span, "a systolic array is written `array = ROWS x COLS` (MACs per array)")
+                return False
+            rows = self.count(e.left, "array rows", maximum=MAX_WAVE)
+            cols = self.count(e.right, "array columns", maximum=MAX_WAVE)
+            if not rows or not cols:
+                return False
+            if flops_per_cycle is None:
+                return None  # the rate's error is reported
+            if flops_per_cycle == 0.0:  # a rate derived from an area (or no clock): arrays follow it later
+                arrays = 0
+            else:
+                n = flops_per_cycle / 2 / (rows * cols)
+                if n < 1 or abs(n - round(n)) > 1e-9 * n:
+                    self.diag.error(e.span, f"the unit's {flops_per_cycle / 2:g} MAC/cycle is not a whole number of "
+                                            f"{rows} x {cols} arrays ({n:.4g}); its rate is the arrays' MACs per cycle")
+                    return False
+                arrays = int(round(n))
+            flow = "weight_stationary"
+        if "dataflow" in kw:
+            flow_e = kw["dataflow"].value
+            if not rows:
+                self.diag.error(flow_e.span, "'dataflow' describes a systolic array: add `array = ROWS x COLS`")
+                return False
+            flow = self.symbol(flow_e, DATAFLOWS, "a dataflow")
+            if flow is None:
+                return False
+        if "fragment" in kw:
+            e = kw["fragment"].value
+            dims = []
+            while isinstance(e, ast.BinOp) and e.op == "x":
+                dims.insert(0, e.right)
+                e = e.left
+            dims.insert(0, e)
+            if len(dims) != 3:
+                self.diag.error(kw["fragment"].value.span, "a tensor-core fragment is written `fragment = M x N x K` "
+                                                           "(the MMA instruction's shape, e.g. 16 x 8 x 16)")
+                return False
+            frag = tuple(self.count(x, f"the fragment's {d}", maximum=MAX_WAVE) for x, d in zip(dims, "MNK"))
+            if not all(frag):
+                return False
+        if not rows and not frag[0]:
+            return None
+        return Engine(rows, cols, arrays, flow, frag)
 
     def _analog(self, p: ast.Prop, kw: dict):
         """An analog array's parameters (None: digital; False: an error was reported)."""
-        given = [k for k in ANALOG_OPTIONS if k in kw]
+        given = [k for k in ANALOG_OPTIONS if k in kw and (k != "array" or "analog" in kw)]
         if not given:
             return None
         if "analog" not in kw:
@@ -668,12 +726,20 @@ class Checker:
             wave = None
             if "wave" in ps and (a := self.only(ps["wave"][0], 1)):
                 e = a[0][0]
-                if isinstance(e, ast.BinOp) and e.op == "x":
-                    wm = self.count(e.left, "a wave block height", maximum=MAX_WAVE)
-                    wn = self.count(e.right, "a wave block width", maximum=MAX_WAVE)
-                    wave = (wm, wn) if wm and wn else None
+                dims = []
+                while isinstance(e, ast.BinOp) and e.op == "x":
+                    dims.insert(0, e.right)
+                    e = e.left
+                dims.insert(0, e)
+                if len(dims) in (2, 3):
+                    ws = [self.count(x, w, maximum=MAX_WAVE) for x, w in
+                          zip(dims, ("a wave block height", "a wave block width", "a wave block depth"))]
+                    # without a depth: CUTLASS's default Sm80 tensor-op configuration steps K by 64
+                    # (include/cutlass/gemm/device/default_gemm_configuration.h, ThreadblockShape 128 x 256 x 64)
+                    wave = (ws[0], ws[1], ws[2] if len(ws) == 3 else 64) if all(ws) else None
                 else:
-                    self.diag.error(e.span, "a wave block is written `wave M x N` (the output block one tile computes)")
+                    self.diag.error(a[0][0].span, "a wave block is written `wave M x N x K` (the output block one tile "
+                                                  "computes, and the K it takes per main-loop step)")
             bsp = False
             if "bsp" in ps and (a := self.only(ps["bsp"][0], 1)):
                 bsp = self.symbol(a[0][0], ("true", "false"), "bsp (bulk-synchronous supersteps)") == "true"
@@ -728,8 +794,11 @@ class Checker:
             except ValueError as e:
                 self.diag.error(u.span, f"cannot derive this unit's figures: {e}")
                 return None
+            engine = u.engine
+            if engine is not None and engine.rows and not engine.arrays:  # rate derived from an area
+                engine = replace(engine, arrays=max(1, int(rate / 2 // (engine.rows * engine.cols))))
             matrix.append(MatrixUnit(u.a, u.b, u.acc, rate, energy, u.sram_per_flop, u.analog, u.area_m2,
-                                     derived or u.energy_derived, span=u.span))
+                                     derived or u.energy_derived, engine, u.operand_bytes, span=u.span))
         for v in tile.vector:
             energy = v.energy_per_flop
             if energy is None:

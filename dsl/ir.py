@@ -41,6 +41,20 @@ class Analog:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """A matrix unit's geometry: `arrays` systolic arrays of rows x cols MACs per tile with a
+    dataflow (codegen's kernel pads and folds every GEMM onto them), and/or the instruction
+    shape (`fragment`, M x N x K) a GPU's tensor cores compute, to which every GEMM dimension
+    of a thread-block tile is padded. A zero field is not declared."""
+
+    rows: int = 0
+    cols: int = 0
+    arrays: int = 0  # per tile: the unit's MAC rate over rows x cols
+    dataflow: str = ""  # "weight_stationary" or "output_stationary" (systolic arrays)
+    fragment: tuple[int, int, int] = (0, 0, 0)
+
+
+@dataclass(frozen=True)
 class MatrixUnit:
     a: str
     b: str
@@ -51,6 +65,8 @@ class MatrixUnit:
     analog: Analog | None = None
     area_m2: float | None = None  # declared silicon area (the rate was derived from it)
     energy_derived: bool = False
+    engine: Engine | None = None  # the geometry utilisation is derived from (None: peak)
+    operand_bytes: tuple[float, float] = (2.0, 2.0)  # storage bytes of an element of A and of B
     span: Span | None = _span()
 
 
@@ -136,7 +152,7 @@ class Chip:
     idle_power_w: float | None
     launch_s: float  # fixed overhead per op (kernel launch, task activation)
     efficiency: tuple[tuple[str, float], ...]  # op class -> fraction of compute peak reached
-    wave: tuple[int, int] | None  # output block one tile computes at a time (GPU-style waves)
+    wave: tuple[int, int, int] | None  # a GPU thread block's tile (M x N, and K per main-loop step)
     bsp: bool = False  # bulk-synchronous supersteps: an op computes, syncs, then exchanges
     in_cycles: tuple[str, ...] = ()  # figures declared in tile cycles: noc_bandwidth noc_latency launch
     span: Span | None = _span()

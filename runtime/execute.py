@@ -149,7 +149,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
             r["waved"] += task.mflops * reps[i] * R[i, RC["wave"]]
     ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
                       max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
-                      r["time"] / busy, eff.get(r["cls"], 1.0), r["ideal"] / r["waved"] if r["waved"] else 1.0,
+                      r["time"] / busy, eff.get(r["cls"]), r["ideal"] / r["waved"] if r["waved"] else 1.0,
                       r["levels"])
                 for name, r in ((n, rows[n]) for n in order))
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
@@ -213,10 +213,11 @@ def _reason(bottleneck: str, ops: tuple, run: Run, step: dict) -> str:
         heavy = [r for r in ops if r.bound_by == "compute"]
         r = max(heavy, key=lambda r: (r.time_s, r.name)) if heavy else top
         parts = [f"{r.name} ({r.kind}) takes {r.share * 100:.0f}% of the busy time"]
-        if r.efficiency < 1:
-            parts.append(f"the {run.machine.chip.name} '{_cls(r)}' efficiency is {r.efficiency:.0%}")
-        if r.wave_efficiency < 0.999:
-            parts.append(f"wave quantisation keeps {r.wave_efficiency:.1%} of the tiles busy")
+        if r.efficiency is not None:
+            parts.append(f"the {run.machine.chip.name} '{_cls(r)}' efficiency is declared {r.efficiency:.0%} "
+                         f"(the matrix engines' geometry derives {r.utilisation:.1%})")
+        elif r.utilisation < 0.999:
+            parts.append(f"the matrix engines' geometry keeps {r.utilisation:.1%} of their peak busy (derived)")
         return "; ".join(parts)
     if bottleneck == "pipeline bubble":
         return (f"{run.mapping.pp} stages with {int(step['micro_batches'])} micro-batches idle "

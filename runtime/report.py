@@ -22,8 +22,8 @@ class OpRow:
     bound_by: str
     energy_j: float
     share: float  # of the step's busy time
-    efficiency: float  # declared efficiency of the op's class
-    wave_efficiency: float  # ideal / wave-quantised compute time over all its passes (1 when not a GEMM)
+    efficiency: float | None  # the efficiency the chip declares for the op's class (it overrides `utilisation`), or None
+    utilisation: float  # of the matrix peak, derived from the engines' geometry over all its passes (1: not a GEMM)
     levels: dict = field(default_factory=dict)  # memory level -> {"bytes", "time_s"}, per chip per step
 
 
@@ -71,11 +71,11 @@ class Report:
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["name", "kind", "time_s", "flops", "bytes", "comm_bytes", "bound_by", "energy_j",
-                    "share", "efficiency", "wave_efficiency"])
+                    "share", "efficiency", "utilisation"])
         for r in self.ops:
             w.writerow([r.name, r.kind, f"{r.time_s:.6g}", f"{r.flops:.6g}", f"{r.bytes:.6g}",
                         f"{r.comm_bytes:.6g}", r.bound_by, f"{r.energy_j:.6g}", f"{r.share:.4f}",
-                        f"{r.efficiency:.3g}", f"{r.wave_efficiency:.3g}"])
+                        "" if r.efficiency is None else f"{r.efficiency:.3g}", f"{r.utilisation:.3g}"])
         return out.getvalue()
 
     def to_text(self, max_ops: int = 15) -> str:
@@ -100,10 +100,12 @@ class Report:
             f"  machine     {self.machine['tiles_per_chip']} x {self.machine['tile']} per {self.machine['chip']}"
             f" at {si(self.machine['clock_hz'], 'Hz')}{_clock_note(self.machine.get('clock'))}; "
             f"fixed cost per op {si(self.machine['launch_s'], 's')}"
-            + (f"; efficiency {', '.join(f'{k} {v:.0%}' for k, v in self.machine['efficiency'].items())}"
+            + (f"; declared efficiency {', '.join(f'{k} {v:.0%}' for k, v in self.machine['efficiency'].items())}"
                if self.machine["efficiency"] else ""),
-            "",
         ]
+        if (use := _matrix_use(self.ops)):
+            lines.append(f"  matrix use  {use}")
+        lines.append("")
         width = max([len(r.name) for r in self.ops[:max_ops]] + [4])
         width = min(width, 48)
         lines.append(f"  {'op':<{width}}  {'kind':<17} {'time':>10} {'share':>6} {'FLOP':>10} "
@@ -128,6 +130,26 @@ class Report:
         for n in self.notes:
             lines.append(f"  note        {n}")
         return printable("\n".join(lines) + "\n")  # names and units a user wrote reach the terminal
+
+
+def _matrix_use(ops) -> str:
+    """The matrix engines' utilisation over the ops that use them, FLOP-weighted: derived from
+    their geometry where the chip declares no efficiency for the op's class, and for declared
+    classes what the declaration overrides."""
+    derived = [(r.flops, r.utilisation) for r in ops if r.efficiency is None and r.utilisation < 1.0]
+    declared: dict[float, list] = {}
+    for r in ops:
+        if r.efficiency is not None and r.flops > 0:
+            declared.setdefault(r.efficiency, []).append((r.flops, r.utilisation))
+    parts = []
+    if derived and (w := sum(f for f, _ in derived)) > 0:
+        # time-weighted: FLOPs over the FLOP-weighted sum of 1 / utilisation
+        parts.append(f"{w / sum(f / u for f, u in derived):.1%} of peak, derived from the engines' geometry")
+    for eff, xs in sorted(declared.items()):
+        w = sum(f for f, _ in xs)
+        if w > 0:
+            parts.append(f"{eff:.0%} declared where the geometry derives {w / sum(f / u for f, u in xs):.1%}")
+    return "; ".join(parts)
 
 
 def summary(rep: "Report", top: int = 5) -> str:

@@ -64,7 +64,7 @@ chip c {
   noc crossbar, bandwidth = 100 TB/s
   memory hbm, 100 GB, bandwidth = 1 TB/s
   launch 1 us
-  wave 100 x 100
+  wave 100 x 100 x 100
 }
 system node { chips 4 of c; network switch, bandwidth = 100 GB/s, latency = 1 us }
 model mm(M, N, K) {

@@ -102,10 +102,11 @@ def test_run_gemm_json_contract():
     M = N = K = 8192
     assert rep["flops"] == 2 * M * N * K
     # a burst at the boost clock reaches 70-95% of the datasheet peak; the default, sustained
-    # clock (1.55 of 1.83 GHz) scales the compute time by the clock ratio (plus the 3 us launch)
+    # clock (1.55 of 1.83 GHz) scales the compute time by the clock ratio (plus the 3 us launch),
+    # all but each thread-block tile's 200 ns crossbar latency (16 waves: 3.2 us of ~1.4 ms)
     burst = run_json(*GEMM, *SQUARE, "--set", "clock=boost")
     assert 0.70 * H100_BF16_PEAK <= burst["achieved_flops_per_s"] <= 0.95 * H100_BF16_PEAK
-    assert rep["latency_s"] - 3e-6 == pytest.approx((burst["latency_s"] - 3e-6) * 1.83 / 1.55, rel=1e-9)
+    assert rep["latency_s"] - 3e-6 == pytest.approx((burst["latency_s"] - 3e-6) * 1.83 / 1.55, rel=5e-3)
     assert rep["achieved_flops_per_s"] == pytest.approx(rep["flops"] / rep["latency_s"], rel=1e-6)
     assert rep["utilization"] == pytest.approx(rep["achieved_flops_per_s"] / H100_BF16_PEAK, rel=0.01)
     assert rep["bottleneck"] == "compute"
