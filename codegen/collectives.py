@@ -21,6 +21,16 @@ Per level, for D bytes per chip (data = D / g_prev left by the inner levels):
 - mesh2d all-reduce (`allreduce = mesh2d`, the level's whole px x py grid; as TPU pods and
   Dojo reduce over a 2-D torus): ring reduce-scatter along the rows, ring all-reduce of the
   1/px pieces along the columns, ring all-gather along the rows;
+- dims all-reduce (`allreduce = dims`, the level's whole N-D grid of d dimensions; TPU pods
+  reduce over their 3-D torus this way): reduce-scatter along each dimension in turn, then
+  all-gather back in the reverse order, each dimension's ring bidirectional (a torus: half the
+  data each way round, 2 links per chip; a mesh: the ring's way back over the line's reverse
+  links). With the dimensions all equal the data is split in d parts that take the dimensions
+  in rotated orders, so every phase keeps all 2d links of a chip busy (Kumar and Jouppi et al.'s
+  multi-dimensional all-reduce on TPU v4's twisted tori, ISCA 2023; Chan et al. 2007's
+  dimension-wise bucket algorithm): on an n^d torus of N chips with link bandwidth B per
+  direction, 2 D (N - 1) / (N 2d B) + 2d(n - 1) latencies, the bandwidth lower bound. With unequal
+  dimensions one part takes them in turn. All-gather and reduce-scatter are each one half.
 - point to point (a pipeline send): all D in one flow at the first level the pair spans;
 - all-to-all (expert parallelism; pairwise exchange, Thakur et al. 2005): each chip sends D/p
   to every other chip of the group; at level l, pl-1 steps in which every member sends to the
@@ -48,6 +58,7 @@ class Pattern(IntEnum):
     COLS = 2  # ... in its column
     P2P = 3  # the group's first chip to its second (a pipeline send)
     SHIFT = 4  # each member to the one `shift` places on (all-to-all)
+    DIM = 5  # each member to its neighbours along one dimension of the level's N-D grid (dims)
 
 
 @dataclass(frozen=True)
@@ -64,9 +75,13 @@ class Step:
     members: int  # pl: members of the level in each ring
     inner: int  # g_prev: chips of the group inside one member
     shift: int = 1  # Pattern.SHIFT: how many places on the peer is
+    dim: int = 0  # Pattern.DIM: the phase; part q runs along dimension (q + dim) % d (one part: dim)
+    parts: int = 1  # Pattern.DIM: parts of the data, each on its own dimension at once
 
     def show(self) -> str:
-        what = {Pattern.SHIFT: f"shift {self.shift}"}.get(self.pattern, self.pattern.name.lower())
+        what = {Pattern.SHIFT: f"shift {self.shift}",
+                Pattern.DIM: f"dimension {self.dim}" + (f" (x{self.parts} parts rotated)" if self.parts > 1 else "")
+                }.get(self.pattern, self.pattern.name.lower())
         return (f"level {self.level}: {self.repeats} x {what} of {self.members} (x{self.inner} inside), "
                 f"{self.data:.4g} D, {self.latencies:g} latencies")
 
@@ -81,6 +96,9 @@ class Network:
     energy: tuple[float, ...]  # J/B
     allreduce: tuple[AllReduce, ...]
     cols: tuple[int, ...]  # members per row of the level's grid
+    dims: tuple[tuple[int, ...], ...] = ()  # each level's grid, first dimension outermost
+    link: tuple[float, ...] = ()  # each level's link bandwidth per direction, B/s (Pattern.DIM's flows)
+    wrap: tuple[bool, ...] = ()  # each level's grid wraps around (a torus)
 
     @staticmethod
     def of(machine: Machine) -> "Network":
@@ -88,7 +106,15 @@ class Network:
         return Network(tuple(x.fanout for x in lv),
                        tuple(x.network.link_bandwidth * LINK_FACTOR.get(x.network.topology, 1.0) for x in lv),
                        tuple(x.network.latency_s for x in lv), tuple(x.network.energy_per_byte or 0.0 for x in lv),
-                       tuple(AllReduce.of(x.network.allreduce) for x in lv), tuple(x.cols for x in lv))
+                       tuple(AllReduce.of(x.network.allreduce) for x in lv), tuple(x.cols for x in lv),
+                       tuple(x.grid for x in lv), tuple(x.network.link_bandwidth for x in lv),
+                       tuple(x.network.topology == "torus" for x in lv))
+
+    def dim_share(self, level: int) -> float:
+        """A chip's bandwidth along one dimension of the level's grid (Pattern.DIM): both links of a
+        torus dimension, one of a mesh's (its ring comes back the other way), shared by the chips
+        of the member."""
+        return self.link[level] * (2.0 if self.wrap[level] else 1.0) / self.chips_per_member(level)
 
     def chips_per_member(self, level: int) -> int:
         return math.prod(self.fanout[:level])
@@ -133,12 +159,36 @@ def decompose(net: Network, kind: Collective, p: float, stride: float) -> tuple[
             steps += [Step(level, Pattern.ROWS, px - 1, row, 1.0, n, g),
                       Step(level, Pattern.COLS, 2 * (round(py) - 1), col, 1.0, n, g),
                       Step(level, Pattern.ROWS, px - 1, row, 1.0, n, g)]
+        elif (kind in (Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER)
+              and alg == AllReduce.DIMS and pl == net.fanout[level]):
+            steps += _dims_steps(net, kind, level, n, g, g_prev)
         elif kind == Collective.ALLTOALL:
             steps += [Step(level, Pattern.SHIFT, 1, g_prev / p, 1.0, n, g, shift=k) for k in range(1, n)]
         else:  # ring all-reduce (reduce-scatter + all-gather), or one of the halves
             repeats = (2 if kind == Collective.ALLREDUCE else 1) * (n - 1)
             steps.append(Step(level, Pattern.RING, repeats, 1.0 / (g_prev * pl), 1.0, n, g))
     return tuple(steps)
+
+
+def _dims_steps(net: Network, kind: Collective, level: int, n: int, g: int, g_prev: float) -> list[Step]:
+    """A dims collective over the level's whole grid: the reduce-scatter phases (dimension by
+    dimension, each part's data shrinking by the size of the dimension it has reduced), then
+    the all-gather phases in reverse. Each phase: n_k - 1 ring steps of the part's data / n_k."""
+    sizes = [x for x in net.dims[level] if x > 1]
+    d = len(sizes)
+    parts = d if d > 1 and len(set(sizes)) == 1 else 1
+    phases, held = [], 1.0 / (parts * g_prev)
+    for j in range(d):
+        k = sizes[j]  # with parts, every dimension has this size
+        phases.append((j, k, held / k))
+        held /= k
+    rs = [Step(level, Pattern.DIM, k - 1, data, 1.0, n, g, dim=j, parts=parts) for j, k, data in phases]
+    ag = list(reversed(rs))
+    if kind == Collective.REDUCE_SCATTER:
+        return rs
+    if kind == Collective.ALLGATHER:
+        return ag
+    return rs + ag
 
 
 def time(net: Network, steps: tuple[Step, ...], nbytes: float) -> tuple[float, float]:
@@ -148,10 +198,11 @@ def time(net: Network, steps: tuple[Step, ...], nbytes: float) -> tuple[float, f
     if nbytes <= 0.0:
         return t, e
     for s in steps:
-        share = net.bandwidth[s.level] / net.chips_per_member(s.level)
+        share = net.dim_share(s.level) if s.pattern == Pattern.DIM else \
+            net.bandwidth[s.level] / net.chips_per_member(s.level)
         moved = s.repeats * s.data * nbytes
         t += moved / share + s.repeats * s.latencies * net.latency[s.level]
-        e += moved * net.energy[s.level]
+        e += moved * s.parts * net.energy[s.level]  # every part moves its data at once
     return t, e
 
 
@@ -181,3 +232,30 @@ def pairs(step: Step, net: Network, base: int, p: int, stride: int) -> list[tupl
             continue
         out += [(c[k], c[(k + 1) % len(c)]) for c in cycles for k in range(len(c))]
     return out
+
+
+def dim_flows(step: Step, net: Network, base: int, p: int, stride: int) -> tuple[float, list]:
+    """A Pattern.DIM step's flows for the group whose first chip is `base`: (the fraction of the
+    step's data each flow carries, [(sender, receiver, hops)]) where hops are the links it
+    crosses, (member of the level, dimension, +1 or -1), in order. On a torus every member sends half to
+    each neighbour along the dimension (one link each); on a mesh the ring's last member sends
+    back to the first over the line's reverse links, one hop per member (dimension-ordered)."""
+    grid = net.dims[step.level]
+    axes = [i for i, x in enumerate(grid) if x > 1]
+    per = net.chips_per_member(step.level)
+    flows = []
+    for ring in rings(step, base, p, stride):
+        for q in range(step.parts):
+            a = axes[(q + step.dim) % len(axes)] if step.parts > 1 else axes[step.dim]
+            size, s = grid[a], math.prod(grid[a + 1:])
+            for k, chip in enumerate(ring):
+                c = (k // s) % size
+                if net.wrap[step.level]:
+                    up, down = k + ((c + 1) % size - c) * s, k + ((c - 1) % size - c) * s
+                    flows += [(chip, ring[up], [(chip // per, a, 1)]), (chip, ring[down], [(chip // per, a, -1)])]
+                elif c < size - 1:
+                    flows.append((chip, ring[k + s], [(chip // per, a, 1)]))
+                else:
+                    flows.append((chip, ring[k - c * s], [(ring[k - i * s] // per, a, -1) for i in range(c)]))
+    return (0.5 if net.wrap[step.level] else 1.0), flows
+

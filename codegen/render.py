@@ -15,7 +15,7 @@ from .collectives import LINK_FACTOR
 from .plan import COLUMNS, memory_levels
 from .mangle import comment, identifier, number
 
-RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy")
+RESULTS = ("time", "compute", "memory", "sram", "noc", "link", "bound", "region", "wave", "energy", "clock")
 RC = {name: i for i, name in enumerate(RESULTS)}  # result column -> index, as plan.COL
 BOUNDS = ("compute", "memory", "sram", "noc", "link", "overhead")
 TEMPLATE_VERSION = "1"
@@ -92,7 +92,7 @@ def machine_view(m: Machine) -> dict:
     levels = []
     for lv in m.levels:
         f = LINK_FACTOR.get(lv.network.topology, 1.0)
-        levels.append(comment(f"{lv.name}: {lv.fanout} members ({lv.rows} x {lv.cols}), "
+        levels.append(comment(f"{lv.name}: {lv.fanout} members ({' x '.join(map(str, lv.dims or (lv.rows, lv.cols)))}), "
                               f"{lv.network.topology}, {lv.network.link_bandwidth / 1e9:g} GB/s per member"
                               f"{f' x {f:g} (both directions of a ring on the {lv.network.topology})' if f != 1 else ''}"
                               f", all-reduce: {lv.network.allreduce}"))
@@ -117,6 +117,12 @@ def machine_view(m: Machine) -> dict:
         wave_k=c_int(chip.wave[2] if chip.wave else 0, "wave K"),
         engines=[_engine(u, m) for u in tile.matrix],
         idle_w=number(chip.idle_power_w or 0.0),
+        # a declared sustained clock overrides the one the power limit derives (Tile.boost_hz is
+        # set once a tile runs at its sustained clock)
+        power_w=number(chip.power_w if chip.power_w and not tile.boost_hz else 0.0),
+        power_alpha=number(2.0 if chip.power_scaling == "cubic" else 0.0),
+        power_comment=comment("cubic: voltage follows the clock (DVFS)" if chip.power_scaling == "cubic"
+                              else "linear: fixed voltage"),
         matrix=[_Unit(comment(f"{u.a} x {u.b} -> {u.acc}: {u.flops_per_cycle:g} FLOP/cycle/tile"),
                       number(u.flops_per_cycle * tile.clock_hz * n), number(u.energy_per_flop or 0.0))
                 for u in tile.matrix],

@@ -2,6 +2,7 @@
 and collects every problem before stopping."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
@@ -43,8 +44,10 @@ RANGES = {
     "power": (1e-3, 1e6, U.POWER),
     "bucket": (1.0, 1e12, U.BYTES),
 }
+MAX_DIMS = 6  # dimensions of a system's grid (TPU pods: 3; Blue Gene/Q: 5; Fugaku's Tofu: 6)
 MAX_WAVE = 1 << 16  # a GPU thread block's output tile is at most 256 x 256; a C int holds this
 BAD_CLOCK = -1.0
+POWER_SCALING = ("cubic", "linear")  # power under a limit: DVFS (V follows f) or fixed voltage
 DATAFLOWS = ("weight_stationary", "output_stationary")  # systolic arrays (SCALE-Sim's WS and OS)
 ANALOG_OPTIONS = ("analog", "dac", "adc", "noise", "program_noise", "bound", "array")  # a tile's clock is missing or invalid (already reported)
 OP_CLASSES = OpClass.words()
@@ -114,6 +117,7 @@ class Checker:
         self.bad_sustained: set[str] = set()  # tiles whose sustained clock was refused (reported)
         self.duplicated: set[str] = set()  # names declared twice (reported once, at the second)
         self.system_chips: dict[str, int] = {}  # chips in each resolved system
+        self.grid_dims: dict[tuple[str, str], tuple[int, ...]] = {}  # (kind, name) -> sizes of an N-D grid
 
     # ---- collection --------------------------------------------------------------------
     def collect(self, stmts) -> None:
@@ -592,8 +596,8 @@ class Checker:
                                 within="energy per byte") \
             if "energy" in kw else None
         alg = self.symbol(kw["allreduce"].value, ALLREDUCE, "an all-reduce algorithm") if "allreduce" in kw else "ring"
-        if alg == "mesh2d" and topo is not None and topo not in ("mesh", "torus"):
-            self.diag.error(kw["allreduce"].value.span, f"`allreduce = mesh2d` needs a mesh or torus, "
+        if alg in ("mesh2d", "dims") and topo is not None and topo not in ("mesh", "torus"):
+            self.diag.error(kw["allreduce"].value.span, f"`allreduce = {alg}` needs a mesh or torus, "
                                                         f"not a {topo}")
             return None
         if None in (topo, bw, lat, alg):
@@ -663,8 +667,26 @@ class Checker:
             self.diag.error(e.span, f"'{given[0]}' is written `{given[0]} N of NAME` or `{given[0]} R x C of NAME`")
             return None
         shape = e.left
-        if isinstance(shape, ast.BinOp) and shape.op == "x":
-            r, c = self.count(shape.left, "a row count"), self.count(shape.right, "a column count")
+        dims_e = []
+        x = shape
+        while isinstance(x, ast.BinOp) and x.op == "x":
+            dims_e.insert(0, x.right)
+            x = x.left
+        dims_e.insert(0, x)
+        if len(dims_e) > 2 and kind == "chip":
+            self.diag.error(shape.span, "a chip's tiles form a 2-D grid (`grid R x C of TILE`); grids of more "
+                                        "dimensions join chips in a system")
+            return None
+        if len(dims_e) > MAX_DIMS:
+            self.diag.error(shape.span, f"a grid of {len(dims_e)} dimensions; archc accepts up to {MAX_DIMS}")
+            return None
+        if len(dims_e) >= 2:
+            sizes = [self.count(x, w) for x, w in zip(dims_e, ["a row count"] + ["a column count"] * (len(dims_e) - 1))
+                     ] if len(dims_e) == 2 else [self.count(x, f"the size of dimension {i + 1}") for i, x in enumerate(dims_e)]
+            if None in sizes:
+                return None
+            r, c = (sizes[0], sizes[1]) if len(sizes) == 2 else (math.prod(sizes[:-1]), sizes[-1])
+            self.grid_dims[(kind, decl.args[0].id)] = tuple(sizes) if len(sizes) > 2 else ()
         else:
             r, c = 1, self.count(shape, "a count")
         member = e.right.id
@@ -701,10 +723,17 @@ class Checker:
             if "process" in ps and (a := self.only(ps["process"][0], 1)):
                 proc = self.quantity(a[0][0], [U.LENGTH], "a process node", within="process")
                 proc = proc * 1e9 if proc else None
-            if "power" in ps and (a := self.only(ps["power"][0], 1)):
+            scaling = "cubic"
+            if "power" in ps and (a := self.only(ps["power"][0], 1, ("scaling",))):
                 power = self.quantity(a[0][0], [U.POWER], "a power", within="power")
+                if "scaling" in a[1]:
+                    scaling = self.symbol(a[1]["scaling"].value, POWER_SCALING, "the power scaling") or "cubic"
             if "idle" in ps and (a := self.only(ps["idle"][0], 1)):
                 idle = self.quantity(a[0][0], [U.POWER], "an idle power", allow_zero=True, within="power")
+            if power is not None and idle is not None and idle >= power:
+                self.diag.error(ps["idle"][0].span, f"the idle power ({idle:g} W) is not below the power limit "
+                                                    f"({power:g} W): a chip at its limit must have power left to compute")
+                idle = None
             launch = 0.0
             if "launch" in ps and (a := self.only(ps["launch"][0], 1)):
                 launch = self.quantity(a[0][0], [U.TIME], "a launch overhead", clock, allow_zero=True,
@@ -746,7 +775,7 @@ class Checker:
             if tile and noc and m and launch is not None and mem is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
-                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), span=d.span)
+                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling, span=d.span)
 
     def _in_cycles(self, ps) -> tuple[str, ...]:
         """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles
@@ -842,7 +871,13 @@ class Checker:
                                                     f"{MAX_MEMBERS:,} chips in a machine")
                     continue
                 self.system_chips[name] = chips
-                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, span=d.span)
+                dims = self.grid_dims.get(("system", name), ())
+                if net.allreduce == "mesh2d" and dims:
+                    self.diag.error(ps["network"][0].span, f"`allreduce = mesh2d` reduces over a 2-D grid; system "
+                                                           f"'{name}' is a {' x '.join(map(str, dims))} grid: "
+                                                           f"`allreduce = dims` uses every dimension")
+                    continue
+                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, dims, span=d.span)
 
     def _system_order(self) -> list[str]:
         """Systems in dependency order; a system that contains itself is an error."""
@@ -865,7 +900,7 @@ class Checker:
             return Machine(name, chip, self.tiles[chip.tile], (), None)
         levels, mem, cur = [], None, self.systems[name]
         while True:
-            levels.append(Level(cur.name, cur.count, cur.rows, cur.cols, cur.network))
+            levels.append(Level(cur.name, cur.count, cur.rows, cur.cols, cur.network, cur.dims))
             mem = mem or cur.memory
             if cur.member_kind == "chip":
                 chip = self.chips[cur.member]

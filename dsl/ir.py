@@ -119,7 +119,7 @@ class Network:
     link_bandwidth: float  # B/s per direction: per link (mesh/torus/ring) or per member port
     latency_s: float  # per hop (mesh/torus/ring) or end to end (switched)
     energy_per_byte: float | None
-    allreduce: str = "ring"  # ring | tree (double binary tree) | mesh2d (rows, then columns)
+    allreduce: str = "ring"  # ring | tree (double binary tree) | mesh2d (rows, then columns) | dims (every dimension)
     span: Span | None = _span()
 
 
@@ -155,6 +155,7 @@ class Chip:
     wave: tuple[int, int, int] | None  # a GPU thread block's tile (M x N, and K per main-loop step)
     bsp: bool = False  # bulk-synchronous supersteps: an op computes, syncs, then exchanges
     in_cycles: tuple[str, ...] = ()  # figures declared in tile cycles: noc_bandwidth noc_latency launch
+    power_scaling: str = "cubic"  # how power follows the clock under the limit: cubic (DVFS) | linear (fixed voltage)
     span: Span | None = _span()
 
     @property
@@ -185,6 +186,7 @@ class System:
     cols: int
     network: Network
     memories: tuple[Memory, ...]  # pooled memory levels outside the chips (MemoryX, host), innermost first
+    dims: tuple[int, ...] = ()  # the grid's sizes, outermost first (`grid 4 x 4 x 4`); () = (rows, cols)
     span: Span | None = _span()
 
     @property
@@ -205,6 +207,12 @@ class Level:
     rows: int
     cols: int
     network: Network
+    dims: tuple[int, ...] = ()  # an N-D grid's sizes, first dimension outermost (members numbered row-major)
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """The level's grid: its declared dimensions, else rows x columns (a 1 x N list: (N,))."""
+        return self.dims or ((self.rows, self.cols) if self.rows > 1 else (self.cols,))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class AllReduce(Vocab):
     RING = 0
     TREE = 1  # pipelined double binary tree (NCCL)
     MESH2D = 2  # rows, columns, rows of a 2-D grid
+    DIMS = 3  # reduce-scatter then all-gather along every dimension of an N-D grid, all at once
 
 
 class OpClass(Vocab):

@@ -163,6 +163,16 @@ class _Net:
             self.names.append(f"{self.levels[l].name} member {member} {direction}")
         return i
 
+    def grid_link(self, l: int, member: int, dim: int, sign: int) -> int:
+        """The link from `member` of level l to its neighbour along dimension `dim` (+1 or -1 in
+        that coordinate) of the level's grid: the level's link bandwidth per direction."""
+        key = (l, member, dim, sign)
+        i = self.ids.get(key)
+        if i is None:
+            i = self.ids[key] = self.g.add_link(self.spec.link[l])
+            self.names.append(f"{self.levels[l].name} member {member} dimension {dim} {'+' if sign > 0 else '-'}")
+        return i
+
     def extra_link(self, bw: float, name: str) -> int:
         self.names.append(name)
         return self.g.add_link(bw)
@@ -176,6 +186,17 @@ class _Net:
         first chip): each pair's sender's member's out link and its receiver's member's in link."""
         out = []
         for st in collectives.decompose(self.spec, kind, p, stride):
+            if st.pattern == collectives.Pattern.DIM:  # over the grid's own links, hop by hop
+                links, ptr = [], [0]
+                for b in groups:
+                    frac, flows = collectives.dim_flows(st, self.spec, b, p, stride)
+                    for _, _, hops in flows:
+                        links += [self.grid_link(st.level, m, a, d)
+                                  for m, a, d in hops]
+                        ptr.append(len(links))
+                out += [(st.data * frac, st.latencies * self.lat[st.level], np.asarray(ptr, np.int64),
+                         np.asarray(links, np.int32), self.spec.link[st.level])] * st.repeats
+                continue
             links = []
             for b in groups:
                 for a, c in collectives.pairs(st, self.spec, b, p, stride):

@@ -112,10 +112,12 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     m = run.machine
     chip, tile = m.chip, m.tile
     mb = step["micro_batches"]
-    latency = step["latency_s"]
     chips = run.mapping.chips
     # per task, per chip per step (Task.reps)
     reps = plan.reps
+    R, step, notes = _within_power(plan, R, step)
+    latency = step["latency_s"]
+    dyn = float((R[:, RC["energy"]] * reps).sum())
     t_tot = R[:, RC["time"]] * reps
     busy = float(t_tot.sum()) or 1.0
     eff = dict(chip.efficiency)
@@ -129,7 +131,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         r = rows.get(label)
         if r is None:
             r = rows[label] = dict(kind=task.kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
-                                   bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0,
+                                   bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0, clocked=0.0,
                                    levels={n: {"bytes": 0.0, "time_s": 0.0} for n in names})
             order.append(label)
         for j, n in enumerate(names):  # bytes and time at each memory level
@@ -138,6 +140,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                     d["bytes"] += task.levels[j] * reps[i]
                     d["time_s"] += R[i, len(RESULTS) + j] * reps[i]
         r["time"] += t_tot[i]
+        r["clocked"] += t_tot[i] * R[i, RC["clock"]]
         r["flops"] += (task.mflops + task.vflops) * reps[i]
         r["bytes"] += (task.mem_bytes if in_memory else task.sram_bytes) * reps[i]
         r["comm"] += (task.comm.nbytes if task.comm else 0.0) * reps[i]
@@ -150,7 +153,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
                       max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
                       r["time"] / busy, eff.get(r["cls"]), r["ideal"] / r["waved"] if r["waved"] else 1.0,
-                      r["levels"])
+                      r["levels"], tile.clock_hz * (r["clocked"] / r["time"] if r["time"] else 1.0))
                 for name, r in ((n, rows[n]) for n in order))
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
     for i in range(len(plan.tasks)):
@@ -164,7 +167,6 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     achieved = flops / latency
     unit = next(u for u in tile.matrix if (u.a, u.b) == (run.precision.matrix, run.precision.matrix))
     peak = unit.flops_per_cycle * tile.peak_clock_hz * chip.tiles  # the datasheet peak, at boost
-    dyn = float((R[:, RC["energy"]] * reps).sum())
     energy = (dyn + (chip.idle_power_w or 0.0) * latency) * chips
     fp = dict(run.footprint)
     thr_value = run.throughput_items / latency if run.throughput_items else achieved
@@ -196,8 +198,36 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "clock_hz": tile.clock_hz, "clock": run.clock if tile.sustained_hz else None,
                  "efficiency": dict(chip.efficiency),
                  "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None,
+                 "power": {"limit_w": chip.power_w, "idle_w": chip.idle_power_w, "scaling": chip.power_scaling,
+                           "clock_from_limit": bool(chip.power_w) and not tile.boost_hz},
                  "derived": list(tile.derived)},
-        notes=plan.notes, ops=ops, memory_levels=step_levels)
+        notes=notes, ops=ops, memory_levels=step_levels)
+
+
+def _within_power(plan: Plan, R: np.ndarray, step: dict) -> tuple[np.ndarray, dict, tuple]:
+    """The step within the chip's power limit. The kernel holds each op's clock to the limit
+    (clock_ratio in the analytic template), but ops that run together (a spatial run's
+    regions) or a clock declared `sustained` can still draw more over the step: then the
+    whole step's clock is lowered by r, its times stretched by 1/r and its dynamic energy
+    scaled by r^2 (cubic: voltage following the clock) or 1 (linear), r chosen so that the
+    step's average power is the limit: idle + (E / t) r^(1 + alpha) = limit."""
+    chip = plan.run.machine.chip
+    notes = tuple(plan.notes)
+    limit, idle = chip.power_w, chip.idle_power_w or 0.0
+    latency = step["latency_s"]
+    dyn = float((R[:, RC["energy"]] * plan.reps).sum())
+    if not limit or latency <= 0 or dyn / latency + idle <= limit * (1 + 1e-9):
+        return R, step, notes
+    alpha = 2.0 if chip.power_scaling == "cubic" else 0.0
+    r = ((limit - idle) * latency / dyn) ** (1.0 / (1.0 + alpha))
+    R = R.copy()
+    for c in ("time", "compute", "sram"):
+        R[:, RC[c]] /= r
+    R[:, RC["energy"]] *= r ** alpha
+    R[:, RC["clock"]] *= r
+    notes += (f"the step's ops together draw {dyn / latency + idle:,.0f} W per chip at their clocks, over the "
+              f"{limit:,.0f} W limit: the clock is held at {r:.1%} of it, the step {1 / r - 1:.1%} longer",)
+    return R, {k: (v / r if k.endswith("_s") else v) for k, v in step.items()}, notes
 
 
 def _where(run: Run) -> str:

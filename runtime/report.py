@@ -25,6 +25,7 @@ class OpRow:
     efficiency: float | None  # the efficiency the chip declares for the op's class (it overrides `utilisation`), or None
     utilisation: float  # of the matrix peak, derived from the engines' geometry over all its passes (1: not a GEMM)
     levels: dict = field(default_factory=dict)  # memory level -> {"bytes", "time_s"}, per chip per step
+    clock_hz: float = 0.0  # the tile clock it ran at, time-weighted: below the run's where the power limit holds it
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Report:
         ]
         if (use := _matrix_use(self.ops)):
             lines.append(f"  matrix use  {use}")
+        if (held := _held_clock(self)):
+            lines.append(f"  clock       {held}")
         lines.append("")
         width = max([len(r.name) for r in self.ops[:max_ops]] + [4])
         width = min(width, 48)
@@ -130,6 +133,21 @@ class Report:
         for n in self.notes:
             lines.append(f"  note        {n}")
         return printable("\n".join(lines) + "\n")  # names and units a user wrote reach the terminal
+
+
+def _held_clock(rep: "Report") -> str:
+    """What the power limit did to the clock, when it held any op below the run's clock."""
+    p = rep.machine.get("power") or {}
+    busy = sum(r.time_s for r in rep.ops)
+    slow = [r for r in rep.ops if r.clock_hz < rep.machine["clock_hz"] * (1 - 1e-9)]
+    if not p.get("clock_from_limit") or not slow or busy <= 0:
+        return ""
+    mean = sum(r.clock_hz * r.time_s for r in rep.ops) / busy
+    low = min(slow, key=lambda r: (r.clock_hz, r.name))
+    law = "voltage following the clock, power ~ f^3" if p["scaling"] == "cubic" else "fixed voltage, power ~ f"
+    return (f"{si(mean, 'Hz')} time-weighted, derived: the {p['limit_w']:.4g} W limit holds {len(slow)} op"
+            f"{'s' if len(slow) != 1 else ''} below {si(rep.machine['clock_hz'], 'Hz')}, {low.name} at "
+            f"{si(low.clock_hz, 'Hz')} ({law})")
 
 
 def _matrix_use(ops) -> str:

@@ -384,7 +384,7 @@ def test_mesh2d_needs_a_mesh(tmp_path):
     assert "`allreduce = mesh2d` needs a mesh or torus, not a switch" in r.stderr
     f.write_text(EASY_MACHINE + "system s { chips 4 of c; network switch, bandwidth = 1 GB/s, allreduce = tre }\n")
     r = run_cli("check", f)
-    assert r.code != 0 and "an all-reduce algorithm must be one of ring, tree, mesh2d; found 'tre'" in r.stderr
+    assert r.code != 0 and "an all-reduce algorithm must be one of ring, tree, mesh2d, dims; found 'tre'" in r.stderr
 
 
 def test_bsp_superstep_adds_the_exchange_to_the_compute(tmp_path):
