@@ -420,6 +420,8 @@ class Run:
     fusion: str  # none | elementwise (elementwise ops into one kernel) | epilogue (into the producing op)
     accuracy: tuple[tuple[str, str], ...] = ()  # run parameters of the reduced accuracy instance
     clock: str = "boost"  # boost | sustained: the tile clock the run is estimated at
+    dispatch: str = "graph"  # eager | graph | declared: the host software's cost per launched op
+    dispatch_s: float = 0.0  # seconds the host takes to issue one op (runtime overlaps it with the device)
     span: Span | None = _span()
 
 

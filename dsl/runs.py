@@ -27,7 +27,8 @@ STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "glo
                     "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement",
                     "accumulate_in_gemm")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
-              "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False}
+              "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False,
+              "dispatch": False}
 FUSION = ("none", "elementwise", "epilogue")
 CLOCKS = ("sustained", "boost")
 
@@ -168,6 +169,7 @@ def _resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     fusion = "none"
     if (p := one("fuse", False)) and (a := ck.only(p, 1)):
         fusion = ck.symbol(a[0][0], FUSION, "fusion", env) or "none"
+    dispatch, dispatch_s = _dispatch(ck, one("dispatch", False), env)
     reduced = []
     if (p := one("accuracy", False)) is not None:
         for a in p.args:
@@ -244,7 +246,32 @@ def _resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
     used = {prec.matrix, prec.acc, prec.vector, prec.weights} | {t.dtype for t in graph.inputs if t.dtype}
     fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
     return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
-               fp.items(), fbytes, fusion, tuple(reduced), clock, span=decl.span)
+               fp.items(), fbytes, fusion, tuple(reduced), clock, dispatch, dispatch_s, span=decl.span)
+
+
+# The host's cost to issue one op. Eager: PyTorch runs about 280,000 tiny ops a second (Horace
+# He, "Making Deep Learning Go Brrrr From First Principles", 2022): 3.57 us each. A captured
+# graph or compiled program: a CUDA graph of a straight line of kernels launches in about
+# 2.5 us + 1 ns per node (NVIDIA Technical Blog, "Constant Time Launch for Straight-Line CUDA
+# Graphs and Other Performance Enhancements"): ~0 per op. The default is the graph: the
+# device's own `launch` is then every op's fixed cost.
+DISPATCH_S = {"eager": 1 / 280_000, "graph": 0.0}
+
+
+def _dispatch(ck, p, env) -> tuple[str, float]:
+    """A run's `dispatch eager | graph | TIME`: (what, seconds per op)."""
+    if p is None or not (a := ck.only(p, 1)):
+        return "graph", 0.0
+    e = a[0][0]
+    v = ck.value(e, env)
+    if isinstance(v, Sym) and v.name in DISPATCH_S:
+        return v.name, DISPATCH_S[v.name]
+    if isinstance(v, Q) and v.dim == U.TIME:
+        t = ck.quantity(e, [U.TIME], "a dispatch time", allow_zero=True, within="latency", env=env)
+        return ("declared", t) if t is not None else ("graph", 0.0)
+    found = f"'{v.name}'{_hint(v.name, list(DISPATCH_S))}" if isinstance(v, Sym) else show(v)
+    ck.diag.error(e.span, f"the dispatch must be eager, graph or a time per op; found {found}")
+    return "graph", 0.0
 
 
 def _same(a, b) -> bool:

@@ -31,7 +31,7 @@ def analyze(mod, plan: Plan) -> np.ndarray:
     spatial = run.mapping.strategy == "spatial"
     R = np.zeros((len(plan.tasks), len(RESULTS) + len(plan.memories)), dtype=np.float64)
     mod.analyze(plan.table, R, run.mapping.pp if spatial else 0, plan.micro_batches,
-                float(run.mapping.region_rows) if spatial else 0.0)
+                float(run.mapping.region_rows) if spatial else 0.0, run.dispatch_s)
     return R
 
 
@@ -189,7 +189,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule,
                  "region_rows": run.mapping.region_rows, "placement": run.mapping.placement,
                  "overlap_dp": run.mapping.overlap_dp, "accumulate_in_gemm": run.mapping.accumulate_in_gemm,
-                 "bucket_bytes": run.mapping.bucket if run.mapping.overlap_dp else None},
+                 "bucket_bytes": run.mapping.bucket if run.mapping.overlap_dp else None,
+                 "dispatch": run.dispatch, "dispatch_s": run.dispatch_s},
         precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,
                    "vector": run.precision.vector},
         memory={**{k: v for k, v in fp.items()}, "where": _where(run)},

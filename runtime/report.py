@@ -206,6 +206,8 @@ def _mapping_text(m: dict) -> str:
         parts.append(f"overlap_dp (buckets of {si(m['bucket_bytes'], 'B')})")
     if m.get("accumulate_in_gemm"):
         parts.append("accumulate_in_gemm")
+    if m.get("dispatch_s"):
+        parts.append(f"dispatch {m['dispatch']} ({si(m['dispatch_s'], 's')} per op on the host)")
     return ", ".join(parts)
 
 
