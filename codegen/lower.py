@@ -336,8 +336,8 @@ def _noc_bytes(m: Machine, op: Op, gm, split: int, ab: float, mem_bytes: float, 
 
     A chip with off-chip memory (a GPU) moves what it reads and writes through its crossbar.
     An SRAM machine distributes a matrix product over its tile grid as SUMMA does: every tile
-    receives its row panel of A and column panel of B; the kernel divides the bytes one tile
-    receives by that tile's link bandwidth. Spatial mappings carry each op's input in across
+    receives its row panel of A and column panel of B (the weights stay in place: see below);
+    the kernel divides the bytes one tile receives by that tile's link bandwidth. Spatial mappings carry each op's input in across
     its region's boundary."""
     chip = m.chip
     if chip.memory is not None and not spatial:
@@ -350,5 +350,17 @@ def _noc_bytes(m: Machine, op: Op, gm, split: int, ab: float, mem_bytes: float, 
     if chip.noc.topology in ("crossbar", "alltoall", "switch"):
         side = math.isqrt(chip.tiles)
         r, c = side, max(1, chip.tiles // side)
-    # per tile: (m/r x k) of A and (k x n/c) of B, for every batch
-    return gm.batch * (gm.m / r * gm.k + gm.k * gm.n / split / c) * ab
+    m, n, k = gm.m, gm.n / split, gm.k
+    # SUMMA (van de Geijn and Watts 1997): tile (i, j) needs the (m/r x k) row panel of A and
+    # the (k x n/c) column panel of B, and holds 1/c and 1/r of them: it receives the rest
+    summa = m / r * k * (c - 1) / c + k * n / c * (r - 1) / r
+    if op.weight_elems > 0 or op.attr("cache", 0):
+        # B is the op's weights (or attention's KV cache), resident in the tiles' SRAM in
+        # (k/r x n/c) blocks: it may stay put. A tile then receives its block row's slice of
+        # A (m x k/r) from the c - 1 tiles that hold the rest, and the partial sums of its
+        # (m x n/c) output block reduce over the r tiles of its column. The cheaper of the two
+        # schedules is taken (a GEMV keeps its weights; a convolution's many rows may move
+        # its small weights instead). One tile moves nothing either way, so how finely a chip
+        # is described changes only what the exchange really carries.
+        summa = min(summa, m * k / r * (c - 1) / c + m * n / c * (r - 1) / r)
+    return gm.batch * summa * ab

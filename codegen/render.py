@@ -80,7 +80,12 @@ def machine_view(m: Machine) -> dict:
     eff = dict(chip.efficiency)
     mem = chip.memory or m.memory
     topo = chip.noc.topology
-    if topo in ("mesh", "torus"):
+    if topo in ("mesh", "torus") and chip.memory is not None:
+        # what an op reads from and writes to the chip's memory enters and leaves the grid
+        # across its boundary: 2 (rows + columns) edge links (a 1 x 1 grid: its 4 links)
+        noc_bw = 2 * (chip.rows + chip.cols) * chip.noc.link_bandwidth
+        noc_note = f"the grid's boundary: 2 x ({chip.rows} + {chip.cols}) links"
+    elif topo in ("mesh", "torus"):
         # SUMMA-style traffic is counted per tile: a tile receives on its 4 links
         noc_bw, noc_note = 4 * chip.noc.link_bandwidth, "per tile: 4 links in"
     elif topo == "ring":
