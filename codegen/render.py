@@ -44,6 +44,7 @@ class _Engine:
     cols: int
     arrays: int  # per tile
     os: int  # 1: output stationary, 0: weight stationary
+    db: int  # 1: double-buffered (the next fold loads while one streams)
     frag_m: int
     frag_n: int
     frag_k: int
@@ -145,15 +146,17 @@ def _engine(u, m: Machine) -> _Engine:
     g = u.engine
     a, b = u.operand_bytes
     if g is None:
-        return _Engine(comment(f"{u.a} x {u.b}: no geometry declared (peak rate)"), 0, 0, 0, 0, 0, 0, 0,
+        return _Engine(comment(f"{u.a} x {u.b}: no geometry declared (peak rate)"), 0, 0, 0, 0, 0, 0, 0, 0,
                        number(a), number(b))
     parts = []
     if g.rows:
-        parts.append(f"{g.arrays} x {g.rows} x {g.cols} {g.dataflow.replace('_', '-')} arrays per tile")
+        parts.append(f"{g.arrays} x {g.rows} x {g.cols} {g.dataflow.replace('_', '-')} arrays per tile"
+                     + (", double-buffered" if g.double_buffered else ""))
     if g.fragment[0]:
         parts.append(f"fragment {g.fragment[0]} x {g.fragment[1]} x {g.fragment[2]}")
     return _Engine(comment(f"{u.a} x {u.b}: " + ", ".join(parts)), c_int(g.rows, "array rows"),
                    c_int(g.cols, "array columns"), c_int(g.arrays, "arrays"), int(g.dataflow == "output_stationary"),
+                   int(g.double_buffered),
                    *(c_int(x, "fragment") for x in g.fragment), number(a), number(b))
 
 

@@ -429,7 +429,7 @@ class Checker:
                              within="energy per flop")
 
     def _matrix(self, p: ast.Prop, clock) -> MatrixUnit | None:
-        a = self.only(p, 1, ("energy", "sram", "dataflow", "fragment") + ANALOG_OPTIONS)
+        a = self.only(p, 1, ("energy", "sram", "dataflow", "fragment", "double_buffered") + ANALOG_OPTIONS)
         if not a:
             return None
         (sig,), kw = a
@@ -498,6 +498,16 @@ class Checker:
             flow = self.symbol(flow_e, DATAFLOWS, "a dataflow")
             if flow is None:
                 return False
+        buffered = False
+        if "double_buffered" in kw:
+            e = kw["double_buffered"].value
+            if not rows:
+                self.diag.error(e.span, "'double_buffered' describes a systolic array: add `array = ROWS x COLS`")
+                return False
+            v = self.symbol(e, ("true", "false"), "double_buffered")
+            if v is None:
+                return False
+            buffered = v == "true"
         if "fragment" in kw:
             e = kw["fragment"].value
             dims = []
@@ -514,7 +524,7 @@ class Checker:
                 return False
         if not rows and not frag[0]:
             return None
-        return Engine(rows, cols, arrays, flow, frag)
+        return Engine(rows, cols, arrays, flow, frag, buffered)
 
     def _analog(self, p: ast.Prop, kw: dict):
         """An analog array's parameters (None: digital; False: an error was reported)."""

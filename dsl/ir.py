@@ -52,6 +52,7 @@ class Engine:
     arrays: int = 0  # per tile: the unit's MAC rate over rows x cols
     dataflow: str = ""  # "weight_stationary" or "output_stationary" (systolic arrays)
     fragment: tuple[int, int, int] = (0, 0, 0)
+    double_buffered: bool = False  # the next fold's stationary operand loads while this one streams
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,32 @@ def test_a_full_array_runs_at_its_peak_less_fill_and_drain(tmp_path):
     assert r.ops[0].utilisation == pytest.approx(16384 / 16568, rel=1e-12)
 
 
+def _buffered(tmp_path, **params):
+    f = tmp_path / "b.arch"
+    f.write_text(SYSTOLIC.replace("dataflow = FLOW", "dataflow = weight_stationary, double_buffered = true"))
+    return run_analytic(check(f, {k: str(v) for k, v in params.items()}, "r").run("r"), __version__)
+
+
+def test_a_double_buffered_array_loads_the_next_fold_while_one_streams(tmp_path):
+    # The GEMM of test_weight_stationary_array_folds_fill_and_drain: 6 folds on 4 arrays, so an
+    # array runs 2 folds in turn: the first load (16 cycles), 2 x max(100 rows, 16) of stream,
+    # one drain of the skew (16 + 16 - 2): 16 + 200 + 30 = 246 cycles, against 2 x 146 = 292.
+    r = _buffered(tmp_path)
+    assert r.latency_s == pytest.approx(246e-9, rel=1e-12)
+    assert r.ops[0].utilisation == pytest.approx(78.125 / 246, rel=1e-12)
+
+
+def test_a_gemv_on_a_double_buffered_array_waits_for_its_weights(tmp_path):
+    # One row through B[64 x 64]: 4 x 4 = 16 folds, 4 on each array in turn; one row streams in
+    # 1 cycle but each fold's weights take 16 cycles to load: 16 + 4 x max(1, 16) + 30 = 110
+    # cycles (without double buffering: 4 x (32 + 16 + 1 - 2) = 188). Memory: (64 + 4096 + 64)
+    # x 2 B at 1 TB/s = 8.4 ns.
+    r = _buffered(tmp_path, M=1, N=64, K=64)
+    assert r.latency_s == pytest.approx(110e-9, rel=1e-12)
+    plain = _systolic(tmp_path, "weight_stationary", M=1, N=64, K=64)
+    assert plain.latency_s == pytest.approx(188e-9, rel=1e-12)
+
+
 @pytest.mark.parametrize("unit, message", [
     ("matrix fp16 x fp16 -> fp32 : 500 mac/cycle, array = 16 x 16",
      "the unit's 500 MAC/cycle is not a whole number of 16 x 16 arrays (1.953)"),
@@ -199,6 +225,8 @@ def test_a_full_array_runs_at_its_peak_less_fill_and_drain(tmp_path):
      "a tensor-core fragment is written `fragment = M x N x K`"),
     ("matrix fp16 x fp16 -> fp32 : 512 mac/cycle, array = 16",
      "a systolic array is written `array = ROWS x COLS`"),
+    ("matrix fp16 x fp16 -> fp32 : 512 mac/cycle, double_buffered = true",
+     "'double_buffered' describes a systolic array: add `array = ROWS x COLS`"),
 ])
 def test_geometry_mistakes_are_reported(tmp_path, unit, message):
     f = tmp_path / "s.arch"
