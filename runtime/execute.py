@@ -115,6 +115,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     chips = run.mapping.chips
     # per task, per chip per step (Task.reps)
     reps = plan.reps
+    power_clock = _power_clock(plan, R, step["latency_s"])  # before the step is held to the limit
     R, step, notes = _within_power(plan, R, step)
     latency = step["latency_s"]
     dyn = float((R[:, RC["energy"]] * reps).sum())
@@ -197,12 +198,29 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         breakdown=breakdown, time_by_resource=by_res,
         machine={"chip": chip.name, "tile": tile.name, "tiles_per_chip": chip.tiles,
                  "clock_hz": tile.clock_hz, "clock": run.clock if tile.sustained_hz else None,
+                 "clock_from_power_hz": power_clock,
                  "efficiency": dict(chip.efficiency),
                  "launch_s": chip.launch_s, "wave": list(chip.wave) if chip.wave else None,
                  "power": {"limit_w": chip.power_w, "idle_w": chip.idle_power_w, "scaling": chip.power_scaling,
                            "clock_from_limit": bool(chip.power_w) and not tile.boost_hz},
                  "derived": list(tile.derived)},
         notes=notes, ops=ops, memory_levels=step_levels)
+
+
+def _power_clock(plan: Plan, R: np.ndarray, latency: float) -> float | None:
+    """For a run at a declared `sustained` clock on a chip with a power limit: the clock the
+    limit would give the step as a whole (the law of _within_power, at most the boost clock),
+    shown beside the declared one. None otherwise."""
+    m = plan.run.machine
+    chip, tile = m.chip, m.tile
+    if not (chip.power_w and tile.boost_hz) or latency <= 0:
+        return None
+    dyn = float((R[:, RC["energy"]] * plan.reps).sum())
+    if dyn <= 0:
+        return tile.boost_hz
+    alpha = 2.0 if chip.power_scaling == "cubic" else 0.0
+    r = ((chip.power_w - (chip.idle_power_w or 0.0)) * latency / dyn) ** (1.0 / (1.0 + alpha))
+    return min(tile.boost_hz, tile.clock_hz * r)
 
 
 def _within_power(plan: Plan, R: np.ndarray, step: dict) -> tuple[np.ndarray, dict, tuple]:
@@ -226,8 +244,10 @@ def _within_power(plan: Plan, R: np.ndarray, step: dict) -> tuple[np.ndarray, di
         R[:, RC[c]] /= r
     R[:, RC["energy"]] *= r ** alpha
     R[:, RC["clock"]] *= r
-    notes += (f"the step's ops together draw {dyn / latency + idle:,.0f} W per chip at their clocks, over the "
-              f"{limit:,.0f} W limit: the clock is held at {r:.1%} of it, the step {1 / r - 1:.1%} longer",)
+    def watts(x: float) -> str:
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    notes += (f"the step's ops together draw {watts(dyn / latency + idle)} W per chip at their clocks, over the "
+              f"{watts(limit)} W limit: the clock is held at {r:.1%} of it, the step {1 / r - 1:.1%} longer",)
     return R, {k: (v / r if k.endswith("_s") else v) for k, v in step.items()}, notes
 
 

@@ -99,7 +99,9 @@ class Report:
             f" ({self.memory['where']})",
             f"  bottleneck  {self.bottleneck}: {self.bottleneck_reason}",
             f"  machine     {self.machine['tiles_per_chip']} x {self.machine['tile']} per {self.machine['chip']}"
-            f" at {si(self.machine['clock_hz'], 'Hz')}{_clock_note(self.machine.get('clock'))}; "
+            f" at {si(self.machine['clock_hz'], 'Hz')}{_clock_note(self.machine.get('clock'))}"
+            + (f" (declared; its power limit would give this step {si(d, 'Hz')})"
+               if (d := self.machine.get("clock_from_power_hz")) else "") + "; "
             f"fixed cost per op {si(self.machine['launch_s'], 's')}"
             + (f"; declared efficiency {', '.join(f'{k} {v:.0%}' for k, v in self.machine['efficiency'].items())}"
                if self.machine["efficiency"] else ""),

@@ -114,6 +114,13 @@ def test_a_declared_sustained_clock_overrides_and_the_step_stays_within_the_limi
     assert r.latency_s == pytest.approx(T0 / 0.95 / ratio, rel=1e-9)
     assert r.power_w == pytest.approx(8.0, rel=1e-9)
     assert any("over the 8 W limit: the clock is held at" in n for n in r.notes)
+    # the report shows the clock the limit derives beside the declared one: the held step's
+    assert r.machine["clock_from_power_hz"] == pytest.approx(0.95e9 * ratio, rel=1e-9)
+    assert "(declared; its power limit would give this step 815 MHz)" in r.to_text()
+    # under a generous limit (20 W: r^3 = 18 / 9.5) the derivation would exceed the boost clock
+    f.write_text(MACHINE.replace("POWER", "power 20 W").replace("HBM_ENERGY", "0 pJ/B")
+                 .replace("  clock 1 GHz\n", "  clock 1 GHz, sustained = 0.95 GHz\n"))
+    assert run_analytic(check(f).run("gemm"), __version__).machine["clock_from_power_hz"] == 1e9
 
 
 def test_idle_at_or_over_the_limit_is_refused(tmp_path):
