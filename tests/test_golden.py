@@ -1,8 +1,10 @@
 """Golden files for every sample: AST and IR dumps, the generated .pyx of every machine a run
-uses, and a summary of every run's report. `pytest --update-golden` rewrites them (and fails, so
+uses (whole for the reference sample, as a diff against it for the others), and a summary of
+every run's report. `pytest --update-golden` rewrites them (and fails, so
 the diff is reviewed); a missing golden file fails."""
 from __future__ import annotations
 
+import difflib
 import json
 
 import pytest
@@ -35,11 +37,36 @@ def test_ast_and_ir(sample, monkeypatch, update_golden):
                    (f"{sample.stem}/ir.txt", ir.dump(stages.ir) + "\n")], update_golden)
 
 
+# The generated kernels share one template: the reference sample's are kept whole (a template
+# change shows there, once); every other kernel is kept as its unified diff against the
+# reference kernel of the same kind (its machine's constants, its formats' name): every byte is
+# still checked, and a golden reads as what makes that machine different.
+REFERENCE = "h100"
+REFERENCE_KERNEL = {"analytic": "analytic_h100_", "formats": "formats_h100_arch_"}
+
+
+def _reference(monkeypatch) -> dict[str, tuple[str, str]]:
+    """kind -> (name, text) of the reference sample's kernel of that kind."""
+    sources = kernel_sources(_stages(SAMPLES / f"{REFERENCE}.arch", monkeypatch).ir)
+    return {kind: next((n, t) for n, t in sorted(sources.items()) if n.startswith(prefix))
+            for kind, prefix in REFERENCE_KERNEL.items()}
+
+
+def _against(ref: tuple[str, str], name: str, text: str) -> str:
+    return "".join(difflib.unified_diff(ref[1].splitlines(keepends=True), text.splitlines(keepends=True),
+                                        f"{REFERENCE}/{ref[0]}.pyx", f"{name}.pyx", n=0))
+
+
 @pytest.mark.parametrize("sample", SAMPLE_FILES, ids=lambda p: p.stem)
 def test_generated_pyx(sample, monkeypatch, update_golden):
     sources = kernel_sources(_stages(sample, monkeypatch).ir)
     assert sources, f"{sample.name} declares no runs"
-    check_goldens([(f"{sample.stem}/{name}.pyx", text) for name, text in sources.items()], update_golden)
+    if sample.stem == REFERENCE:
+        check_goldens([(f"{sample.stem}/{name}.pyx", text) for name, text in sources.items()], update_golden)
+        return
+    ref = _reference(monkeypatch)
+    check_goldens([(f"{sample.stem}/{name}.pyx.diff", _against(ref[name.split("_")[0]], name, text))
+                   for name, text in sources.items()], update_golden)
 
 
 @pytest.mark.parametrize("sample", SAMPLE_FILES, ids=lambda p: p.stem)
