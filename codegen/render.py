@@ -126,7 +126,7 @@ def machine_view(m: Machine) -> dict:
         # a declared sustained clock overrides the one the power limit derives (Tile.boost_hz is
         # set once a tile runs at its sustained clock)
         power_w=number(chip.power_w if chip.power_w and not tile.boost_hz else 0.0),
-        power_alpha=number(2.0 if chip.power_scaling == "cubic" else 0.0),
+        power_alpha=number(chip.power_alpha),
         power_comment=comment("cubic: voltage follows the clock (DVFS)" if chip.power_scaling == "cubic"
                               else "linear: fixed voltage"),
         matrix=[_Unit(comment(f"{u.a} x {u.b} -> {u.acc}: {u.flops_per_cycle:g} FLOP/cycle/tile"),

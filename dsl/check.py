@@ -53,6 +53,15 @@ ANALOG_OPTIONS = ("analog", "dac", "adc", "noise", "program_noise", "bound", "ar
 OP_CLASSES = OpClass.words()
 
 
+def _crossed(e) -> list:
+    """The factors of `A x B x C ...` (x is left-associative), in order; [e] if e is no product."""
+    out = []
+    while isinstance(e, ast.BinOp) and e.op == "x":
+        out.insert(0, e.right)
+        e = e.left
+    return [e] + out
+
+
 @lru_cache(maxsize=None)
 def _stdlib(name: str) -> ast.File:
     fname = name.split(".", 1)[1] + ".arch"
@@ -509,12 +518,7 @@ class Checker:
                 return False
             buffered = v == "true"
         if "fragment" in kw:
-            e = kw["fragment"].value
-            dims = []
-            while isinstance(e, ast.BinOp) and e.op == "x":
-                dims.insert(0, e.right)
-                e = e.left
-            dims.insert(0, e)
+            dims = _crossed(kw["fragment"].value)
             if len(dims) != 3:
                 self.diag.error(kw["fragment"].value.span, "a tensor-core fragment is written `fragment = M x N x K` "
                                                            "(the MMA instruction's shape, e.g. 16 x 8 x 16)")
@@ -677,12 +681,7 @@ class Checker:
             self.diag.error(e.span, f"'{given[0]}' is written `{given[0]} N of NAME` or `{given[0]} R x C of NAME`")
             return None
         shape = e.left
-        dims_e = []
-        x = shape
-        while isinstance(x, ast.BinOp) and x.op == "x":
-            dims_e.insert(0, x.right)
-            x = x.left
-        dims_e.insert(0, x)
+        dims_e = _crossed(shape)
         if len(dims_e) > 2 and kind == "chip":
             self.diag.error(shape.span, "a chip's tiles form a 2-D grid (`grid R x C of TILE`); grids of more "
                                         "dimensions join chips in a system")
@@ -691,8 +690,9 @@ class Checker:
             self.diag.error(shape.span, f"a grid of {len(dims_e)} dimensions; archc accepts up to {MAX_DIMS}")
             return None
         if len(dims_e) >= 2:
-            sizes = [self.count(x, w) for x, w in zip(dims_e, ["a row count"] + ["a column count"] * (len(dims_e) - 1))
-                     ] if len(dims_e) == 2 else [self.count(x, f"the size of dimension {i + 1}") for i, x in enumerate(dims_e)]
+            what = (["a row count", "a column count"] if len(dims_e) == 2
+                    else [f"the size of dimension {i + 1}" for i in range(len(dims_e))])
+            sizes = [self.count(x, w) for x, w in zip(dims_e, what)]
             if None in sizes:
                 return None
             r, c = (sizes[0], sizes[1]) if len(sizes) == 2 else (math.prod(sizes[:-1]), sizes[-1])
@@ -764,12 +764,7 @@ class Checker:
                         eff.append((arg.name, f))
             wave = None
             if "wave" in ps and (a := self.only(ps["wave"][0], 1)):
-                e = a[0][0]
-                dims = []
-                while isinstance(e, ast.BinOp) and e.op == "x":
-                    dims.insert(0, e.right)
-                    e = e.left
-                dims.insert(0, e)
+                dims = _crossed(a[0][0])
                 if len(dims) in (2, 3):
                     ws = [self.count(x, w, maximum=MAX_WAVE) for x, w in
                           zip(dims, ("a wave block height", "a wave block width", "a wave block depth"))]

@@ -168,6 +168,12 @@ class Chip:
         """The outermost level: where the model's tensors live (HBM), None for an SRAM chip."""
         return self.memories[-1] if self.memories else None
 
+    @property
+    def power_alpha(self) -> float:
+        """How energy per operation follows the clock under the power limit, as r^alpha at a
+        clock r times the run's: 2 with voltage following the clock (cubic), 0 at fixed voltage."""
+        return 2.0 if self.power_scaling == "cubic" else 0.0
+
     def at_clock_ratio(self, r: float) -> Chip:
         """This chip with its tiles' clock scaled by r: the figures declared in cycles follow it
         (a NoC of so many bytes per cycle, a launch of so many cycles); the rest keep their own."""

@@ -207,47 +207,51 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         notes=notes, ops=ops, memory_levels=step_levels)
 
 
+def _step_clock_ratio(plan: Plan, R: np.ndarray, latency: float) -> float | None:
+    """The clock, as a fraction of the run's, at which the step as a whole draws exactly the
+    chip's power limit: idle + (E / t) r^(1 + alpha) = limit, the step's times scaling as 1/r
+    and its dynamic energy E as r^alpha (Chip.power_alpha). None without a limit or a step."""
+    chip = plan.run.machine.chip
+    dyn = float((R[:, RC["energy"]] * plan.reps).sum())
+    if not chip.power_w or latency <= 0 or dyn <= 0:
+        return None
+    return ((chip.power_w - (chip.idle_power_w or 0.0)) * latency / dyn) ** (1.0 / (1.0 + chip.power_alpha))
+
+
 def _power_clock(plan: Plan, R: np.ndarray, latency: float) -> float | None:
     """For a run at a declared `sustained` clock on a chip with a power limit: the clock the
-    limit would give the step as a whole (the law of _within_power, at most the boost clock),
-    shown beside the declared one. None otherwise."""
-    m = plan.run.machine
-    chip, tile = m.chip, m.tile
-    if not (chip.power_w and tile.boost_hz) or latency <= 0:
+    limit would give the step as a whole (_step_clock_ratio, at most the boost clock), shown
+    beside the declared one. None otherwise."""
+    tile = plan.run.machine.tile
+    if not tile.boost_hz:
         return None
-    dyn = float((R[:, RC["energy"]] * plan.reps).sum())
-    if dyn <= 0:
-        return tile.boost_hz
-    alpha = 2.0 if chip.power_scaling == "cubic" else 0.0
-    r = ((chip.power_w - (chip.idle_power_w or 0.0)) * latency / dyn) ** (1.0 / (1.0 + alpha))
-    return min(tile.boost_hz, tile.clock_hz * r)
+    r = _step_clock_ratio(plan, R, latency)
+    return None if r is None else min(tile.boost_hz, tile.clock_hz * r)
 
 
 def _within_power(plan: Plan, R: np.ndarray, step: dict) -> tuple[np.ndarray, dict, tuple]:
     """The step within the chip's power limit. The kernel holds each op's clock to the limit
     (clock_ratio in the analytic template), but ops that run together (a spatial run's
     regions) or a clock declared `sustained` can still draw more over the step: then the
-    whole step's clock is lowered by r, its times stretched by 1/r and its dynamic energy
-    scaled by r^2 (cubic: voltage following the clock) or 1 (linear), r chosen so that the
-    step's average power is the limit: idle + (E / t) r^(1 + alpha) = limit."""
+    whole step's clock is lowered by r (_step_clock_ratio), its times stretched by 1/r and its
+    dynamic energy scaled by r^alpha."""
     chip = plan.run.machine.chip
     notes = tuple(plan.notes)
-    limit, idle = chip.power_w, chip.idle_power_w or 0.0
     latency = step["latency_s"]
-    dyn = float((R[:, RC["energy"]] * plan.reps).sum())
-    if not limit or latency <= 0 or dyn / latency + idle <= limit * (1 + 1e-9):
+    r = _step_clock_ratio(plan, R, latency)
+    drawn = (chip.idle_power_w or 0.0) + float((R[:, RC["energy"]] * plan.reps).sum()) / latency if r else 0.0
+    if r is None or drawn <= chip.power_w * (1 + 1e-9):
         return R, step, notes
-    alpha = 2.0 if chip.power_scaling == "cubic" else 0.0
-    r = ((limit - idle) * latency / dyn) ** (1.0 / (1.0 + alpha))
     R = R.copy()
     for c in ("time", "compute", "sram"):
         R[:, RC[c]] /= r
-    R[:, RC["energy"]] *= r ** alpha
+    R[:, RC["energy"]] *= r ** chip.power_alpha
     R[:, RC["clock"]] *= r
+
     def watts(x: float) -> str:
         return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-    notes += (f"the step's ops together draw {watts(dyn / latency + idle)} W per chip at their clocks, over the "
-              f"{watts(limit)} W limit: the clock is held at {r:.1%} of it, the step {1 / r - 1:.1%} longer",)
+    notes += (f"the step's ops together draw {watts(drawn)} W per chip at their clocks, over the "
+              f"{watts(chip.power_w)} W limit: the clock is held at {r:.1%} of it, the step {1 / r - 1:.1%} longer",)
     return R, {k: (v / r if k.endswith("_s") else v) for k, v in step.items()}, notes
 
 
