@@ -81,13 +81,13 @@ from collections import Counter
 
 import numpy as np
 
-from archc.codegen.plan import Phase, Placement, Plan
+from archc.codegen.plan import Phase, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
 from archc.codegen.layout import layout, regions, visits
 from archc.codegen.schedule import stream_pieces
-from archc.codegen.render import RC, RESULTS
+from archc.codegen.render import RC, RESULTS  # noqa: F401  (RESULTS: the column names, for callers of event_R)
 
 from . import events as ev
 from .report import si
@@ -505,10 +505,10 @@ class _Builder:
     # -- schedules
     def build_stages(self):
         T, mp = self.T, self.mp
-        pp, m = mp.pp, self.plan.micro_batches
+        pp = mp.pp
         train = self.run.mode == "train"
         self._mem_prev: dict[int, int] = {}
-        phase, stage = [t.phase for t in T], [t.placement for t in T]
+        phase = [t.phase for t in T]
         n = len(T)
 
         xfer = self.plan.first(Phase.PIPELINE_TRANSFER)

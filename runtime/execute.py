@@ -8,6 +8,7 @@ from archc.codegen.plan import Phase, Placement, Plan
 from archc.dsl.vocab import Strategy
 from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
+from archc.dsl.ir import Run
 
 from . import cache
 from .buckets import analytic_exposure

@@ -5,8 +5,6 @@ Machine: 10 tiles of 1000 MAC/cycle at 1 GHz = 20 TFLOP/s per chip; 100 FMA lane
 4 chips on a switch at 100 GB/s per chip and direction, 1 us per step."""
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from archc import __version__
