@@ -61,18 +61,21 @@ def lower(run: Run) -> Plan:
     # Dojo's interface processors) only feeds weight streaming.
     dram = chip.memory is not None
     has_mem = dram or (streaming and m.memory is not None)
-    # Memory levels, innermost first. Each level sees an op's unique bytes and, behind a chip
-    # level (an L2, CMEM), the re-reads a tiling of its products makes when their operands do
-    # not fit that level (codegen/traffic.py). The first level's re-reads, which depend on how
-    # a tile stages operands (registers, SRAM), come with the matrix engines' geometry.
+    # Memory levels, innermost first. Each level sees an op's unique bytes and the re-reads a
+    # tiling of its products makes when their operands do not fit the level inside it
+    # (codegen/traffic.py). Inside the first level is the tiles' SRAM taken together: the
+    # tiles share a product's operand panels over the NoC (each loads its part from memory and
+    # the row or column broadcasts it, SUMMA: van de Geijn and Watts 1997), which is the
+    # traffic `_noc_bytes` charges the NoC; so it is the chip's SRAM, not one tile's, that
+    # bounds the tile of C kept on chip. Further out, each level holds what the next one re-reads.
     memories = memory_levels(m)
-    inner = [None] + [x.capacity for x in memories[:-1]]
+    inner = [chip.tiles * tile.sram_bytes] + [x.capacity for x in memories[:-1]]
     acc_b = fmt_bytes.get(prec.acc, 4.0)
 
     def at_levels(unique: float, rereads=None) -> tuple[float, ...]:
         if spatial or not memories or not (dram or streaming):
             return ()
-        return tuple(unique + (rereads(c) if rereads is not None and dram and c is not None else 0.0)
+        return tuple(unique + (rereads(c) if rereads is not None and dram else 0.0)
                      for c in inner)
     # Training accumulates weight gradients into a buffer per micro-batch unless one micro-batch
     # writes them in the buffer's format; a spatial pipeline keeps them in place and weight
