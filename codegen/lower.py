@@ -350,7 +350,9 @@ def _noc_bytes(m: Machine, op: Op, gm, split: int, ab: float, mem_bytes: float, 
     if gm is None:
         return 0.0
     r, c = chip.rows, chip.cols
-    if chip.noc.topology in ("crossbar", "alltoall", "switch"):
+    if chip.noc.topology in ("crossbar", "alltoall", "switch") or len(chip.grid) > 2:
+        # no grid to follow (a crossbar), or one of more than two dimensions: SUMMA's logical
+        # grid is the squarest of the tiles (each row or column of it a sub-grid of the mesh)
         side = math.isqrt(chip.tiles)
         r, c = side, max(1, chip.tiles // side)
     m, n, k = gm.m, gm.n / split, gm.k

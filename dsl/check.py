@@ -682,10 +682,6 @@ class Checker:
             return None
         shape = e.left
         dims_e = _crossed(shape)
-        if len(dims_e) > 2 and kind == "chip":
-            self.diag.error(shape.span, "a chip's tiles form a 2-D grid (`grid R x C of TILE`); grids of more "
-                                        "dimensions join chips in a system")
-            return None
         if len(dims_e) > MAX_DIMS:
             self.diag.error(shape.span, f"a grid of {len(dims_e)} dimensions; archc accepts up to {MAX_DIMS}")
             return None
@@ -780,7 +776,8 @@ class Checker:
             if tile and noc and m and launch is not None and mem is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
-                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling, span=d.span)
+                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling,
+                                        self.grid_dims.get(("chip", name), ()), span=d.span)
 
     def _in_cycles(self, ps) -> tuple[str, ...]:
         """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles

@@ -326,6 +326,11 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(p.span, f"'strategy' takes one of {', '.join(STRATEGIES)}, then options")
         return None
     strategy = ck.symbol(pos[0], STRATEGIES, "the strategy", env)
+    if strategy in ("spatial", "weight_streaming") and machine is not None and len(machine.chip.grid) > 2:
+        # their layouts place regions and stream rows across a plane of tiles (codegen/layout.py)
+        ck.diag.error(pos[0].span, f"a {strategy} run lays its regions out on a 2-D grid of tiles; the chip "
+                                   f"'{machine.chip.name}' has a {' x '.join(map(str, machine.chip.grid))} grid")
+        return None
     for k, a in kw.items():
         if k not in STRATEGY_OPTIONS:
             ck.diag.error(a.span, f"'strategy' has no option '{k}'; "

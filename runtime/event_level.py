@@ -197,6 +197,16 @@ class _Net:
                 out += [(st.data * frac, st.latencies * self.lat[st.level], np.asarray(ptr, np.int64),
                          np.asarray(links, np.int32), self.spec.link[st.level])] * st.repeats
                 continue
+            if st.pattern == collectives.Pattern.ROUTED:  # dimension-ordered segments, over the grid's links
+                links, ptr, frac = [], [0], []
+                for b in groups:
+                    for f, hops in collectives.routed_flows(st, self.spec, b, p, stride):
+                        links += [self.grid_link(st.level, m, a, d) for m, a, d in hops]
+                        ptr.append(len(links))
+                        frac.append(f)
+                out.append((np.asarray(frac), st.latencies * self.lat[st.level], np.asarray(ptr, np.int64),
+                            np.asarray(links, np.int32), self.spec.link[st.level]))
+                continue
             links = []
             for b in groups:
                 for a, c in collectives.pairs(st, self.spec, b, p, stride):
@@ -387,9 +397,10 @@ class _Builder:
             steps = self._coll_cache[key] = self.net.steps(kind, p, stride, self._groups(kind, p, stride, stage))
         if chained and key in self._private:
             t = 0.0
-            for factor, lat, ptr, links, bw in steps:
-                load = int(np.bincount(links).max()) if links.size else 0
-                t += lat * count + load * nbytes * factor * count / bw
+            for factor, lat, ptr, links, bw in steps:  # factor: one for all flows, or one per flow
+                w = np.repeat(np.broadcast_to(np.asarray(factor, np.float64), (ptr.size - 1,)), np.diff(ptr))
+                load = float(np.bincount(links, weights=w).max()) if links.size else 0.0
+                t += lat * count + load * nbytes * count / bw
             d = self._name(self.g.add_delay(t, after=[after] if after is not None else []), f"{name} (uncontended)")
             self.collapsed += 1
             return d
