@@ -393,6 +393,9 @@ class Mapping:
     # training: the weight-gradient GEMM adds into the gradient buffer in its epilogue (Megatron-LM's
     # --gradient-accumulation-fusion) instead of a kernel of its own after it
     accumulate_in_gemm: bool = False
+    # expert parallelism: a mixture of experts' experts split over ep of the dp replicas, tokens
+    # exchanged all-to-all among them (GShard; DeepSpeed-MoE); ep divides dp
+    ep: int = 1
     span: Span | None = _span()
 
     @property

@@ -25,7 +25,7 @@ PLACEMENTS = ("adjacent", "raster", "serpentine")
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
                     "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement",
-                    "accumulate_in_gemm")
+                    "accumulate_in_gemm", "ep")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False,
               "dispatch": False}
@@ -410,8 +410,19 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(p.span, f"run '{run_name}' needs {tp * pp * dp} chips but '{machine.name}' has "
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
+    ep = count("ep")
+    if ep is None:
+        return None
+    if ep > 1 and strategy not in ("data", "parallel"):
+        ck.diag.error(kw["ep"].span, f"'ep' splits a mixture of experts' experts over data-parallel replicas; "
+                                     f"a {strategy} run has none (use strategy data or parallel)")
+        return None
+    if dp % ep:
+        ck.diag.error(kw["ep"].span, f"ep = {ep} must divide dp = {dp}: each expert-parallel group is "
+                                     f"ep of the data-parallel replicas")
+        return None
     return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule,
-                   region_rows, placement, bucket, in_gemm, span=p.span)
+                   region_rows, placement, bucket, in_gemm, ep, span=p.span)
 
 
 def _precision(ck, p, env, machine, mode) -> Precision | None:
