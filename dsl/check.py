@@ -13,7 +13,7 @@ from .diagnostics import CheckError, Collector
 from .diagnostics import did_you_mean as _hint
 from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Engine, Format, Level, Machine, MatrixUnit, Memory, Network,
                  Param, Run, System, Tile, VectorUnit)
-from .imports import annotate, annotate_error, link
+from .imports import annotate, annotate_error, link, qualify
 from .parser import parse
 from .source import Source, Span
 from .values import MAX_INT, EvalError, Evaluator, Q, Sym, brief, fmt_q, show
@@ -999,6 +999,7 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
     directories, unless `file` is already linked). `overrides` maps parameter names to `--set`
     values (AST). A diagnostic inside an imported file notes where it was imported from."""
     file = link(file, include)
+    overrides = {k: qualify(v) for k, v in (overrides or {}).items()}  # `--set dtype=m.fp8`
     try:
         design = _check(file, source_name, overrides, only, runs)
     except CheckError as e:

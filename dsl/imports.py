@@ -282,6 +282,16 @@ class _Linker:
         return tuple(out)
 
 
+def qualify(e: ast.Expr) -> ast.Expr:
+    """A `--set` value with `m.NAME` made the single name the linked file knows it by (an
+    unknown one is then reported as an unknown name, at the value)."""
+    def swap(node):
+        if isinstance(node, ast.Attr) and isinstance(node.base, ast.Name):
+            return ast.Name(f"{node.base.id}.{node.name}", span=node.span)
+        return None
+    return _map(e, swap)
+
+
 def _bound(st) -> set[str]:
     """The names a model, block or run binds in itself: parameters, assignment targets, inputs."""
     out: set[str] = set()
