@@ -40,15 +40,16 @@ class _NotRegular(OSError):
     pass
 
 
-def _too_large(size: int) -> str:
-    more = "more than " if size > MAX_SOURCE_BYTES + 1 else ""
-    return f"the file is {more}{size:,} bytes; archc reads design files up to {MAX_SOURCE_BYTES:,} bytes"
+def _too_large(size: int | None) -> str:
+    """`size` None: the file grew past the limit while it was read."""
+    size_text = f"{size:,}" if size is not None else f"more than {MAX_SOURCE_BYTES:,}"
+    return f"the file is {size_text} bytes; archc reads design files up to {MAX_SOURCE_BYTES:,} bytes"
 
 
 def decode(name: str, data: bytes) -> Source:
     """The text of a design file; ValueError (too large) or UnicodeError (binary, not UTF-8)."""
     if len(data) > MAX_SOURCE_BYTES:
-        raise ValueError(_too_large(len(data)))
+        raise ValueError(_too_large(None))
     if b"\x00" in data:
         raise UnicodeError("the file contains NUL bytes; it is not a text file")
     # utf-8-sig: a byte-order mark some editors write is not part of the text

@@ -96,6 +96,7 @@ def archc_cache_dir(tmp_path_factory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setenv("ARCHC_CACHE_DIR", str(root))
     mp.delenv("ARCHC_DEBUG", raising=False)  # a user's debug setting would turn errors into tracebacks
+    mp.delenv("ARCHC_PATH", raising=False)  # where imports are looked for: only what a test sets
     yield root
     mp.undo()
 
