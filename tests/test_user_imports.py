@@ -13,7 +13,7 @@ from archc import __version__, cli
 from archc.api import check, compile_stages, kernel_sources
 from archc.dsl.diagnostics import ArchcError
 from archc.runtime.pipeline import run_analytic
-from conftest import SAMPLES, small_machine
+from conftest import SAMPLES, sample_text, small_machine
 
 MACHINE = small_machine("std.formats")  # tile t, chip c (4 tiles)
 RUN = """run g(n = 512) {
@@ -51,17 +51,9 @@ def test_every_sample_imports_its_machine(sample):
     assert "\nrun " not in machine and "\ntile " in machine and "\nchip " in machine
 
 
-def _single_file(sample: str) -> str:
-    """The sample as one file again: its machine's text, then the workload without the import."""
-    machine = (SAMPLES / "machines" / f"{sample}.arch").read_text(encoding="utf-8")
-    work = (SAMPLES / f"{sample}.arch").read_text(encoding="utf-8")
-    return machine + "\nimport std.models\n" + work.replace(f'import "machines/{sample}.arch"\n', "") \
-        .replace("import std.formats\nimport std.models\n", "")
-
-
 @pytest.mark.build
 def test_workload_importing_its_machine_gives_the_single_file_estimate(tmp_path):
-    single = _write(tmp_path / "h100.arch", _single_file("h100"))
+    single = _write(tmp_path / "h100.arch", sample_text("h100"))
     joined, split = check(single, run="bert_train"), check(SAMPLES / "h100.arch", run="bert_train")
     assert joined.tiles == split.tiles and joined.chips == split.chips and joined.systems == split.systems
     a = json.loads(run_analytic(joined.run("bert_train"), __version__).to_json())
@@ -71,7 +63,7 @@ def test_workload_importing_its_machine_gives_the_single_file_estimate(tmp_path)
 
 
 def test_workload_and_single_file_generate_the_same_kernels(tmp_path, monkeypatch):
-    _write(tmp_path / "samples" / "dojo.arch", _single_file("dojo"))
+    _write(tmp_path / "samples" / "dojo.arch", sample_text("dojo"))
     monkeypatch.chdir(tmp_path)
     single = kernel_sources(compile_stages("samples/dojo.arch").ir)
     monkeypatch.chdir(SAMPLES.parent)
