@@ -230,7 +230,7 @@ def test_the_oracle_catches_a_broken_contract(fuzz_dir, monkeypatch):
 
     def planted(behaviour):
         def main(argv):
-            return behaviour(argv[1])
+            return behaviour(argv[-1])  # check [-I DIR] PATH
         monkeypatch.setattr(archc.cli, "main", main)
 
     def boom(path):
