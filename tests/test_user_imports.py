@@ -396,3 +396,29 @@ def test_editing_an_imported_file_invalidates_the_kernel(tmp_path):
     single = _write(tmp_path / "single.arch", MACHINE.replace("256 mac/cycle", "64 mac/cycle")
                     + "import std.models\n" + RUN.replace("{on}", "c"))
     assert run_analytic(check(single).run("g"), __version__).latency_s == after
+
+
+# ---- imported files are only read ---------------------------------------------------------------
+
+def test_write_run_rewrites_the_workload_never_the_imported_file(tmp_path):
+    from archc.runtime import search
+    m = _write(tmp_path / "machines" / "m.arch", MACHINE)
+    before = (m.read_bytes(), m.stat().st_mtime_ns)
+    w = _write(tmp_path / "w.arch", _workload('import "machines/m.arch"'))
+    search.write_run(w, "g", "g256", {"n": 256})
+    assert (m.read_bytes(), m.stat().st_mtime_ns) == before
+    assert "run g256(n = 256) {" in w.read_text(encoding="utf-8")
+    assert [n for n, _ in check(w).runs] == ["g", "g256"]
+
+
+def test_a_warning_inside_an_imported_file_notes_the_import(tmp_path):
+    _write(tmp_path / "m.arch", MACHINE.replace("sram 1 MiB", "sram 8 Mb"))
+    d = check(_write(tmp_path / "w.arch", _workload('import "m.arch"')))
+    (w,) = d.warnings
+    assert w.render() == (f"{tmp_path / 'm.arch'}:4:8: warning: an SRAM size in bits: 8 Mb is 1 MB; for bytes "
+                          "write 8 MB\n"
+                          "      sram 8 Mb, bandwidth = 64 GB/s\n"
+                          "           ^^^^\n"
+                          f"{tmp_path / 'w.arch'}:3:1: note: {tmp_path / 'm.arch'} is imported here\n"
+                          '    import "m.arch"\n'
+                          "    ^^^^^^^^^^^^^^^")
