@@ -564,9 +564,9 @@ def _reshape(c: OpCtx, ins, kw) -> Out:
     if infer is not None:
         rest = _prod(known)
         if x.elems % rest:
-            c.fail(f"cannot reshape {list(x.shape)} ({x.elems} elements) to "
-                   f"{['-1' if i == infer else d for i, d in enumerate(known)]}: {x.elems} is not a multiple of "
-                   f"{rest}", "shape")
+            asked = ", ".join("-1" if i == infer else str(d) for i, d in enumerate(known))
+            c.fail(f"cannot reshape {list(x.shape)} ({x.elems} elements) to [{asked}]: {x.elems} is not a "
+                   f"multiple of {rest}", "shape")
         known[infer] = x.elems // rest
     shape = tuple(known)
     if _prod(shape) != x.elems:
@@ -723,7 +723,7 @@ OPS: dict[str, OpSpec] = {
     "embedding": _spec(("tokens",), (Param("vocab"), Param("d", doc="width")), _embedding, "embedding",
                        "table lookup; reads the rows gathered"),
     "gather": _spec(X, (Param("positions", doc="positions taken along axis 1"),), _gather, "embedding",
-                    "the first `positions` positions of [batch, seq, ...] (as masked-LM heads)"),
+                    "`positions` of the seq positions of [batch, seq, ...] (a masked-LM head's)"),
     "cross_entropy": _spec(X, (), _cross_entropy, "loss", "loss over the last axis; 5 FLOPs per element"),
     "softmax": _spec(X, (AXIS_LAST,), _softmax, "softmax", "softmax along an axis; 5 FLOPs per element"),
     "rope": _spec(X, (Param("heads", doc="heads the width is split into"),
