@@ -345,3 +345,38 @@ def test_signatures_show_defaults():
     assert OPS["permute"].signature("permute") == "permute(x, dims...)"
     assert OPS["slice"].signature("slice") == "slice(x, axis, start, end = size)"
     assert all(spec.doc for spec in OPS.values())
+
+
+# ---- the ops together: ViT-B/16 -----------------------------------------------------------------
+
+VIT = """
+input img : [1, 3, 224, 224]
+input cls : [1, 1, 768]
+input pos : [1, 197, 768]
+p = conv2d(img, 768, 16, 16, bias = true)
+x = transpose(reshape(p, [1, 768, 196]), 1, 2)
+x = concat(cls, x, axis = 1) + pos
+repeat 12 {
+  x = transformer(x, 12, causal = false, dropout_rate = 0)
+}
+x = layernorm(x)
+c = slice(x, 1, 0, 1)
+return linear(reshape(c, [1, 768]), 1000)
+"""
+
+
+def test_vit_b16_flops_and_parameters(tmp_path):
+    # ViT-B/16 (Dosovitskiy et al. 2021) at 224 x 224: 196 patches + the class token, s = 197,
+    # d = 768, 12 heads, MLP 3072, 12 pre-LN layers; the class token and the position embeddings
+    # are inputs here (archc has no op for a learned tensor).
+    g = run(tmp_path, VIT).graph
+    s, d = 197, 768
+    patch = 2 * 196 * d * (3 * 16 * 16)  # 231,211,008
+    layer = 24 * s * d * d + 4 * s * s * d  # QKV, O and the MLP: 24 s d^2; scores and AV: 4 s^2 d
+    head = 2 * d * 1000
+    assert sum(o.matrix_flops * o.count for o in g.ops) == patch + 12 * layer + head == 35_127_656_448
+    # 17.56 GMACs: timm and fvcore give 17.6 GMACs for vit_base_patch16_224
+    # torchvision's vit_b_16 has 86,567,656 parameters, 768 of them the class token and
+    # 197 x 768 = 151,296 the position embeddings
+    assert g.params_elems == 86_567_656 - 768 - 151_296
+    assert g.output.shape == (1, 1000)
