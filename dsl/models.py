@@ -147,7 +147,8 @@ class Builder:
             return
         items = value.items if isinstance(value, Lst) else None
         if items is None or len(items) != len(names):
-            found = f"{len(items)} values" if items is not None else show(value)
+            found = f"{len(items)} values" if items is not None else \
+                f"{'a tensor' if isinstance(value, Tensor) else show(value)}, not a list"
             raise EvalError(st.value.span, f"{len(names)} names ({', '.join(names)}) are bound to "
                                            f"{found}; `a, b = split(x, 2)` binds a list of as many values")
         for n, v in zip(names, items):

@@ -288,7 +288,7 @@ def test_causal_flash_with_a_kv_cache_saves_nothing_for_one_token(tmp_path):
     ("input x : [6, 10]\na, b = split(x, 5)\nreturn a", 2, 10,
      "2 names (a, b) are bound to 5 values; `a, b = split(x, 2)` binds a list of as many values"),
     ("input x : [6, 10]\na, b = relu(x)\nreturn a", 2, 10,
-     "2 names (a, b) are bound to tensor; `a, b = split(x, 2)` binds a list of as many values"),
+     "2 names (a, b) are bound to a tensor, not a list; `a, b = split(x, 2)` binds a list of as many values"),
     ("input x : [6, 10]\nreturn slice(x, 1, 8, 4)", 2, 10,
      "slice [8, 4) of axis 1 (size 10) is empty or out of range: 0 ≤ start < end ≤ 10 "
      "(negative bounds count from the end)"),
