@@ -207,6 +207,8 @@ def lower(run: Run) -> Plan:
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
+        if op.cls == "movement":  # the inverse move: reads dY, writes dX, needs nothing saved
+            bwd_bytes = (out_elems + in_elems) * ab
         if in_gemm:
             bwd_bytes += weights * (2 * prec.grad_bytes - ab)
         bwd_sram = max(bwd_bytes, 2 * op.matrix_flops / split * operand_traffic)

@@ -62,6 +62,17 @@ def test_transpose_is_a_copy_with_no_arithmetic(tmp_path):
     assert t["y"].cls == OpClass.MOVEMENT
 
 
+def test_movement_backward_is_the_inverse_move(tmp_path):
+    p = tmp_path / "train.arch"
+    p.write_text(MACHINE + "model m() {\n  input x : [4, 64, 32]\n  y = transpose(linear(x, 32), 1, 2)\n"
+                 "  return reduce_sum(y)\n}\nrun r {\n  model m()\n  on c\n  mode train\n  precision bf16\n}\n")
+    fwd, bwd = [t for t in lower(check(p).run("r")).tasks if t.kind == "transpose"]
+    # forward: reads and writes 4 x 64 x 32 = 8,192 elements; backward: transposes the
+    # gradient back, reading dY and writing dX, 8,192 elements each; no FLOPs either way
+    assert fwd.mem_bytes == bwd.mem_bytes == 2 * 8_192 * 2 == 32_768
+    assert fwd.mflops == fwd.vflops == bwd.mflops == bwd.vflops == 0
+
+
 def test_transpose_takes_negative_axes(tmp_path):
     o = ops(tmp_path, "input x : [3, 4, 5]\ny = transpose(x, -1, -3)\nreturn y")["y"]
     assert o.output.shape == (5, 4, 3) and o.attr("perm") == (2, 1, 0)
