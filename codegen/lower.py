@@ -20,7 +20,7 @@ OPTIMIZER_FLOPS = {"adam": 12, "adamw": 13, "lamb": 16, "sgd": 2, "none": 0}
 # Which ops' inputs or outputs carry Megatron tensor-parallel sharding (Shoeybi et al. 2019):
 # a linear whose input is whole splits its columns; one whose input is split splits its rows
 # and all-reduces its output.
-_SHARD_FOLLOW = {"elementwise", "softmax", "attention", "loss"}
+_SHARD_FOLLOW = {"elementwise", "softmax", "attention", "loss", "movement"}
 
 
 def _class_of(op: Op) -> OpClass:
@@ -151,8 +151,8 @@ def lower(run: Run) -> Plan:
                     sharded.add(op.output.id)
             elif mp.seq_parallel and op.cls == "norm":
                 split = tp
-        if op.kind == "gather" or (op.kind == "embedding"):
-            in_elems = op.output.elems  # only the rows gathered are read
+        if op.kind == "gather" or op.kind == "embedding" or op.attr("reads_output"):
+            in_elems = op.output.elems  # only the rows gathered (the part sliced) are read
             tok_bytes = sum(t.elems * fmt_bytes.get(t.dtype or "", 4) for t in op.inputs) if op.kind == "embedding" else 0
         else:
             in_elems = sum(t.elems for t in op.inputs if t.id not in fused)
@@ -231,6 +231,8 @@ def lower(run: Run) -> Plan:
         # Backward: the input gradient and (for ops with weights) the weight gradient each cost
         # what the forward did; data read: dY, saved inputs, weights; written: dX, dW.
         bwd_bytes = (out_elems + 2 * in_elems + 2 * extra) * ab + 2 * w_bytes
+        if op.cls == "movement":  # the inverse move: reads dY, writes dX, needs nothing saved
+            bwd_bytes = (out_elems + in_elems) * ab
         if in_gemm:
             bwd_bytes += weights * (2 * prec.grad_bytes - ab)
         bwd_sram = max(bwd_bytes, 2 * op.matrix_flops / split * operand_traffic)
@@ -334,9 +336,12 @@ def _rereads(op: Op, g: Gemm | None, ab: float, acc_b: float, backward: bool):
     if g is None or not g.m or not g.n or not g.k:
         return None
     if op.kind == "attention":
-        bh, s, t, d = g.b, g.m, g.n, g.k
+        # the whole problem's sizes (a causal flash kernel's GEMM shape is its tiles)
+        bh = op.output.shape[0] * op.attr("heads")
+        s, t, d = op.attr("queries"), op.attr("keys"), op.attr("head_dim")
         if op.attr("flash"):
-            return lambda c: (2.0 if backward else 1.0) * attention_rereads(bh, s, t, d, c, ab)
+            causal = op.attr("causal")
+            return lambda c: (2.0 if backward else 1.0) * attention_rereads(bh, s, t, d, c, ab, causal)
         return lambda c: (2.0 if backward else 1.0) * (gemm_rereads(bh, s, t, d, c, ab, ab, acc_b).rereads
                                                        + gemm_rereads(bh, s, d, t, c, ab, ab, acc_b).rereads)
     f = 1.0

@@ -67,10 +67,16 @@ def _candidates(m, n, capacity, e_a, e_b, e_c):
     return sorted(x for x in out if x >= 1)
 
 
-def attention_rereads(bh: float, s: float, t: float, d: float, capacity: float, e: float) -> float:
+def attention_rereads(bh: float, s: float, t: float, d: float, capacity: float, e: float,
+                      causal: bool = False) -> float:
     """A fused (flash) attention kernel over bh heads: a tile of tq query rows (Q and the output
     accumulator, d each) stays in the inner level while K and V (t x d each) stream past it,
     one row at a time: tq (2 d e) + 2 d e <= capacity; K and V are re-read once per further
-    query tile."""
+    query tile. Causal: query tile i (of nq) streams only the keys it sees, the c = t - s
+    cached ones and its own and earlier rows, c + (i + 1) tq, the last tile all t (the read
+    counted once); the re-reads are the other tiles' sum, (nq - 1) c + tq nq (nq - 1) / 2 rows."""
     tq = max(1.0, min(s, math.floor((capacity - 2 * d * e) / (2 * d * e)))) if capacity > 2 * d * e else 1.0
-    return bh * 2 * t * d * e * (math.ceil(s / tq) - 1)
+    nq = math.ceil(s / tq)
+    if causal:
+        return bh * 2 * d * e * ((nq - 1) * (t - s) + tq * nq * (nq - 1) / 2)
+    return bh * 2 * t * d * e * (nq - 1)

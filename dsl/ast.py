@@ -90,6 +90,7 @@ class Assign(Node):
     target: str
     value: Expr
     target_span: Span | None = field(default=None, compare=False, repr=False)
+    more: tuple[str, ...] = ()  # `a, b, c = value`: the names after the first, bound to a list's items
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def dump(node, indent: int = 0) -> str:
         inner = "".join(dump(s, indent + 1) for s in node.body)
         return f"{head} {{  @{node.span.line}:{node.span.col}\n{inner}{pad}}}\n"
     if isinstance(node, Assign):
-        return f"{pad}{node.target} = {expr_text(node.value)}  @{node.span.line}:{node.span.col}\n"
+        return f"{pad}{', '.join((node.target,) + node.more)} = {expr_text(node.value)}  @{node.span.line}:{node.span.col}\n"
     raise TypeError(type(node).__name__)
 
 

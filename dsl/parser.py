@@ -135,8 +135,9 @@ class _ToAst(Transformer):
                           span=self._s(meta))
 
     def assign(self, meta, children):
-        name, value = children
-        return ast.Assign(str(name), value, span=self._s(meta), target_span=_span(self.src, name))
+        *names, value = children
+        return ast.Assign(str(names[0]), value, span=self._s(meta), target_span=_span(self.src, names[0]),
+                          more=tuple(str(n) for n in names[1:]))
 
     def prop(self, meta, children):
         name, args, body = children

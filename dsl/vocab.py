@@ -73,6 +73,7 @@ class OpClass(Vocab):
     LOSS = 9
     COLLECTIVE = 10
     OPTIMIZER = 11
+    MOVEMENT = 12  # data movement without arithmetic: transpose, permute, concat, split, slice, pad
 
 
 class Collective(Vocab):

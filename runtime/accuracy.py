@@ -43,9 +43,11 @@ accumulator format after every add; the result is then stored in the op's format
 has an analog matrix unit for its format runs its products through runtime/analog.py instead,
 attention's too (the right operand is programmed into the array like a weight). Attention
 scales the scores by 1/sqrt(head width) and, when causal, lets query i see keys up to
-i + (keys - queries), so a KV cache precedes the new keys. Element-wise, norm, softmax,
-pooling, reduction and loss ops (and a linear's bias add, attention's softmax) compute in
-float64 on the rounded inputs and round the result to the vector format, then to the op's
+i + (keys - queries), so a KV cache precedes the new keys. Data-movement ops (transpose,
+permute, concat, split, slice, pad) move the stored values unchanged (a pad's fill value is
+stored in the op's format). Element-wise (rope included: its sines and cosines are a float64
+table), norm, softmax, pooling, reduction and loss ops (and a linear's bias add, attention's
+softmax) compute in float64 on the rounded inputs and round the result to the vector format, then to the op's
 format. The vector format is the run's, except that an op whose format is more precise and has
 vector lanes on the tile computes in that format (fp64 runs on fp64 lanes). Unfused attention
 stores the scores QK^T in the op's format before the softmax; flash attention keeps them in the
@@ -755,7 +757,46 @@ def _norm(ar, op, ins, w):
 
 
 def _softmax_op(ar, op, ins, w):
-    return ar.vector(_softmax(ar.input(ins[0])))
+    return ar.vector(_softmax(ar.input(ins[0]), axis=op.attr("axis", -1)))
+
+
+def _rope(ar, op, ins, w):
+    """Rotary embedding as RoFormer (Su et al. 2021, eq. 34) and Meta's LLaMA rotate adjacent
+    pairs: (x_2i, x_2i+1) of each head by the angle m theta_i, theta_i = base^(-2i / dh), at
+    position m = offset + row. The sines and cosines are computed in float64 (a table)."""
+    x = ar.input(ins[0])
+    b, s, d = x.shape
+    heads = op.attr("heads")
+    dh = d // heads
+    theta = op.attr("base") ** (-np.arange(0, dh, 2) / dh)  # [dh / 2]
+    ang = (op.attr("offset") + np.arange(s))[:, None] * theta[None, :]  # [s, dh / 2]
+    cos, sin = np.cos(ang)[None, :, None, :], np.sin(ang)[None, :, None, :]
+    xh = x.reshape(b, s, heads, dh // 2, 2)
+    x0, x1 = xh[..., 0], xh[..., 1]
+    y = np.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1)
+    return ar.vector(y.reshape(b, s, d))
+
+
+def _transpose(ar, op, ins, w):
+    return np.transpose(ar.input(ins[0]), op.attr("perm")).copy()
+
+
+def _concat(ar, op, ins, w):
+    return np.concatenate([ar.input(x) for x in ins], axis=op.attr("axis"))
+
+
+def _slice(ar, op, ins, w):
+    x = ar.input(ins[0])
+    return np.take(x, np.arange(op.attr("start"), op.attr("end")), axis=op.attr("axis"))
+
+
+def _pad(ar, op, ins, w):
+    x = ar.input(ins[0])
+    pads = op.attr("pads")
+    width = [(0, 0)] * x.ndim
+    for i in range(len(pads) // 2):
+        width[x.ndim - 1 - i] = (pads[2 * i], pads[2 * i + 1])
+    return ar.store(np.pad(x, width, constant_values=op.attr("value")))  # the fill value in the op's format
 
 
 def _unary(ar, op, ins, w):
@@ -784,7 +825,7 @@ def _reduce_axis(op: Op) -> int:
 def _reduce(ar, op, ins, w):
     x = ar.input(ins[0])
     fn = {"reduce_sum": np.sum, "reduce_mean": np.mean, "reduce_max": np.max}[op.kind]
-    return ar.vector(fn(x, axis=_reduce_axis(op)))
+    return ar.vector(fn(x, axis=_reduce_axis(op), keepdims=op.attr("keepdims", False)))
 
 
 def _cross_entropy(ar, op, ins, w):
@@ -836,8 +877,12 @@ IMPL = {
     "allreduce": _identity, "allgather": _identity, "reduce_scatter": _identity, "alltoall": _identity,
     "experts": _experts,
     **{k: _unary for k in UNARY}, "scale": _unary, **{k: _binary for k in BINARY},
+    "rope": _rope, "transpose": _transpose, "permute": _transpose, "concat": _concat, "split": _slice,
+    "slice": _slice, "pad": _pad,
 }
-EXACT_KINDS = ("embedding", "gather", "allreduce", "allgather", "reduce_scatter", "alltoall")  # nothing rounds
+# nothing rounds: values are looked up or moved (a pad's fill value is stored in the op's format)
+EXACT_KINDS = ("embedding", "gather", "allreduce", "allgather", "reduce_scatter", "alltoall", "transpose",
+               "permute", "concat", "split", "slice", "pad")
 
 
 # ---- weights and inputs ---------------------------------------------------------------------

@@ -144,7 +144,8 @@ FUNCS = ("ceil", "floor", "min", "max", "sqrt", "log2", "round", "abs", "dim")
 OPS = ("linear", "matmul", "conv2d", "maxpool", "avgpool", "global_avgpool", "attention", "embedding", "gather",
        "layernorm", "rmsnorm", "batchnorm", "softmax", "relu", "gelu", "silu", "sigmoid", "tanh", "exp", "dropout",
        "scale", "add", "sub", "mul", "div", "reduce_sum", "reduce_mean", "reduce_max", "reshape", "flatten",
-       "cross_entropy", "allreduce", "allgather", "reduce_scatter")
+       "cross_entropy", "allreduce", "allgather", "reduce_scatter", "transpose", "permute", "concat", "split",
+       "slice", "pad", "rope")
 BLOCKS = ("transformer", "encoder", "self_attention", "mlp", "swiglu", "llama_layer", "bottleneck")
 FORMAT_CTORS = ("float", "posit", "int", "fixed", "mx")
 FORMATS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp4_e2m1", "e8m0",
@@ -495,6 +496,11 @@ OP_FORMS = (
     ("maxpool({img}, kernel = {k}, stride = {k})", "img", "img"), ("avgpool({img}, {k}, padding = {k})", "img", "img"),
     ("global_avgpool({img})", "img", "r"), ("batchnorm({img})", "img", "img"), ("relu({img})", "img", "img"),
     ("bottleneck({img}, {n}, {n}, stride = {k})", "img", "img"),
+    ("transpose({x}, {axis}, -1)", "x", "r"), ("permute({x}, 2, 0, 1)", "x", "r"), ("permute({x}, [0, 2, 1])", "x", "r"),
+    ("concat({x}, {x}, axis = {axis})", "x", "r"), ("concat({x}, {x}, {x}, -1)", "x", "r"),
+    ("slice({x}, {axis}, 0, 1)", "x", "r"), ("slice({x}, -1, -{k})", "x", "r"), ("pad({x}, [1, {k}])", "x", "r"),
+    ("rope({x}, {h})", "x", "x"), ("rope({x}, heads = {h}, offset = {n})", "x", "x"), ("softmax({x}, {axis})", "x", "x"),
+    ("reduce_sum({x}, {axis}, keepdims = {b})", "x", "r"), ("conv2d({img}, {n}, {k}, {k})", "img", "img"),
 )
 _SANE = {"n": ("d", "d", "d", "64", "2 * d", "d / 2", "128"), "h": ("4", "2", "1", "8"), "b": ("true", "false"),
          "f": ("0.1", "0.5", "0"), "k": ("1", "2", "3"), "g": ("1", "3"), "axis": ("-1", "0", "1", "2"),

@@ -331,6 +331,75 @@ run llama(dtype = bf16) {
         assert errs[0].rel_l2 < 1e-5 < errs[1].rel_l2 < errs[2].rel_l2 < 1, (run, errs)
 
 
+MOVES = """
+model moves() {
+  input x : [2, 6, 8]
+  input cls : [2, 1, 8]
+  y = concat(cls, x, axis = 1)
+  a, b = split(y, [3, 5], axis = -1)
+  t = transpose(a, 1, 2)
+  p = permute(b, 2, 0, 1)
+  s = slice(y, 1, -2)
+  z = pad(s, [1, 2, 0, 1], value = 0.5)
+  r = rope(y, 2, offset = 3)
+  m = softmax(y, 1)
+  u = reduce_mean(m, 0, keepdims = true)
+  return reduce_max(r, -2)
+}
+run moves(dtype = bf16) {
+  model moves()
+  on c
+  precision dtype
+}
+"""
+
+
+def rope_ref(x, heads, base, offset):
+    """RoFormer's rotation (Su et al. 2021, eq. 34) as a complex product: the pair (x_2i, x_2i+1)
+    of each head is the number x_2i + i x_2i+1, turned by exp(i m theta_i)."""
+    b, s, d = x.shape
+    dh = d // heads
+    z = x.reshape(b, s, heads, dh // 2, 2)
+    z = z[..., 0] + 1j * z[..., 1]
+    theta = base ** (-np.arange(dh // 2) * 2.0 / dh)
+    z = z * np.exp(1j * (offset + np.arange(s))[None, :, None, None] * theta)
+    return np.stack([z.real, z.imag], axis=-1).reshape(b, s, d)
+
+
+@pytest.mark.parametrize("dtype", ("fp32", "bf16"))
+def test_layout_ops_rope_and_axes(tmp_path, dtype):
+    p = tmp_path / "moves.arch"
+    p.write_text(MACHINE.format(units=DIGITAL) + MOVES)
+    rep = accuracy(p, "moves", seed=2, overrides=[f"dtype={dtype}"])
+    tr = rep.trace
+    g = tr.run.graph
+    out = {op.name: op.output.id for op in g.ops}
+    x, cls = (tr.inputs[t.id] for t in g.inputs)
+    y = np.concatenate([cls, x], axis=1)
+    ref = tr.reference
+    np.testing.assert_array_equal(ref[out["y"]], y)
+    np.testing.assert_array_equal(ref[out["a"]], y[..., :3])
+    np.testing.assert_array_equal(ref[out["b"]], y[..., 3:])
+    np.testing.assert_array_equal(ref[out["t"]], np.swapaxes(y[..., :3], 1, 2))
+    np.testing.assert_array_equal(ref[out["p"]], np.transpose(y[..., 3:], (2, 0, 1)))
+    np.testing.assert_array_equal(ref[out["s"]], y[:, 5:])
+    np.testing.assert_array_equal(ref[out["z"]], np.pad(y[:, 5:], ((0, 0), (0, 1), (1, 2)), constant_values=0.5))
+    np.testing.assert_allclose(ref[out["r"]], rope_ref(y, 2, 10000.0, 3), rtol=1e-13, atol=1e-15)
+    e = np.exp(y - y.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(ref[out["m"]], e / e.sum(axis=1, keepdims=True), rtol=1e-14)
+    np.testing.assert_allclose(ref[out["u"]], (e / e.sum(axis=1, keepdims=True)).mean(axis=0, keepdims=True),
+                               rtol=1e-14)
+    # moving values adds no error: the declared path moves the rounded inputs unchanged
+    q = rnd(dtype, y)
+    np.testing.assert_array_equal(tr.declared[out["y"]], q)
+    np.testing.assert_array_equal(tr.declared[out["t"]], np.swapaxes(q[..., :3], 1, 2))
+    for name in ("a", "b", "t", "p", "s", "z"):
+        assert rep.op(name).local.rel_l2 == 0, name
+    # rope, softmax and the reductions round their results (fp32 of fp32 inputs: a few ulps)
+    assert 0 < rep.op("r").local.rel_l2 < (1e-6 if dtype == "fp32" else 1e-2)
+    assert rep.output_error.finite
+
+
 # ---- analog arrays --------------------------------------------------------------------------
 
 def analog_design(tmp_path, noise=0.06, adc_bits=9, dac_bits=7, program_noise=0.02, name="a"):

@@ -160,10 +160,12 @@ def test_conv2d_shapes_and_flops(tmp_path, N, C, H, W, out, k, s, p, groups, Ho,
     assert op.weight_elems == out * (C // groups) * k * k
 
 
-def test_default_padding_keeps_the_size_at_stride_one(tmp_path):
+def test_default_padding_is_pytorchs_zero(tmp_path):
+    # torch.nn.Conv2d(4, 8, 5): padding=0, so 15 -> (15 - 5) // 1 + 1 = 11
     extra = "model m() {\n  input x : [1, 4, 15, 15]\n  return conv2d(x, 8, kernel = 5)\n}\n"
     (op,) = graph(tmp_path, "m()", extra).ops
-    assert op.output.shape == (1, 8, 15, 15)
+    assert op.output.shape == (1, 8, 11, 11)
+    assert op.attr("padding") == 0
 
 
 def test_pooling_shapes(tmp_path):

@@ -430,24 +430,28 @@ def test_a_gemm_needs_no_vector_unit_but_training_does(tmp_path):
 
 
 def test_every_op_class_the_models_make_is_lowered():
-    """Each class an op of dsl/models.py can have is one the lowering numbers (an unknown one
-    is a bug, refused in codegen/lower.py, never costed as elementwise)."""
+    """Each class an op of the registry (dsl/ops.py) can have is one the lowering numbers (an
+    unknown one is a bug, refused in codegen/lower.py, never costed as elementwise): the specs'
+    classes and any class a rule sets on its output (Out(shape, "view"))."""
     import ast as pyast
     from pathlib import Path
 
+    from archc.dsl.ops import OPS
     from archc.dsl.vocab import OpClass
     CLASSES = OpClass.words()
-    src = Path(__file__).resolve().parent.parent.joinpath("dsl", "models.py").read_text()
+    src = Path(__file__).resolve().parent.parent.joinpath("dsl", "ops.py").read_text()
     made = {n.args[1].value for n in pyast.walk(pyast.parse(src)) if isinstance(n, pyast.Call)
-            and getattr(n.func, "id", "") == "_Out" and len(n.args) > 1 and isinstance(n.args[1], pyast.Constant)}
-    assert made and made - {"view"} <= set(CLASSES), made - set(CLASSES)
+            and getattr(n.func, "id", "") == "Out" and len(n.args) > 1 and isinstance(n.args[1], pyast.Constant)}
+    assert "view" in made
+    made |= {spec.cls for spec in OPS.values()}
+    assert made - {"view", None} <= set(CLASSES), made - set(CLASSES)
 
 
 # ---- 16. every declaration is checked, used by a run or not -------------------------------------
 
 def test_a_model_no_run_uses_is_checked(tmp_path):
-    text = MACHINE + "model m(n) {\n  input x : [n, n]\n  return frobnicate(x)\n}\n"
-    assert refused(tmp_path, text, line=15, col=10) == "unknown op or block 'frobnicate'"
+    text = MACHINE + "model m(n) {\n  input x : [n, n]\n  return zqxjv(x)\n}\n"
+    assert refused(tmp_path, text, line=15, col=10) == "unknown op or block 'zqxjv'"
 
 
 @pytest.mark.parametrize("body, words, line", [
@@ -468,8 +472,8 @@ def test_an_unused_model_with_defaults_is_built(tmp_path):
 
 
 def test_an_unused_block_is_checked(tmp_path):
-    text = MACHINE + "block b(x) {\n  return frobnicate(x)\n}\n"
-    assert refused(tmp_path, text, line=14) == "unknown op or block 'frobnicate'"
+    text = MACHINE + "block b(x) {\n  return zqxjv(x)\n}\n"
+    assert refused(tmp_path, text, line=14) == "unknown op or block 'zqxjv'"
 
 
 # ---- 3. user strings reach the terminal without escapes --------------------------------------------
