@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--precision", action="append", default=[], metavar="GLOB=FORMAT",
                    help="compute the ops whose names match GLOB (fnmatch) in FORMAT; repeatable")
     a.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    o = sub.add_parser("ops", help="print the op and block reference (every op's signature, defaults and cost; "
+                       "the standard library's blocks and models)")
+    o.add_argument("--markdown", action="store_true", help="as Markdown (docs/ops.md is this output)")
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
@@ -180,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     from archc import api
+    if args.command == "ops":
+        from archc.dsl import reference
+        _say(reference.markdown() if args.markdown else reference.text())
+        return 0
     if args.command == "cache":
         from archc.runtime import cache
         if args.action == "dir":

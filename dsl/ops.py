@@ -611,17 +611,32 @@ def _permute(c: OpCtx, ins, kw) -> Out:
     return _moved(x, perm)
 
 
+def _param(c: OpCtx, ins, kw) -> Out:
+    """A learned tensor of its own (PyTorch's nn.Parameter: a ViT's class token and position
+    embeddings): its elements are weights, trained and stored as any; no FLOPs."""
+    shape = tuple(c.ints(kw, "shape", allow=lambda n: n >= 1, what="dimensions ≥ 1"))
+    if not shape:
+        c.fail("param needs a shape", "shape")
+    return Out(shape, weight_elems=_prod(shape), attrs={"weights": _prod(shape)})
+
+
 def _concat(c: OpCtx, ins, kw) -> Out:
+    """Joins along an axis; on every other axis the sizes agree, or a size of 1 is broadcast
+    (PyTorch's `cls_token.expand(B, -1, -1)` before `torch.cat`: a ViT's one class token for
+    the whole batch). An input is read once, however far it is broadcast."""
     r = len(ins[0].shape)
     if r == 0:
         c.fail("concat needs tensors of rank ≥ 1")
     ax = c.axis(kw["axis"], r)
-    for t in ins[1:]:
-        if len(t.shape) != r or t.shape[:ax] + t.shape[ax + 1:] != ins[0].shape[:ax] + ins[0].shape[ax + 1:]:
+    if any(len(t.shape) != r for t in ins):
+        c.fail(f"concat: shapes {', '.join(str(list(u.shape)) for u in ins)} must have the same rank")
+    size = [max(t.shape[i] for t in ins) for i in range(r)]
+    for t in ins:
+        if any(t.shape[i] not in (1, size[i]) for i in range(r) if i != ax):
             c.fail(f"concat along axis {ax}: shapes {', '.join(str(list(u.shape)) for u in ins)} must agree "
-                   f"on every other axis")
-    total = sum(t.shape[ax] for t in ins)
-    return Out(ins[0].shape[:ax] + (total,) + ins[0].shape[ax + 1:], attrs={"axis": ax})
+                   f"on every other axis (or be 1 there, broadcast)")
+    size[ax] = sum(t.shape[ax] for t in ins)
+    return Out(tuple(size), attrs={"axis": ax})
 
 
 def _slice(c: OpCtx, ins, kw) -> Out:
@@ -772,6 +787,9 @@ OPS: dict[str, OpSpec] = {
         Param("imbalance", 1, "the busiest expert's tokens over the mean (declared)")), _experts, "matmul",
         "mixture of experts: each token to the top_k experts its router logits rank highest, their outputs "
         "summed weighted by the softmax of the chosen logits; 2 d ffn FLOPs per matrix per token and expert"),
+    "param": _spec((), (Param("shape", many=True, doc="its dimensions, as values or a list"),), _param,
+                   "elementwise", "a learned tensor (a class token, position embeddings): weights, 0 FLOPs; "
+                                  "reads its elements"),
     "embedding": _spec(("tokens",), (Param("vocab"), Param("d", doc="width")), _embedding, "embedding",
                        "table lookup; reads the rows gathered"),
     "gather": _spec(X, (Param("positions", doc="positions taken along axis 1"),), _gather, "embedding",
@@ -794,7 +812,8 @@ OPS: dict[str, OpSpec] = {
                      _permute, "movement", "reorders the axes: a copy as transpose, a view if only axes of "
                                            "size 1 move"),
     "concat": _spec(X, (Param("axis", doc="the axis joined along"),), _concat, "movement",
-                    "joins tensors along an axis: 0 FLOPs, reads every input, writes the output", variadic=True),
+                    "joins tensors along an axis (a size of 1 on another axis is broadcast): 0 FLOPs, reads every "
+                    "input once, writes the output", variadic=True),
     "split": _spec(X, (Param("parts", doc="a number of equal parts, or a list of sizes"), AXIS_LAST),
                    _split, "movement", "cuts a tensor along an axis into parts bound as `a, b = split(...)`: "
                                        "one op per part, each reading and writing its part"),

@@ -782,7 +782,9 @@ def _transpose(ar, op, ins, w):
 
 
 def _concat(ar, op, ins, w):
-    return np.concatenate([ar.input(x) for x in ins], axis=op.attr("axis"))
+    ax, out = op.attr("axis"), op.output.shape
+    return np.concatenate([np.broadcast_to(ar.input(x), out[:ax] + (np.shape(x)[ax],) + out[ax + 1:])
+                           for x in ins], axis=ax)
 
 
 def _slice(ar, op, ins, w):
@@ -864,6 +866,10 @@ def _experts(ar, op, ins, w):
     return y.reshape(op.output.shape)
 
 
+def _param(ar, op, ins, w):
+    return ar.weight(w["p"])
+
+
 def _identity(ar, op, ins, w):
     return ar.input(ins[0])
 
@@ -875,7 +881,7 @@ IMPL = {
     "layernorm": _norm, "rmsnorm": _norm, "batchnorm": _norm,
     "reduce_sum": _reduce, "reduce_mean": _reduce, "reduce_max": _reduce,
     "allreduce": _identity, "allgather": _identity, "reduce_scatter": _identity, "alltoall": _identity,
-    "experts": _experts,
+    "experts": _experts, "param": _param,
     **{k: _unary for k in UNARY}, "scale": _unary, **{k: _binary for k in BINARY},
     "rope": _rope, "transpose": _transpose, "permute": _transpose, "concat": _concat, "split": _slice,
     "slice": _slice, "pad": _pad,
@@ -915,6 +921,8 @@ def _make_weights(op: Op, rng: np.random.Generator, tables: dict) -> dict:
         w["gamma"] = 1.0 + rng.normal(0.0, 0.02, n)
         if kind != "rmsnorm":
             w["beta"] = rng.normal(0.0, 0.02, n)
+    elif kind == "param":
+        w["p"] = rng.normal(0.0, 0.02, op.output.shape)  # timm's trunc_normal_(std=.02) for cls_token, pos_embed
     elif kind == "experts":
         e, f, d = op.attr("experts"), op.attr("ffn"), op.inputs[0].shape[-1]
         if op.attr("gated"):
