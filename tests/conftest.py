@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,14 +27,16 @@ H100 = SAMPLES / "h100.arch"
 
 
 def sample_text(name: str) -> str:
-    """Sample `name` as one self-contained file: its machine (samples/machines/NAME.arch), then
-    its runs, for tests that edit a sample or write it elsewhere (where its import would not
-    resolve)."""
-    machine = (SAMPLES / "machines" / f"{name}.arch").read_text(encoding="utf-8")
+    """Sample `name` as one self-contained file: every file it imports by path (its machine in
+    samples/machines/, its models in samples/models/) written in place of the import, for
+    tests that edit a sample or write it elsewhere (where its imports would not resolve)."""
     work = (SAMPLES / f"{name}.arch").read_text(encoding="utf-8")
-    head = f'import std.formats\nimport std.models\nimport "machines/{name}.arch"\n'
-    assert head in work, f"samples/{name}.arch no longer starts its imports with {head!r}"
-    return machine + "\nimport std.models\n" + work.replace(head, "")
+    assert f'import "machines/{name}.arch"\n' in work, f"samples/{name}.arch no longer imports its machine"
+    out = []
+    for line in work.splitlines(keepends=True):
+        m = re.fullmatch(r'import "([^"]+)"\n?', line)
+        out.append((SAMPLES / m.group(1)).read_text(encoding="utf-8") + "\n" if m else line)
+    return "".join(out)
 
 
 # ---- a small machine many tests build on ------------------------------------------------

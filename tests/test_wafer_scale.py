@@ -16,7 +16,7 @@ from archc.runtime import event_level as el
 from archc.runtime.pipeline import simulate_run
 from archc.runtime.pipeline import run_analytic, run_event
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, run_cli, sample_text
 
 pytestmark = pytest.mark.build
 
@@ -26,7 +26,7 @@ SMALL = {"layers": "1", "hidden": "256", "heads": "4", "kv_heads": "2", "ffn": "
 
 
 def _small_wafer(tmp_path, rows=16, cols=16):
-    text = WSE2.read_text()
+    text = sample_text("wse2")
     assert "grid 757 x 996 of wse2_core" in text
     f = tmp_path / "wse2_small.arch"
     f.write_text(text.replace("grid 757 x 996 of wse2_core", f"grid {rows} x {cols} of wse2_core"))
