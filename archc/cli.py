@@ -5,6 +5,7 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ EXIT_CODES = f"""exit codes:
   3    code generation refused the design
   4    building a kernel failed (the C compiler); the log is kept and named
   5    a run failed (the event-level simulation)
+  6    archc test: a figure drifted, a run vanished or a run has no expectation
   {EXIT_INTERNAL}   an internal error: a bug in archc (ARCHC_DEBUG=1 shows the traceback)
   130  interrupted (Ctrl-C);  {EXIT_TERMINATED}  terminated (SIGTERM)"""
 
@@ -34,6 +36,16 @@ _OUTPUT_RULES = ("written atomically; only a new path or a regular file is repla
                  "the link kept")
 _DIR_RULES = ("DIR may be new or an existing directory (a symlink to one is followed); files in it are "
               "replaced only if regular, all at the end, none on failure")
+
+
+def _tolerance(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not (x >= 0 and x != float("inf")):
+        raise argparse.ArgumentTypeError(f"a relative tolerance is a number >= 0, such as 1e-6; found '{text}'")
+    return x
 
 
 def _say(text: str) -> None:
@@ -130,9 +142,45 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--precision", action="append", default=[], metavar="GLOB=FORMAT",
                    help="compute the ops whose names match GLOB (fnmatch) in FORMAT; repeatable")
     a.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    t = sub.add_parser("test", help="run every run of the designs in DIR and compare latency, throughput, energy "
+                       "and memory with their NAME.expected.json files",
+                       description=textwrap.fill("Golden regression tests of designs: every run of every design DIR's expectation "
+                       "files cover (and of every .arch file in DIR) is run at the file's level and its figures "
+                       "compared with the expected ones within the file's tolerances. Prints one line per file and "
+                       "a table of every figure that drifted (file, run, metric, expected, got, relative change, "
+                       "status); exits 6 on a drift, a vanished run or a run without an expectation, and with the "
+                       "error's code (1: FILE:LINE:COL: error: ...) when a design or an expectation file has one.", 100),
+                       epilog=TEST_SCHEMA, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("dir", metavar="DIR", help="a directory of NAME.expected.json files and/or .arch designs")
+    t.add_argument("--rtol", type=_tolerance, default=None, metavar="X",
+                   help="relative tolerance of every figure, over each file's \"rtol\" (a file's "
+                        "\"rtol_per_metric\" entries still apply); default: the file's, 1e-6 if it has none")
+    t.add_argument("--update", action="store_true",
+                   help="rewrite the expectation files from the figures computed (and create NAME.expected.json "
+                        "for a design in DIR without one); exit 0 unless a design has errors. " + _OUTPUT_RULES
+                        + "; only a file read as an expectation file is replaced")
+    t.add_argument("-v", "--verbose", action="store_true", help="list every figure, not only those that fail")
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
+
+
+TEST_SCHEMA = """expectation files (schema "archc.expected/1"; docs/regression.md):
+  {
+    "schema": "archc.expected/1",
+    "source": "../h100.arch",        optional: the design, relative to this file
+                                     (default: NAME.arch beside it)
+    "level": "analytic",             optional: analytic (default) | event
+    "rtol": 1e-06,                   optional: relative tolerance of every figure (default 1e-6)
+    "rtol_per_metric": {"energy_per_step_j": 0.001},   optional: per metric, over rtol and --rtol
+    "runs": {"RUN": {"latency_s": ..., "throughput": ..., "throughput_unit": "tokens/s",
+                     "energy_per_step_j": ..., "energy_per_item_j": ..., "memory_per_chip_b": ...}}
+  }
+  latency_s: one step; throughput: in throughput_unit (compared exactly); energy_per_step_j: all
+  chips, one step; energy_per_item_j: per item the throughput counts (sequence, token, image; FLOP);
+  memory_per_chip_b: the mapping's peak footprint on one chip. A figure passes when
+  |got - expected| <= rtol x |expected|; figures a run's entry leaves out are not checked.
+  --update writes sorted keys, each figure to two more digits than its tolerance resolves."""
 
 
 class _Terminated(KeyboardInterrupt):
@@ -213,6 +261,8 @@ def _dispatch(args) -> int:
         return _compile(args, api)
     if args.command == "accuracy":
         return _accuracy(args, api)
+    if args.command == "test":
+        return _test(args)
     return _run(args, api)
 
 
@@ -340,6 +390,67 @@ def _search(args, api) -> int:
     _say(result.to_json() if args.json else result.to_text())
     if args.write_run and not args.json:
         _say(f"wrote run {args.write_run} to {args.file}\n")
+    return 0
+
+
+EXIT_DRIFT = 6
+
+
+def _test(args) -> int:
+    """archc test DIR: runtime/regress.py compares; this prints the lines, the table and the
+    located errors (on stderr, as every command does) and chooses the exit code."""
+    from archc.runtime import regress
+    progress = _progress_printer()
+    found = regress.discover(args.dir)
+    if args.update:  # every file --update would write, before running anything (runtime/outputs.py's rules)
+        from archc.runtime import outputs
+        for e in found:
+            if isinstance(e, regress.Expectations):
+                outputs.check_file(e.path, what="the expectation file")
+    outcomes, errors, lines, rows = [], [], [], []
+    for e in found:
+        if isinstance(e, regress.Unreadable):
+            errors.append(e.error)
+            print(e.error.render(), file=sys.stderr)
+            lines.append(e.line)
+            rows.append(e.row)
+            continue
+        o = regress.verify(e, args.rtol, progress)
+        for err in ((o.error,) if o.error else ()) + o.run_errors:
+            errors.append(err)
+            print(err.render(), file=sys.stderr)
+        outcomes.append(o)
+        lines.append(regress.summary_line(o))
+        rows += o.rows
+    _say("".join(f"{x}\n" for x in lines))
+    failing = [r for r in rows if r.status != regress.OK]
+    shown = rows if args.verbose else failing
+    if shown:
+        _say("\n" + regress.table(shown))
+    written = []
+    if args.update:
+        for o in outcomes:
+            if regress.update(o):
+                written.append(o.expectations.path)
+        for p in written:
+            _say(f"wrote {regress.shown(p)}\n")
+    runs = sum(len(o.figures) for o in outcomes)
+    figures = sum(1 for o in outcomes for r in o.rows if r.metric != "-")
+    counts = {s: sum(1 for r in failing if r.status == s) for s in (regress.DRIFT, regress.NEW, regress.GONE)}
+    if errors or (failing and not args.update):
+        parts = [f"{counts[regress.DRIFT]} figure{'s' if counts[regress.DRIFT] != 1 else ''} drifted",
+                 f"{counts[regress.GONE]} run{'s' if counts[regress.GONE] != 1 else ''} vanished",
+                 f"{counts[regress.NEW]} run{'s' if counts[regress.NEW] != 1 else ''} without expectations",
+                 f"{len(errors)} error{'s' if len(errors) != 1 else ''}"]
+        _say(f"\nFAILED: {', '.join(parts)} ({len(lines)} file{'s' if len(lines) != 1 else ''}, "
+             f"{runs} run{'s' if runs != 1 else ''})"
+             + ("; `archc test --update` accepts the new figures" if failing and not errors else "") + "\n")
+        return errors[0].exit_code if errors else EXIT_DRIFT
+    if args.update:
+        _say(f"\nupdated: {len(written)} of {len(outcomes)} expectation files rewritten ({runs} run{'s' if runs != 1 else ''})\n")
+        return 0
+    _say(f"\nok: {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}, {runs} run{'s' if runs != 1 else ''}, "
+         f"{figures} figures within tolerance\n")
     return 0
 
 
