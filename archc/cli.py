@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError, printable
@@ -60,28 +60,51 @@ def _warnings(design) -> None:
         print(w.render(), file=sys.stderr)
 
 
-def _progress_printer():
-    """Build progress on stderr, shown only when a build takes more than a second."""
-    state = {"timer": None, "shown": False, "start": 0.0}
+def _progress_printer(stream=None, after_s: float = 1.0):
+    """Build progress, for every build that takes more than `after_s` seconds: "archc: building
+    WHAT (first use; cached afterwards)…" once it has taken that long, then its seconds when it
+    is done. Always shown (a CI log wants to know why a command is quiet for 20 s), always on
+    stderr (the real one: a build may redirect sys.stderr while Cython runs), never on stdout,
+    which holds only the report or its JSON. On a terminal the line is completed in place
+    ("… 1.8 s"); elsewhere a second line says "archc: built WHAT in 1.8 s", so that every line
+    of a log is whole."""
+    out = stream if stream is not None else sys.__stderr__
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    lock = threading.Lock()
+    state: dict = {"timer": None, "shown": False, "what": ""}
+
+    def write(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr costs no build
+            out.write(text)
+            out.flush()
+
+    def show() -> None:
+        with lock:
+            state["shown"] = True
+            write(f"archc: building {state['what']} (first use; cached afterwards)…" + ("" if tty else "\n"))
 
     def cb(message: str) -> None:
-        if message.startswith("compiling"):
-            state["start"] = time.perf_counter()
-
-            def show():
-                state["shown"] = True
-                # the real stderr: the build may redirect sys.stderr while Cython runs
-                print(f"archc: {message} (first use of this machine; cached afterwards)…",
-                      file=sys.__stderr__, flush=True)
-            state["timer"] = threading.Timer(1.0, show)
-            state["timer"].daemon = True
-            state["timer"].start()
-        elif message.startswith("built"):
-            if state["timer"]:
-                state["timer"].cancel()
-            if state["shown"]:
-                print(f"archc: {message}", file=sys.__stderr__, flush=True)
-            state["shown"] = False
+        verb, _, rest = message.partition(" ")
+        if verb == "compiling":
+            # "compiling kernel NAME for LABEL": the label is what a person knows it by
+            what, sep, label = rest.partition(" for ")
+            with lock:
+                state.update(what=label if sep else what, shown=False)
+                state["timer"] = threading.Timer(after_s, show)
+                state["timer"].daemon = True
+                state["timer"].start()
+        elif verb in ("built", "failed"):
+            with lock:
+                if state["timer"] is not None:
+                    state["timer"].cancel()
+                    state["timer"] = None
+                if state["shown"]:
+                    seconds = rest.split()[-2]  # "NAME in S s" / "NAME after S s"
+                    if verb == "failed":
+                        write(" failed\n" if tty else f"archc: building {state['what']} failed after {seconds} s\n")
+                    else:
+                        write(f" {seconds} s\n" if tty else f"archc: built {state['what']} in {seconds} s\n")
+                state["shown"] = False
     return cb
 
 
@@ -302,13 +325,14 @@ def _compile(args, api) -> int:
         from archc.runtime import outputs
         out = Path(args.output)
         outputs.atomic_dir(out, lambda tmp: [cache.build_into(sources[s], s, tmp, archc_version=__version__,
-                                                             progress=progress) for s in sources])
+                                                             progress=progress, label=f"the {what(s)}")
+                                             for s in sources])
         for s in sources:
             _say(f"{out / (cache.module_name(s, cache.cache_key(sources[s], archc_version=__version__)))}"
                  f" ({what(s)})\n")
         return 0
     for s in sources:
-        mod = cache.build(sources[s], s, archc_version=__version__, progress=progress)
+        mod = cache.build(sources[s], s, archc_version=__version__, progress=progress, label=f"the {what(s)}")
         _say(f"{mod.__name__} ({what(s)}): built\n")
     return 0
 

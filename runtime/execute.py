@@ -21,7 +21,8 @@ def build_kernel(machine, version: str, progress=None):
     """The machine's analytic kernel: its generated source built (or loaded from the cache)."""
     src = render_analytic(machine, version)
     try:
-        return cache.build(src, module_stem(machine), archc_version=version, progress=progress)
+        return cache.build(src, module_stem(machine), archc_version=version, progress=progress,
+                           label=f"the analytic kernel of {machine.name}")
     except cache.BuildError as e:
         raise BuildError(f"building the kernel for '{machine.name}' failed: {e}") from None
 
