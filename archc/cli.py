@@ -12,6 +12,7 @@ from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError, printable
 
+EXIT_DRIFT = 6  # archc test: a figure drifted, a run vanished or has no expectation
 EXIT_INTERNAL = 70
 EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_CODES = f"""exit codes:
@@ -22,7 +23,7 @@ EXIT_CODES = f"""exit codes:
   3    code generation refused the design
   4    building a kernel failed (the C compiler); the log is kept and named
   5    a run failed (the event-level simulation)
-  6    archc test: a figure drifted, a run vanished or a run has no expectation
+  {EXIT_DRIFT}    archc test: a figure drifted, a run vanished or a run has no expectation
   {EXIT_INTERNAL}   an internal error: a bug in archc (ARCHC_DEBUG=1 shows the traceback)
   130  interrupted (Ctrl-C);  {EXIT_TERMINATED}  terminated (SIGTERM)"""
 
@@ -415,9 +416,6 @@ def _search(args, api) -> int:
     if args.write_run and not args.json:
         _say(f"wrote run {args.write_run} to {args.file}\n")
     return 0
-
-
-EXIT_DRIFT = 6
 
 
 def _test(args) -> int:
