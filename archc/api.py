@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError
+from archc.dsl.imports import link
 from archc.dsl.parser import deep_enough, parse
 from archc.dsl.version import __version__
 from archc.runtime import pipeline
@@ -19,9 +20,10 @@ from archc.runtime.pipeline import split_set  # noqa: F401
 class Design:
     """A checked design with its kernels built: runs, formats and generated modules."""
 
-    def __init__(self, path: str | Path, overrides=None, progress=None):
+    def __init__(self, path: str | Path, overrides=None, progress=None, include=()):
         self.path = str(path)
-        self.stages = pipeline.front(path, overrides)
+        self.include = tuple(include)  # `-I` directories imports are looked for in
+        self.stages = pipeline.front(path, overrides, include=self.include)
         self.ir = self.stages.ir
         self.runs = dict(self.ir.runs)
         self._progress = progress
@@ -53,15 +55,18 @@ class Design:
             name = next(iter(self.runs))
         if name not in self.runs:
             raise ValueError(f"no run '{name}'; this design has: {', '.join(self.runs)}")
-        r = self.runs[name] if not params else check(self.path, params, name).run(name)
+        r = self.runs[name] if not params else check(self.path, params, name, self.include).run(name)
         return pipeline.execute(r, level, self._progress, trace=trace).report
 
 
-def load(path: str | Path, overrides=None, progress=None) -> Design:
-    return Design(path, overrides, progress)
+def load(path: str | Path, overrides=None, progress=None, include=()) -> Design:
+    """The design at `path` checked and its kernels built; `include`: directories its imports
+    are looked for in after the importing file's own (then ARCHC_PATH)."""
+    return Design(path, overrides, progress, include)
 
 
-def accuracy(path: str | Path, run: str, seed: int = 0, overrides=None, precision=None, progress=None):
+def accuracy(path: str | Path, run: str, seed: int = 0, overrides=None, precision=None, progress=None,
+             include=()):
     """Run a reduced-size instance of `run` in float64 and in its declared precisions and report
     the error op by op and end to end (an `archc.runtime.accuracy.AccuracyReport`; its `trace`
     holds the generated inputs and weights). `overrides`: `--set` values (`KEY=VALUE` strings or
@@ -71,6 +76,6 @@ def accuracy(path: str | Path, run: str, seed: int = 0, overrides=None, precisio
         raise ArchcError(f"the seed is a whole number ≥ 0, found {seed!r}")
     with deep_enough():
         source = read(path)
-        tree = parse(source)
+        tree = link(parse(source), include)
     instance = choose_instance(tree, source, run, parse_overrides(overrides))
     return evaluate(instance, seed, precision, progress=progress)

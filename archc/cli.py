@@ -117,19 +117,24 @@ def _parser() -> argparse.ArgumentParser:
     from archc import __version__
     p.add_argument("--version", action="version", version=f"archc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    c = sub.add_parser("check", help="parse and check a design; exit 1 with located errors")
+    # every command that reads a design finds the files it imports the same way
+    reads = argparse.ArgumentParser(add_help=False)
+    reads.add_argument("-I", dest="include", action="append", default=[], metavar="DIR",
+                       help="look for imported files (`import \"m.arch\"`) in DIR, after the importing "
+                            "file's own directory and before the directories of ARCHC_PATH; repeatable")
+    c = sub.add_parser("check", parents=[reads], help="parse and check a design; exit 1 with located errors")
     c.add_argument("file")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run parameter (with --run)")
     c.add_argument("--run", help="check only this run")
-    c = sub.add_parser("compile", help="generate the kernels and build them")
+    c = sub.add_parser("compile", parents=[reads], help="generate the kernels and build them")
     c.add_argument("file")
     c.add_argument("-o", "--output", metavar="DIR",
                    help="write the .pyx sources and built modules here (importable by name); " + _DIR_RULES)
     c.add_argument("--emit", choices=["ast", "ir", "plan", "pyx"],
                    help="print one stage's product to stdout instead of building (plan: every run lowered, "
                         "one line per task)")
-    r = sub.add_parser("run", help="run a design's runs and report")
+    r = sub.add_parser("run", parents=[reads], help="run a design's runs and report")
     r.add_argument("file")
     r.add_argument("--run", help="the run to execute (default: every run)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -153,10 +158,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --search: append run NAME, the run with the best mapping, to the file (which "
                         "must be a writable regular file, or a symlink to one: its target is rewritten); "
                         + _OUTPUT_RULES)
-    f = sub.add_parser("formats", help="list number formats with their range, precision and MAC cost")
+    f = sub.add_parser("formats", parents=[reads], help="list number formats with their range, precision and MAC cost")
     f.add_argument("file", nargs="?", help="a design (default: the standard formats)")
     f.add_argument("--node", default="7", metavar="NM", help="process node in nm for the cost model (default 7)")
-    a = sub.add_parser("accuracy", help="run a reduced instance of a run in float64 and in its declared "
+    a = sub.add_parser("accuracy", parents=[reads], help="run a reduced instance of a run in float64 and in its declared "
                        "precisions; report the numerical error op by op")
     a.add_argument("file")
     a.add_argument("--run", help="the run to evaluate (default: the design's only run)")
@@ -264,7 +269,7 @@ def _dispatch(args) -> int:
         except ValueError:
             raise ArchcError(f"--node takes a process node in nm, such as 7; found '{args.node}'") from None
         if args.file:
-            design = api.check(args.file)
+            design = api.check(args.file, include=args.include)
             _warnings(design)
             formats = dict(design.formats)
         else:
@@ -275,7 +280,7 @@ def _dispatch(args) -> int:
     if args.command == "check":
         if args.set and not args.run:
             raise ArchcError("--set needs --run NAME")
-        design = api.check(args.file, args.set, args.run)
+        design = api.check(args.file, args.set, args.run, args.include)
         _warnings(design)
         counts = [(len(design.formats), "format"), (len(design.chips), "chip"),
                   (len(design.systems), "system"), (len(design.models), "model"), (len(design.runs), "run")]
@@ -295,7 +300,7 @@ def _compile(args, api) -> int:
     if args.output and not args.emit:  # before the minutes of building, not after
         from archc.runtime import outputs
         outputs.check_dir(args.output)
-    stages = api.compile_stages(args.file)
+    stages = api.compile_stages(args.file, include=args.include)
     _warnings(stages.ir)
     if args.emit == "ast":
         from archc.dsl.ast import dump
@@ -350,12 +355,12 @@ def _run(args, api) -> int:
     if args.out:
         outputs.check_dir(args.out, _OUT_FILES)
     if args.set and not args.run:
-        design = api.check(args.file)
+        design = api.check(args.file, include=args.include)
         if len(design.runs) != 1:
             raise ArchcError(f"--set needs --run NAME; this design has the runs "
                              f"{', '.join(n for n, _ in design.runs)}")
         args.run = design.runs[0][0]
-    design = api.check(args.file, args.set, args.run)
+    design = api.check(args.file, args.set, args.run, args.include)
     _warnings(design)
     runs = [r for _, r in design.runs]
     if args.json and len(runs) != 1:
@@ -397,21 +402,21 @@ def _search(args, api) -> int:
         from archc.runtime import outputs
         outputs.check_file(args.file)
     if args.run is None:
-        design = api.check(args.file)
+        design = api.check(args.file, include=args.include)
         if len(design.runs) != 1:
             raise ArchcError(f"--search needs --run NAME; this design has the runs "
                              f"{', '.join(n for n, _ in design.runs) or '(none)'}")
         args.run = design.runs[0][0]
     if args.write_run:  # refuse an existing name before spending the search (search checks the run)
-        search.check_new_name(args.file, args.write_run, args.run)
+        search.check_new_name(args.file, args.write_run, args.run, args.include)
     result = search.search(args.file, args.run, args.set, trials=200 if args.trials is None else args.trials,
                            seed=0 if args.seed is None else args.seed, progress=_progress_printer(),
-                           level=args.level)
+                           level=args.level, include=args.include)
     if args.write_run:
         if result.best is None:
             raise ArchcError(f"--write-run {args.write_run}: no feasible mapping found; nothing written")
         values = {**dict(api.split_set(x) for x in args.set), **result.best.params}
-        search.write_run(args.file, args.run, args.write_run, values)
+        search.write_run(args.file, args.run, args.write_run, values, args.include)
     _say(result.to_json() if args.json else result.to_text())
     if args.write_run and not args.json:
         _say(f"wrote run {args.write_run} to {args.file}\n")
@@ -478,13 +483,13 @@ def _test(args) -> int:
 
 def _accuracy(args, api) -> int:
     if args.run is None:
-        design = api.check(args.file)
+        design = api.check(args.file, include=args.include)
         if len(design.runs) != 1:
             raise ArchcError(f"name the run to evaluate with --run; this design has "
                              f"{', '.join(n for n, _ in design.runs) or 'no runs'}")
         args.run = design.runs[0][0]
     report = api.accuracy(args.file, args.run, seed=args.seed, overrides=args.set, precision=args.precision,
-                          progress=_progress_printer())
+                          progress=_progress_printer(), include=args.include)
     _say(report.to_json() if args.json else report.to_text())
     return 0
 

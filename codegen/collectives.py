@@ -59,6 +59,7 @@ class Pattern(IntEnum):
     P2P = 3  # the group's first chip to its second (a pipeline send)
     SHIFT = 4  # each member to the one `shift` places on (all-to-all)
     DIM = 5  # each member to its neighbours along one dimension of the level's N-D grid (dims)
+    ROUTED = 6  # every member to every other over a mesh's or torus's links, dimension-ordered (all-to-all)
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,12 @@ class Step:
     shift: int = 1  # Pattern.SHIFT: how many places on the peer is
     dim: int = 0  # Pattern.DIM: the phase; part q runs along dimension (q + dim) % d (one part: dim)
     parts: int = 1  # Pattern.DIM: parts of the data, each on its own dimension at once
+    hops: float = 0.0  # Pattern.ROUTED: the links a chip's byte crosses on average (for energy)
 
     def show(self) -> str:
         what = {Pattern.SHIFT: f"shift {self.shift}",
-                Pattern.DIM: f"dimension {self.dim}" + (f" (x{self.parts} parts rotated)" if self.parts > 1 else "")
-                }.get(self.pattern, self.pattern.name.lower())
+                Pattern.DIM: f"dimension {self.dim}" + (f" (x{self.parts} parts rotated)" if self.parts > 1 else ""),
+                Pattern.ROUTED: f"dimension-ordered exchange ({self.hops:.3g} hops)"}.get(self.pattern, self.pattern.name.lower())
         return (f"level {self.level}: {self.repeats} x {what} of {self.members} (x{self.inner} inside), "
                 f"{self.data:.4g} D, {self.latencies:g} latencies")
 
@@ -99,6 +101,7 @@ class Network:
     dims: tuple[tuple[int, ...], ...] = ()  # each level's grid, first dimension outermost
     link: tuple[float, ...] = ()  # each level's link bandwidth per direction, B/s (Pattern.DIM's flows)
     wrap: tuple[bool, ...] = ()  # each level's grid wraps around (a torus)
+    routed: tuple[bool, ...] = ()  # each level's members are joined by a mesh or torus of links
 
     @staticmethod
     def of(machine: Machine) -> "Network":
@@ -108,7 +111,8 @@ class Network:
                        tuple(x.network.latency_s for x in lv), tuple(x.network.energy_per_byte or 0.0 for x in lv),
                        tuple(AllReduce.of(x.network.allreduce) for x in lv), tuple(x.cols for x in lv),
                        tuple(x.grid for x in lv), tuple(x.network.link_bandwidth for x in lv),
-                       tuple(x.network.topology == "torus" for x in lv))
+                       tuple(x.network.topology == "torus" for x in lv),
+                       tuple(x.network.topology in ("mesh", "torus") for x in lv))
 
     def dim_share(self, level: int) -> float:
         """A chip's bandwidth along one dimension of the level's grid (Pattern.DIM): both links of a
@@ -162,6 +166,9 @@ def decompose(net: Network, kind: Collective, p: float, stride: float) -> tuple[
         elif (kind in (Collective.ALLREDUCE, Collective.ALLGATHER, Collective.REDUCE_SCATTER)
               and alg == AllReduce.DIMS and pl == net.fanout[level]):
             steps += _dims_steps(net, kind, level, n, g, g_prev)
+        elif kind == Collective.ALLTOALL and net.routed and net.routed[level] and pl == net.fanout[level] \
+                and n > 1:
+            steps.append(_routed_step(net, level, n, g))
         elif kind == Collective.ALLTOALL:
             steps += [Step(level, Pattern.SHIFT, 1, g_prev / p, 1.0, n, g, shift=k) for k in range(1, n)]
         else:  # ring all-reduce (reduce-scatter + all-gather), or one of the halves
@@ -191,10 +198,89 @@ def _dims_steps(net: Network, kind: Collective, level: int, n: int, g: int, g_pr
     return rs + ag
 
 
+def line_load(k: int, wrap: bool) -> float:
+    """The most one link of a line of k members (a ring if `wrap`) carries in one direction when
+    every member sends one unit to every other the shortest way (a tie, half-way round an even
+    ring, split between the two ways). On a line the middle link carries floor(k/2) ceil(k/2)
+    units (the members on either side of it, pairwise); on a ring every link carries the same,
+    sum of d for d = 1..m (m = floor((k-1)/2): a unit travelling d hops loads d links, and
+    k members' units spread over k links) plus k/4 from the ties of an even k (Dally and Towles,
+    Principles and Practices of Interconnection Networks, 2004, Sec. 3.3: channel load of
+    uniform traffic on k-ary n-cubes)."""
+    if wrap:
+        m = (k - 1) // 2
+        return m * (m + 1) / 2 + (k / 4 if k % 2 == 0 else 0.0)
+    return float((k // 2) * ((k + 1) // 2))
+
+
+def mean_hops(k: int, wrap: bool) -> float:
+    """The links a unit crosses on average between two members of a line (ring) of k, the
+    member itself included as one of the k destinations: (k^2 - 1) / (3k) on a line."""
+    if wrap:
+        return sum(min(d, k - d) for d in range(k)) / k
+    return sum(abs(a - b) for a in range(k) for b in range(k)) / (k * k)
+
+
+def _routed_step(net: Network, level: int, n: int, g: int) -> Step:
+    """An all-to-all over the whole of a mesh or torus level, each member's data routed
+    dimension by dimension (dimension-ordered routing: along dimension 0 to the destination's
+    coordinate, then dimension 1, ...), the dimensions' links busy at once. Every line of
+    dimension i carries, for each ordered pair of its positions, the data of n / k_i member
+    pairs (its sources' other coordinates free below i, its destinations' above): g D / k_i per
+    pair, with D a chip's bytes and g chips per member. The step lasts as long as the most
+    loaded link: max over i of line_load(k_i) g D / k_i over one link's bandwidth in one
+    direction; it is the bisection bound of the grid (on a 4 x 4 x 4 torus, D / 2 per link).
+    Latency: a unit crosses up to k_i / 2 (torus) or k_i - 1 (mesh) hops per dimension."""
+    grid = [x for x in net.dims[level] if x > 1] if net.dims else [n]
+    wrap = net.wrap[level]
+    data = max(line_load(k, wrap) * g / k for k in grid)
+    lat = sum(k // 2 if wrap else k - 1 for k in grid)
+    return Step(level, Pattern.ROUTED, 1, data, float(lat), n, g, hops=sum(mean_hops(k, wrap) for k in grid))
+
+
+def routed_flows(step: Step, net: Network, base: int, p: int, stride: int) -> list[tuple[float, list]]:
+    """A Pattern.ROUTED step's flows for the group whose first chip is `base`, each a segment of
+    a dimension-ordered route along one line of the grid: (its bytes as a fraction of D, its
+    hops (member of the level, dimension, +1 or -1) in order). Per ring of chips (one chip a
+    member), each line of dimension i and each ordered pair of its positions a flow of D / k_i
+    the shortest way round (a tie on an even torus: two flows of half, one each way). The
+    segments of one route run at once (as a wormhole route's do), so every link carries what
+    _routed_step counts."""
+    grid = net.dims[step.level] if net.dims else (step.members,)
+    wrap = net.wrap[step.level]
+    per = net.chips_per_member(step.level)
+    flows = []
+    for ring in rings(step, base, p, stride):
+        for i, k in enumerate(grid):
+            if k < 2:
+                continue
+            s = math.prod(grid[i + 1:])
+            for j, chip in enumerate(ring):
+                a = (j // s) % k
+                for b in range(k):
+                    if b == a:
+                        continue
+                    fwd = (b - a) % k if wrap else None
+                    ways = ([(+1, fwd), (-1, k - fwd)] if wrap and 2 * fwd == k else
+                            [(+1, fwd) if fwd < k - fwd else (-1, k - fwd)] if wrap else
+                            [(+1 if b > a else -1, abs(b - a))])
+                    for sign, d in ways:
+                        hops = [(ring[j + ((a + sign * h) % k - a) * s] // per, i, sign) for h in range(d)]
+                        flows.append((1.0 / k / len(ways), hops))
+    return flows
+
+
 def cost(net: Network, s: Step, nbytes: float) -> tuple[float, float, float]:
     """(bytes each chip sends, seconds, joules per chip) of one step entry (all its repeats)
     uncontended: the data at the chip's share of its member's bandwidth, plus the level's
-    latencies. Every part of a DIM step moves its data at once, on links of its own."""
+    latencies. Every part of a DIM step moves its data at once, on links of its own. A ROUTED
+    step (an all-to-all over a whole mesh or torus level) lasts as long as its most loaded link,
+    one direction, takes; a chip sends what is not its own, (n - 1) / n of its bytes, and every
+    hop a byte crosses costs the level's energy."""
+    if s.pattern == Pattern.ROUTED:
+        return (nbytes * (s.members - 1) / s.members,
+                s.data * nbytes / net.link[s.level] + s.latencies * net.latency[s.level],
+                nbytes * s.hops * net.energy[s.level])
     share = net.dim_share(s.level) if s.pattern == Pattern.DIM else \
         net.bandwidth[s.level] / net.chips_per_member(s.level)
     moved = s.repeats * s.data * nbytes

@@ -61,18 +61,21 @@ def lower(run: Run) -> Plan:
     # Dojo's interface processors) only feeds weight streaming.
     dram = chip.memory is not None
     has_mem = dram or (streaming and m.memory is not None)
-    # Memory levels, innermost first. Each level sees an op's unique bytes and, behind a chip
-    # level (an L2, CMEM), the re-reads a tiling of its products makes when their operands do
-    # not fit that level (codegen/traffic.py). The first level's re-reads, which depend on how
-    # a tile stages operands (registers, SRAM), come with the matrix engines' geometry.
+    # Memory levels, innermost first. Each level sees an op's unique bytes and the re-reads a
+    # tiling of its products makes when their operands do not fit the level inside it
+    # (codegen/traffic.py). Inside the first level is the tiles' SRAM taken together: the
+    # tiles share a product's operand panels over the NoC (each loads its part from memory and
+    # the row or column broadcasts it, SUMMA: van de Geijn and Watts 1997), which is the
+    # traffic `_noc_bytes` charges the NoC; so it is the chip's SRAM, not one tile's, that
+    # bounds the tile of C kept on chip. Further out, each level holds what the next one re-reads.
     memories = memory_levels(m)
-    inner = [None] + [x.capacity for x in memories[:-1]]
+    inner = [chip.tiles * tile.sram_bytes] + [x.capacity for x in memories[:-1]]
     acc_b = fmt_bytes.get(prec.acc, 4.0)
 
     def at_levels(unique: float, rereads=None) -> tuple[float, ...]:
         if spatial or not memories or not (dram or streaming):
             return ()
-        return tuple(unique + (rereads(c) if rereads is not None and dram and c is not None else 0.0)
+        return tuple(unique + (rereads(c) if rereads is not None and dram else 0.0)
                      for c in inner)
     # Training accumulates weight gradients into a buffer per micro-batch unless one micro-batch
     # writes them in the buffer's format; a spatial pipeline keeps them in place and weight
@@ -132,6 +135,13 @@ def lower(run: Run) -> Plan:
                     if op.inputs[0].id not in grad_reduced:
                         grad_reduced.add(op.inputs[0].id)
                         comm_bwd = op.inputs[0].elems * ab
+            elif op.kind == "experts":  # each expert's FFN column- then row-parallel, as an MLP's
+                split = tp
+                weights = op.weight_elems / tp
+                comm_fwd = op.output.elems * ab
+                if op.inputs[0].id not in grad_reduced:
+                    grad_reduced.add(op.inputs[0].id)
+                    comm_bwd = op.inputs[0].elems * ab
             elif op.kind == "embedding":  # vocabulary parallel
                 weights = op.weight_elems / tp
                 comm_fwd = op.output.elems * ab
@@ -155,15 +165,21 @@ def lower(run: Run) -> Plan:
             extra += 2 * op.attr("scores") / split  # dropout on the attention probabilities
         gm = op.gemms[0] if op.gemms else None
         shape = _gemm_shape(gm, split, row_parallel, heads=op.kind == "attention")
+        load, w_read = 1.0, 1.0
+        if op.kind == "experts":
+            weights /= mp.ep
+            load, w_read, shape, note = _experts(op, mp, split, spatial)
+            if note not in notes:
+                notes.append(note)
         w_bytes = weights * ab
         act_bytes = (in_elems + out_elems + extra) * ab + tok_bytes
-        mflops, vflops = op.matrix_flops / split, op.vector_flops / split
+        mflops, vflops = load * op.matrix_flops / split, load * op.vector_flops / split
         if spatial:
             mem_f, sram_f = 0.0, act_bytes + w_bytes
         elif streaming:
             mem_f, sram_f = w_bytes, act_bytes + w_bytes  # weights stream in from outside
-        elif dram:
-            mem_f, sram_f = act_bytes + w_bytes, act_bytes + w_bytes
+        elif dram:  # a mixture of experts reads the weights of the experts its tokens reach
+            mem_f, sram_f = act_bytes + w_read * w_bytes, act_bytes + w_read * w_bytes
         else:
             mem_f, sram_f = 0.0, act_bytes + w_bytes
         # a memory-to-memory datapath's per-MAC traffic already reads the weights and inputs
@@ -184,6 +200,14 @@ def lower(run: Run) -> Plan:
         kind_fwd = Collective.of(op.attr("collective")) if op.cls == "collective" else Collective.ALLREDUCE
         flops["forward"] += op.flops * op.count
         common["launches"] = 0.0 if fused_in else 1.0
+        if op.kind == "experts" and mp.ep > 1:
+            # expert parallelism: each token's hidden vector goes to its top_k experts' chips and
+            # comes back (dispatch and combine, GShard's two all-to-alls), in backward as well
+            moved = op.inputs[0].elems / split * op.attr("top_k") * ab
+            for what in ("dispatch", "combine"):
+                for phase in (Phase.FORWARD, Phase.BACKWARD) if train else (Phase.FORWARD,):
+                    add(f"{op.name} {what}", "alltoall", op=i, phase=phase, placement=stage, count=count,
+                        cls=OpClass.COLLECTIVE, comm=Comm(Collective.ALLTOALL, moved, mp.ep, tp), launches=1.0)
         add(op.name, op.kind, phase=Phase.FORWARD, mflops=mflops, vflops=vflops, levels=lv_f, sram_bytes=sram_f,
             noc_bytes=noc_f, comm=Comm(kind_fwd, comm_fwd, group_p, 1), **common)
         if not train:
@@ -227,7 +251,11 @@ def lower(run: Run) -> Plan:
             add(op.name, op.kind, phase=Phase.RECOMPUTE, mflops=mflops, vflops=vflops, levels=lv_f,
                 sram_bytes=sram_f, noc_bytes=noc_f, comm=Comm(kind_fwd, comm_fwd, group_p, 1), **common)
 
-    params_chip = g.params_elems / (tp * pp)
+    # a mixture of experts' weights are split ep ways more, and their gradients all-reduced
+    # only over the dp / ep replicas holding the same experts
+    expert_elems = sum(op.weight_elems * op.count for op in g.ops if op.kind == "experts")
+    params_chip = (g.params_elems - expert_elems + expert_elems / mp.ep) / (tp * pp)
+    expert_chip = expert_elems / (tp * pp * mp.ep) if mp.ep > 1 else 0.0
     # every micro-batch of the step, over all data-parallel replicas
     batches = mp.global_batch / mp.micro_batch
     if train:
@@ -241,7 +269,12 @@ def lower(run: Run) -> Plan:
         if mp.dp > 1:
             add("gradient all-reduce", Phase.GRADIENT_EXCHANGE.word, op=-1, phase=Phase.GRADIENT_EXCHANGE,
                 placement=Placement.STEP, count=1, cls=OpClass.COLLECTIVE,
-                comm=Comm(Collective.ALLREDUCE, params_chip * prec.grad_bytes, mp.dp, tp), launches=1)
+                comm=Comm(Collective.ALLREDUCE, (params_chip - expert_chip) * prec.grad_bytes, mp.dp, tp), launches=1)
+        if mp.dp // mp.ep > 1 and expert_chip:
+            add("expert gradient all-reduce", Phase.GRADIENT_EXCHANGE.word, op=-1, phase=Phase.GRADIENT_EXCHANGE,
+                placement=Placement.STEP, count=1, cls=OpClass.COLLECTIVE,
+                comm=Comm(Collective.ALLREDUCE, expert_chip * prec.grad_bytes, mp.dp // mp.ep, tp * mp.ep),
+                launches=1)
     if pp > 1:
         # activations forward and gradients backward across each stage boundary, per micro-batch
         boundary = max((op.output.elems for op in g.ops if op.layer), default=0) * ab / tp
@@ -262,6 +295,35 @@ def lower(run: Run) -> Plan:
                      f"of pp = {pp} (Megatron-LM's interleaved schedule); the run is plain 1F1B")
     return Plan(run, tuple(tasks), Strategy.of(mp.strategy), mp.micro_batches,
                 {k: v * batches for k, v in flops.items()}, tuple(notes), sched, memories)
+
+
+def _experts(op: Op, mp, split: int, spatial: bool):
+    """A mixture of experts' dynamic part as static figures (dsl/models.py _experts): (the load
+    of the busiest chip's experts over the mean, the fraction of the expert weights its tokens
+    reach, the GEMM its busiest expert computes, the note naming the assumption).
+
+    Load: with a capacity factor C every expert computes C x the mean tokens, padded (GShard,
+    Switch); dropless experts compute what they are sent, so the busiest expert's chip waits
+    `imbalance` x the mean when experts are split over chips (ep > 1) or pinned to regions of
+    their own (spatial: every expert resident, idle when no token reaches it); on one chip
+    without expert parallelism a grouped GEMM runs the same tokens in any spread (load 1).
+    Weights read: an expert no token reaches is not read; with T tokens on the ep chips each
+    choosing top_k of E experts independently, an expert is reached with probability
+    1 - (1 - k/E)^T (the uniform-routing expectation: a one-token decode reads 2 of Mixtral's 8)."""
+    e, k, ep = op.attr("experts"), op.attr("top_k"), mp.ep
+    cap, imb = op.attr("capacity"), op.attr("imbalance")
+    tokens = op.inputs[0].elems / op.inputs[0].shape[-1]
+    load = cap if cap else (imb if ep > 1 or spatial else 1.0)
+    reach = 1.0 - (1.0 - k / e) ** (tokens * ep)
+    gm = op.gemms[0]
+    shape = Gemm(float(gm.batch / ep), float(math.ceil(tokens * k * ep / e * load)), float(gm.n / split), float(gm.k))
+    how = (f"capacity factor {cap:g}: every expert computes {cap:g} x the mean tokens, padded"
+           + (f"; {1 - cap / imb:.0%} of the busiest expert's tokens are dropped" if imb > cap else "")
+           if cap else f"dropless; the busiest expert takes {imb:g} x the mean tokens (declared imbalance)"
+           + ("" if ep > 1 or spatial else ", which one chip's grouped GEMM absorbs"))
+    return load, reach, shape, (f"mixture of experts ({op.name}): tokens routed to top {k} of {e} experts, "
+                                f"the expected load ({how}); {reach:.0%} of the experts' weights reached per pass "
+                                f"(uniform routing)" + (f"; experts split over ep = {ep} chips" if ep > 1 else ""))
 
 
 def _rereads(op: Op, g: Gemm | None, ab: float, acc_b: float, backward: bool):
@@ -347,7 +409,9 @@ def _noc_bytes(m: Machine, op: Op, gm, split: int, ab: float, mem_bytes: float, 
     if gm is None:
         return 0.0
     r, c = chip.rows, chip.cols
-    if chip.noc.topology in ("crossbar", "alltoall", "switch"):
+    if chip.noc.topology in ("crossbar", "alltoall", "switch") or len(chip.grid) > 2:
+        # no grid to follow (a crossbar), or one of more than two dimensions: SUMMA's logical
+        # grid is the squarest of the tiles (each row or column of it a sub-grid of the mesh)
         side = math.isqrt(chip.tiles)
         r, c = side, max(1, chip.tiles // side)
     m, n, k = gm.m, gm.n / split, gm.k

@@ -3,6 +3,7 @@ template loops over. Logic lives here; the template only loops and prints."""
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -81,14 +82,17 @@ def machine_view(m: Machine) -> dict:
     eff = dict(chip.efficiency)
     mem = chip.memory or m.memory
     topo = chip.noc.topology
+    grid = chip.grid
     if topo in ("mesh", "torus") and chip.memory is not None:
         # what an op reads from and writes to the chip's memory enters and leaves the grid
-        # across its boundary: 2 (rows + columns) edge links (a 1 x 1 grid: its 4 links)
-        noc_bw = 2 * (chip.rows + chip.cols) * chip.noc.link_bandwidth
-        noc_note = f"the grid's boundary: 2 x ({chip.rows} + {chip.cols}) links"
+        # across its boundary: 2 (rows + columns) edge links (a 1 x 1 grid: its 4 links); an
+        # N-D grid's boundary is its surface, 2 x the sum over dimensions of the face across it
+        faces = [math.prod(grid[:i] + grid[i + 1:]) for i in reversed(range(len(grid)))]
+        noc_bw = 2 * sum(faces) * chip.noc.link_bandwidth
+        noc_note = f"the grid's boundary: 2 x ({' + '.join(map(str, faces))}) links"
     elif topo in ("mesh", "torus"):
-        # SUMMA-style traffic is counted per tile: a tile receives on its 4 links
-        noc_bw, noc_note = 4 * chip.noc.link_bandwidth, "per tile: 4 links in"
+        # SUMMA-style traffic is counted per tile: a tile receives on its links, 2 per dimension
+        noc_bw, noc_note = 2 * len(grid) * chip.noc.link_bandwidth, f"per tile: {2 * len(grid)} links in"
     elif topo == "ring":
         noc_bw, noc_note = 2 * chip.noc.link_bandwidth, "per tile: 2 links in"
     elif mem is not None and chip.memory is not None:
@@ -113,7 +117,7 @@ def machine_view(m: Machine) -> dict:
                ("mem_bw", number(mem_bw)), ("chips", m.chips)]
     return dict(
         title=comment(f"{m.name} ({m.chips} x {chip.name}, {n} x {tile.name})"),
-        chip_comment=comment(f"{chip.name}: {chip.rows} x {chip.cols} tiles of {tile.name} at "
+        chip_comment=comment(f"{chip.name}: {' x '.join(map(str, chip.grid))} tiles of {tile.name} at "
                              f"{tile.clock_hz / 1e9:g} GHz, {topo} network"),
         tiles=c_int(n, "tiles"), rows=c_int(chip.rows, "rows"), cols=c_int(chip.cols, "columns"), tile_sram=number(tile.sram_bytes),
         sram_bw=number(tile.sram_bandwidth * n), mem_bw=number(mem_bw), noc_bw=number(noc_bw),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .source import Span
+from .source import Source, Span
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,23 @@ class Assign(Node):
     target_span: Span | None = field(default=None, compare=False, repr=False)
 
 
-Stmt = Union[Prop, Assign]
+@dataclass(frozen=True)
+class Import(Node):
+    """`import std.formats`, `import "m.arch"`, `import "m.arch" as m` (`alias`), or
+    `from "m.arch" import a, b` (`names`; None for a whole-file import). `target` is a
+    String (a file) or a dotted name (a standard-library module)."""
+
+    target: Expr
+    alias: Name | None = None
+    names: tuple[Name, ...] | None = None
+
+    @property
+    def path(self) -> str | None:
+        """The imported file's path as written, or None for a standard-library module."""
+        return self.target.value if isinstance(self.target, String) else None
+
+
+Stmt = Union[Prop, Assign, Import]
 
 
 @dataclass(frozen=True)
@@ -100,11 +116,32 @@ class File(Node):
     stmts: tuple[Stmt, ...]
 
 
+@dataclass(frozen=True)
+class Linked(File):
+    """A file with its imports resolved (dsl/imports.py): its own statements, then the
+    declarations it imports from other files, each with the span of the file it was written
+    in. `via` maps every imported file to the import statement that first loaded it, so a
+    diagnostic inside an imported file can say where it was imported from."""
+
+    via: tuple[tuple[Source, Span], ...] = field(default=(), compare=False, repr=False)
+
+
 def dump(node, indent: int = 0) -> str:
     """A stable, readable text form of an AST, used for `--emit ast` and golden files."""
     pad = "  " * indent
     if isinstance(node, File):
-        return "".join(dump(s, indent) for s in node.stmts)
+        out, where = [], node.span.source
+        for s in node.stmts:
+            if s.span.source is not where:  # a Linked file's imported declarations
+                where = s.span.source
+                out.append(f"{pad}// from {where.name}\n")
+            out.append(dump(s, indent))
+        return "".join(out)
+    if isinstance(node, Import):
+        head = f"{pad}from {expr_text(node.target)} import " + ", ".join(n.id for n in node.names) \
+            if node.names is not None else f"{pad}import {expr_text(node.target)}"
+        alias = f" as {node.alias.id}" if node.alias is not None else ""
+        return f"{head}{alias}  @{node.span.line}:{node.span.col}\n"
     if isinstance(node, Prop):
         args = ", ".join(expr_text(a) for a in node.args)
         head = f"{pad}{node.name}" + (f" {args}" if args else "")
@@ -159,6 +196,8 @@ def walk(node):
             stack.extend((n.body, n.args))
         elif isinstance(n, Assign):
             stack.append(n.value)
+        elif isinstance(n, Import):
+            stack.extend((n.names, n.alias, n.target))
         elif isinstance(n, ListExpr):
             stack.append(n.items)
         elif isinstance(n, BinOp):

@@ -13,6 +13,7 @@ from .diagnostics import CheckError, Collector
 from .diagnostics import did_you_mean as _hint
 from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Engine, Format, Level, Machine, MatrixUnit, Memory, Network,
                  Param, Run, System, Tile, VectorUnit)
+from .imports import annotate, annotate_error, link, qualify
 from .parser import parse
 from .source import Source, Span
 from .values import MAX_INT, EvalError, Evaluator, Q, Sym, brief, fmt_q, show
@@ -131,6 +132,10 @@ class Checker:
     # ---- collection --------------------------------------------------------------------
     def collect(self, stmts) -> None:
         for st in stmts:
+            if isinstance(st, ast.Import):
+                if st.path is None:  # a file's imports were resolved by dsl/imports.py
+                    self._import(st)
+                continue
             if isinstance(st, ast.Assign):
                 self.diag.error(st.target_span or st.span, f"'{st.target} = ...' at the top level; "
                                 f"declare a format with `format {st.target} = float(...)`")
@@ -138,9 +143,6 @@ class Checker:
             if st.name not in DECL_KINDS:
                 self.diag.error(st.name_span or st.span, f"unknown declaration '{st.name}'; expected one of "
                                 f"{', '.join(DECL_KINDS)}{_hint(st.name, DECL_KINDS)}")
-                continue
-            if st.name == "import":
-                self._import(st)
                 continue
             if st.name == "format":
                 if len(st.args) != 1 or not isinstance(st.args[0], ast.Kwarg) or st.body is not None:
@@ -178,10 +180,14 @@ class Checker:
         self.where[key] = (kind, span)
         self.decls[kind][name] = node
 
-    def _import(self, st: ast.Prop) -> None:
-        text = ast.expr_text(st.args[0]) if len(st.args) == 1 else ""
+    def _import(self, st: ast.Import) -> None:
+        text = ast.expr_text(st.target)
         if text not in STDLIB:
-            self.diag.error(st.span, f"unknown module '{text}'; archc ships {', '.join(STDLIB)}")
+            self.diag.error(st.span, f"unknown module '{text}'; archc ships {', '.join(STDLIB)}; a file is "
+                                     f"imported by its path in quotes: `import \"machines/h100.arch\"`")
+            return
+        if st.alias is not None or st.names is not None:
+            self.diag.error(st.span, f"a standard-library module is imported whole: `import {text}`")
             return
         if text in self.imported:
             return
@@ -682,10 +688,6 @@ class Checker:
             return None
         shape = e.left
         dims_e = _crossed(shape)
-        if len(dims_e) > 2 and kind == "chip":
-            self.diag.error(shape.span, "a chip's tiles form a 2-D grid (`grid R x C of TILE`); grids of more "
-                                        "dimensions join chips in a system")
-            return None
         if len(dims_e) > MAX_DIMS:
             self.diag.error(shape.span, f"a grid of {len(dims_e)} dimensions; archc accepts up to {MAX_DIMS}")
             return None
@@ -780,7 +782,8 @@ class Checker:
             if tile and noc and m and launch is not None and mem is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
-                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling, span=d.span)
+                                        tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling,
+                                        self.grid_dims.get(("chip", name), ()), span=d.span)
 
     def _in_cycles(self, ps) -> tuple[str, ...]:
         """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles
@@ -941,7 +944,7 @@ class Checker:
                 todo += [m for m in ast.names_in((c.body, tuple(p.default for p in c.params if p.default)))
                          if m in self.callables]
         for name, c in self.callables.items():
-            if name in reached or c.span.source.name != self.source_name:
+            if name in reached or c.span.source.name.startswith("<std."):
                 continue
             if c.kind == "model" and all(p.default is not None for p in c.params):
                 Builder(self.callables, set(self.formats), self.diag).build(c, {}, c.span)
@@ -988,8 +991,22 @@ class Checker:
 
 
 def check(file: ast.File, source_name: str, overrides: dict | None = None, only: str | None = None,
-          runs: bool = True) -> Design:
-    """Check a parsed file. `overrides` maps parameter names to `--set` values (AST)."""
+          runs: bool = True, include=()) -> Design:
+    """Check a parsed file, its imports linked first (dsl/imports.py; `include`: the `-I`
+    directories, unless `file` is already linked). `overrides` maps parameter names to `--set`
+    values (AST). A diagnostic inside an imported file notes where it was imported from."""
+    file = link(file, include)
+    overrides = {k: qualify(v) for k, v in (overrides or {}).items()}  # `--set dtype=m.fp8`
+    try:
+        design = _check(file, source_name, overrides, only, runs)
+    except CheckError as e:
+        raise annotate_error(e, file.via) from None
+    if file.via:
+        design = replace(design, warnings=tuple(annotate(w, file.via) for w in design.warnings))
+    return design
+
+
+def _check(file: ast.Linked, source_name: str, overrides, only, runs) -> Design:
     c = Checker(file, source_name)
     c.collect(file.stmts)
     if not file.stmts:

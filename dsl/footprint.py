@@ -71,8 +71,11 @@ def footprint(graph: Graph, machine: Machine, mapping: Mapping, prec: Precision,
         layer_w = max((op.weight_elems for op in graph.ops), default=0) * weight_bytes
         acts = saved_elems(graph, mapping.recompute) * act_bytes if mode == "train" else live * act_bytes
         return Footprint(2 * layer_w, 0.0, acts, cache, sram, "on-chip SRAM (weights stream in)")
-    weights = graph.params_elems * weight_bytes / shards
-    opt = graph.params_elems * prec.master_bytes / shards if mode == "train" else 0.0
+    # a mixture of experts' experts are split ep ways more (expert parallelism)
+    expert = sum(op.weight_elems * op.count for op in graph.ops if op.kind == "experts")
+    params = graph.params_elems - expert + expert / mapping.ep
+    weights = params * weight_bytes / shards
+    opt = params * prec.master_bytes / shards if mode == "train" else 0.0
     if mode == "train":
         # 1F1B holds at most pp micro-batches' activations on its first stage; GPipe runs every
         # forward before the first backward and holds all of them

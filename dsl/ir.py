@@ -157,11 +157,17 @@ class Chip:
     bsp: bool = False  # bulk-synchronous supersteps: an op computes, syncs, then exchanges
     in_cycles: tuple[str, ...] = ()  # figures declared in tile cycles: noc_bandwidth noc_latency launch
     power_scaling: str = "cubic"  # how power follows the clock under the limit: cubic (DVFS) | linear (fixed voltage)
+    dims: tuple[int, ...] = ()  # an N-D tile grid's sizes (`grid 2 x 8 x 8`, stacked dies); () = (rows, cols)
     span: Span | None = _span()
 
     @property
     def tiles(self) -> int:
         return self.rows * self.cols
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """The tile grid's sizes, every dimension (rows x cols for a 2-D chip)."""
+        return self.dims or (self.rows, self.cols)
 
     @property
     def memory(self) -> Memory | None:
@@ -387,6 +393,9 @@ class Mapping:
     # training: the weight-gradient GEMM adds into the gradient buffer in its epilogue (Megatron-LM's
     # --gradient-accumulation-fusion) instead of a kernel of its own after it
     accumulate_in_gemm: bool = False
+    # expert parallelism: a mixture of experts' experts split over ep of the dp replicas, tokens
+    # exchanged all-to-all among them (GShard; DeepSpeed-MoE); ep divides dp
+    ep: int = 1
     span: Span | None = _span()
 
     @property

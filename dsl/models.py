@@ -569,6 +569,53 @@ def _flatten(c: _OpCtx, ins, kw):
     return _Out((x.shape[0], _prod(x.shape[1:])) if len(x.shape) > 1 else x.shape, "view")
 
 
+def _ratio(c: _OpCtx, kw, key: str, default: float, lo: float, zero: bool = False) -> float:
+    v = kw.get(key, Q(default))
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = Q(float(v))
+    if not (isinstance(v, Q) and v.dim.dimensionless and (v.value >= lo or (zero and v.value == 0))):
+        c.fail(f"'{key}' of {c.kind} must be a number ≥ {lo:g}{' (or 0)' if zero else ''}, found {show(v)}")
+    return float(v.value)
+
+
+def _experts(c: _OpCtx, ins, kw) -> _Out:
+    """A mixture-of-experts layer's experts (Shazeer et al. 2017; GShard, Lepikhin et al. 2020;
+    Switch Transformer, Fedus et al. 2021; Mixtral, Jiang et al. 2024): each of T tokens of x goes
+    to the `top_k` of `experts` FFNs (width `ffn`) its router logits rank highest; their outputs,
+    weighted by the softmax of the chosen logits, are summed. `gated` FFNs are SwiGLU's (three
+    d x ffn matrices, as Mixtral's), else two with a GELU. FLOPs are the expected work: T top_k
+    tokens through one expert each (2 d ffn per matrix), the activation and the gate's products
+    on T top_k ffn elements, the weighted sum 2 d per token and expert, and the top-k softmax
+    over the logits (5 per logit, as softmax). How tokens spread over the experts is the
+    dynamic part: `imbalance` is the busiest expert's tokens over the mean (declared: it
+    depends on the trained router and the data), `capacity` the capacity factor (each expert
+    computes capacity x the mean tokens, padded, dropping what exceeds it, as GShard and Switch
+    do), 0 for dropless experts (MegaBlocks, Gale et al. 2023: the busiest expert computes all
+    of its tokens). The run's mapping turns them into time (codegen/lower.py)."""
+    x, logits = ins
+    if not x.shape:
+        c.fail("experts needs an input with at least one dimension")
+    e = c.int(kw, "experts")
+    if logits.shape != x.shape[:-1] + (e,):
+        c.fail(f"experts: the router logits must be {list(x.shape[:-1] + (e,))} (one per token and expert), "
+               f"found {list(logits.shape)}")
+    f, k = c.int(kw, "ffn"), c.int(kw, "top_k", 2)
+    if k > e:
+        c.fail(f"experts: top_k = {k} but there are only {e} experts")
+    gated = c.flag(kw, "gated", True)
+    capacity = _ratio(c, kw, "capacity", 0.0, 1.0, zero=True)
+    imbalance = _ratio(c, kw, "imbalance", 1.0, 1.0)
+    d, t = x.shape[-1], _prod(x.shape[:-1])
+    mats, tk = (3 if gated else 2), t * k
+    act = (UNARY_FLOPS["silu"] + 1) if gated else UNARY_FLOPS["gelu"]  # SiLU(g) * u, or GELU
+    per = -(-tk // e)  # the mean tokens of one expert, for the shape of its GEMMs
+    return _Out(x.shape, "matmul", matrix_flops=2 * tk * d * f * mats,
+                vector_flops=tk * f * act + 2 * tk * d + 5 * t * e, weight_elems=e * mats * d * f,
+                gemms=(Gemm(e * mats, per, f, d),),
+                attrs={"experts": e, "top_k": k, "ffn": f, "gated": gated, "capacity": capacity,
+                       "imbalance": imbalance, "weights": e * mats * d * f})
+
+
 def _collective(c: _OpCtx, ins, kw) -> _Out:
     (x,) = ins
     return _Out(x.shape, "collective", attrs={"collective": c.kind})
@@ -584,6 +631,7 @@ OPS: dict[str, OpSpec] = {
     "global_avgpool": OpSpec(1, (), (), _global_avgpool),
     "softmax": OpSpec(1, (), (), _softmax),
     "attention": OpSpec(3, (), ("heads", "kv_heads", "cache", "flash", "causal"), _attention),
+    "experts": OpSpec(2, (), ("experts", "ffn", "top_k", "gated", "capacity", "imbalance"), _experts),
     "embedding": OpSpec(1, ("vocab", "d"), ("vocab", "d"), _embedding),
     "cross_entropy": OpSpec(1, (), (), _cross_entropy),
     "reshape": OpSpec(1, ("shape",), ("shape",), _reshape),

@@ -122,6 +122,18 @@ class _ToAst(Transformer):
     def stmt_list(self, meta, children):
         return tuple(children)
 
+    top_list = stmt_list
+
+    def import_(self, meta, children):
+        target, alias = children
+        return ast.Import(target, ast.Name(str(alias), span=_span(self.src, alias)) if alias is not None else None,
+                          span=self._s(meta))
+
+    def from_import(self, meta, children):
+        target, *names = children
+        return ast.Import(target, None, tuple(ast.Name(str(n), span=_span(self.src, n)) for n in names if n is not None),
+                          span=self._s(meta))
+
     def assign(self, meta, children):
         name, value = children
         return ast.Assign(str(name), value, span=self._s(meta), target_span=_span(self.src, name))

@@ -25,7 +25,7 @@ PLACEMENTS = ("adjacent", "raster", "serpentine")
 OPTIMIZERS = ("adam", "adamw", "lamb", "sgd")
 STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "global_batch",
                     "recompute", "seq_parallel", "overlap_dp", "bucket", "schedule", "region_rows", "placement",
-                    "accumulate_in_gemm")
+                    "accumulate_in_gemm", "ep")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False,
               "dispatch": False}
@@ -326,6 +326,11 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(p.span, f"'strategy' takes one of {', '.join(STRATEGIES)}, then options")
         return None
     strategy = ck.symbol(pos[0], STRATEGIES, "the strategy", env)
+    if strategy in ("spatial", "weight_streaming") and machine is not None and len(machine.chip.grid) > 2:
+        # their layouts place regions and stream rows across a plane of tiles (codegen/layout.py)
+        ck.diag.error(pos[0].span, f"a {strategy} run lays its regions out on a 2-D grid of tiles; the chip "
+                                   f"'{machine.chip.name}' has a {' x '.join(map(str, machine.chip.grid))} grid")
+        return None
     for k, a in kw.items():
         if k not in STRATEGY_OPTIONS:
             ck.diag.error(a.span, f"'strategy' has no option '{k}'; "
@@ -405,8 +410,19 @@ def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:
         ck.diag.error(p.span, f"run '{run_name}' needs {tp * pp * dp} chips but '{machine.name}' has "
                               f"{machine.chips}; {tp * pp * dp - machine.chips} too many")
         return None
+    ep = count("ep")
+    if ep is None:
+        return None
+    if ep > 1 and strategy not in ("data", "parallel"):
+        ck.diag.error(kw["ep"].span, f"'ep' splits a mixture of experts' experts over data-parallel replicas; "
+                                     f"a {strategy} run has none (use strategy data or parallel)")
+        return None
+    if dp % ep:
+        ck.diag.error(kw["ep"].span, f"ep = {ep} must divide dp = {dp}: each expert-parallel group is "
+                                     f"ep of the data-parallel replicas")
+        return None
     return Mapping(strategy, tp, pp, dp, interleave, micro, gb, recompute, sp, overlap, schedule,
-                   region_rows, placement, bucket, in_gemm, span=p.span)
+                   region_rows, placement, bucket, in_gemm, ep, span=p.span)
 
 
 def _precision(ck, p, env, machine, mode) -> Precision | None:

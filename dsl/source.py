@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # Reading more than this is refused before parsing: a design is a few hundred lines, and a
 # file this large is a mistake that would otherwise take minutes to parse.
@@ -52,19 +51,6 @@ class Span:
 
     def __str__(self) -> str:
         return f"{self.source.name}:{self.line}:{self.col}"
-
-
-def read_source(path: str | Path) -> Source:
-    """Read a design file as text; the caller turns OSError/UnicodeError into diagnostics."""
-    p = Path(path)
-    data = p.read_bytes()
-    if len(data) > MAX_SOURCE_BYTES:
-        raise ValueError(f"the file is {len(data):,} bytes; archc reads design files up to "
-                         f"{MAX_SOURCE_BYTES:,} bytes")
-    if b"\x00" in data:
-        raise UnicodeError("the file contains NUL bytes; it is not a text file")
-    # utf-8-sig: a byte-order mark some editors write is not part of the text
-    return Source(str(path), data.decode("utf-8-sig"))
 
 
 def private_to_user(st: os.stat_result, directory: bool) -> bool:

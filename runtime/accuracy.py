@@ -79,7 +79,7 @@ LIMITS = (64, 32, 16, 8)  # the size rule's bound on reducible parameters, tried
 BUDGET_MACS = 5e7  # the size rule shrinks an instance until a forward pass needs at most this
 MAX_MACS = 1e9  # no instance beyond this is evaluated (~20 s of per-add rounding)
 EPS = 1e-5  # norm epsilon
-MATRIX_KINDS = ("linear", "matmul", "conv2d", "attention")
+MATRIX_KINDS = ("linear", "matmul", "conv2d", "attention", "experts")
 
 
 # ---- the reduced instance -------------------------------------------------------------------
@@ -795,6 +795,34 @@ def _cross_entropy(ar, op, ins, w):
     return ar.vector(lse - picked)
 
 
+def _experts(ar, op, ins, w):
+    """Mixture of experts: each token's top_k experts chosen on the router logits as this path
+    computed them (a quantised router may choose differently from the reference: that is part
+    of the error), the chosen logits' softmax as gates; each expert's FFN on its tokens in the
+    op's formats, and the gated outputs summed."""
+    x = ar.input(ins[0])
+    e, k = op.attr("experts"), op.attr("top_k")
+    d = x.shape[-1]
+    xs, ls = x.reshape(-1, d), np.asarray(ins[1], dtype=np.float64).reshape(-1, e)
+    top = np.argsort(-ls, axis=1, kind="stable")[:, :k]
+    gate = _softmax(np.take_along_axis(ls, top, axis=1))
+    y = np.zeros_like(xs)
+    for j in range(e):
+        rows, slot = np.nonzero(top == j)
+        if not rows.size:
+            continue
+        h = xs[rows]
+        if op.attr("gated"):
+            a = ar.store(ar.mm(h, ar.weight(w["gate"][j], axis=0)))
+            u = ar.store(ar.mm(h, ar.weight(w["up"][j], axis=0)))
+            h = ar.vector(UNARY["silu"](a) * u)
+        else:
+            h = ar.vector(_gelu(ar.store(ar.mm(h, ar.weight(w["up"][j], axis=0)))))
+        out = ar.store(ar.mm(h, ar.weight(w["down"][j], axis=0)))
+        y[rows] = ar.vector(y[rows] + gate[rows, slot][:, None] * out)
+    return y.reshape(op.output.shape)
+
+
 def _identity(ar, op, ins, w):
     return ar.input(ins[0])
 
@@ -805,10 +833,11 @@ IMPL = {
     "gather": _gather, "softmax": _softmax_op, "cross_entropy": _cross_entropy,
     "layernorm": _norm, "rmsnorm": _norm, "batchnorm": _norm,
     "reduce_sum": _reduce, "reduce_mean": _reduce, "reduce_max": _reduce,
-    "allreduce": _identity, "allgather": _identity, "reduce_scatter": _identity,
+    "allreduce": _identity, "allgather": _identity, "reduce_scatter": _identity, "alltoall": _identity,
+    "experts": _experts,
     **{k: _unary for k in UNARY}, "scale": _unary, **{k: _binary for k in BINARY},
 }
-EXACT_KINDS = ("embedding", "gather", "allreduce", "allgather", "reduce_scatter")  # nothing rounds
+EXACT_KINDS = ("embedding", "gather", "allreduce", "allgather", "reduce_scatter", "alltoall")  # nothing rounds
 
 
 # ---- weights and inputs ---------------------------------------------------------------------
@@ -841,6 +870,12 @@ def _make_weights(op: Op, rng: np.random.Generator, tables: dict) -> dict:
         w["gamma"] = 1.0 + rng.normal(0.0, 0.02, n)
         if kind != "rmsnorm":
             w["beta"] = rng.normal(0.0, 0.02, n)
+    elif kind == "experts":
+        e, f, d = op.attr("experts"), op.attr("ffn"), op.inputs[0].shape[-1]
+        if op.attr("gated"):
+            w["gate"] = rng.normal(0.0, math.sqrt(1.0 / d), (e, d, f))
+        w["up"] = rng.normal(0.0, math.sqrt(1.0 / d), (e, d, f))
+        w["down"] = rng.normal(0.0, math.sqrt(1.0 / f), (e, f, d))
     elif kind == "embedding":
         vocab, d = op.attr("vocab"), op.output.shape[-1]
         w["table"] = rng.standard_normal((vocab, d))

@@ -197,6 +197,16 @@ class _Net:
                 out += [(st.data * frac, st.latencies * self.lat[st.level], np.asarray(ptr, np.int64),
                          np.asarray(links, np.int32), self.spec.link[st.level])] * st.repeats
                 continue
+            if st.pattern == collectives.Pattern.ROUTED:  # dimension-ordered segments, over the grid's links
+                links, ptr, frac = [], [0], []
+                for b in groups:
+                    for f, hops in collectives.routed_flows(st, self.spec, b, p, stride):
+                        links += [self.grid_link(st.level, m, a, d) for m, a, d in hops]
+                        ptr.append(len(links))
+                        frac.append(f)
+                out.append((np.asarray(frac), st.latencies * self.lat[st.level], np.asarray(ptr, np.int64),
+                            np.asarray(links, np.int32), self.spec.link[st.level]))
+                continue
             links = []
             for b in groups:
                 for a, c in collectives.pairs(st, self.spec, b, p, stride):
@@ -312,6 +322,7 @@ def _block_size(tiles_fn, budget: int, max_s: int) -> int:
 class _Builder:
     def __init__(self, plan: Plan, R: np.ndarray):
         self.plan, self.R, self.T = plan, R, plan.tasks
+        self.exchanges: list[int] = []  # the gradient exchange rows (build_stages)
         run = plan.run
         self.run, self.mp, self.m = run, run.mapping, run.machine
         self.g = ev.TaskGraph()
@@ -387,9 +398,10 @@ class _Builder:
             steps = self._coll_cache[key] = self.net.steps(kind, p, stride, self._groups(kind, p, stride, stage))
         if chained and key in self._private:
             t = 0.0
-            for factor, lat, ptr, links, bw in steps:
-                load = int(np.bincount(links).max()) if links.size else 0
-                t += lat * count + load * nbytes * factor * count / bw
+            for factor, lat, ptr, links, bw in steps:  # factor: one for all flows, or one per flow
+                w = np.repeat(np.broadcast_to(np.asarray(factor, np.float64), (ptr.size - 1,)), np.diff(ptr))
+                load = float(np.bincount(links, weights=w).max()) if links.size else 0.0
+                t += lat * count + load * nbytes * count / bw
             d = self._name(self.g.add_delay(t, after=[after] if after is not None else []), f"{name} (uncontended)")
             self.collapsed += 1
             return d
@@ -513,6 +525,9 @@ class _Builder:
 
         xfer = self.plan.first(Phase.PIPELINE_TRANSFER)
         ar = self.plan.first(Phase.GRADIENT_EXCHANGE)
+        # every gradient exchange row: the first (all the replicas' gradients; overlap_dp's
+        # buckets), then any over fewer replicas (a mixture of experts' expert gradients)
+        self.exchanges = [i for i in range(n) if phase[i] == Phase.GRADIENT_EXCHANGE]
         opt = self.plan.first(Phase.OPTIMIZER)
         keys = []
         for s in range(pp):
@@ -521,8 +536,9 @@ class _Builder:
                      and T[i].comm_p > 1.5 and T[i].comm_bytes > 0]
             if xfer is not None and s < pp - 1:
                 keys.append(self._key(Collective.P2P, 2, T[xfer].comm_stride, s))
-            if train and ar is not None and T[ar].comm_p > 1.5:
-                keys.append(self._key(Collective.ALLREDUCE, T[ar].comm_p, T[ar].comm_stride, s))
+            for x in self.exchanges if train else ():
+                if T[x].comm_p > 1.5:
+                    keys.append(self._key(Collective.ALLREDUCE, T[x].comm_p, T[x].comm_stride, s))
         stride = T[xfer].comm_stride if xfer is not None else 1.0
         sched = self.plan.schedule  # codegen/schedule.py: each stage's passes, its chunks
         v = sched.chunks
@@ -605,6 +621,12 @@ class _Builder:
                 self.instances.append((ar, s, None, a, -1))
                 if buckets_end is None:
                     self.extents.append((ar, go, a))
+                for x in self.exchanges[1:]:  # in turn, after the first
+                    go = self._name(self.g.add_delay(self.local(x), after=[a]), f"{T[x].label} stage {s} launch")
+                    a = self.collective(Collective.ALLREDUCE, T[x].comm_bytes, T[x].comm_p, T[x].comm_stride,
+                                        s, 1.0, go, f"{T[x].label} stage {s}")
+                    self.instances.append((x, s, None, a, -1))
+                    self.extents.append((x, go, a))
                 span = (prev, a)
                 end = self.barrier([prev, a], f"gradients ready stage {s}")
             if train and opt is not None:
@@ -1038,7 +1060,7 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     for i, s, c, last, flow in b.instances:
         if c is None:  # a collective alone: from its first flow's readiness to its end
             t = r.end[last] - r.ready[last] if last is not None else 0.0
-            if b.T[i].phase == Phase.GRADIENT_EXCHANGE and b.ar_span and b.ar_span[s]:
+            if b.exchanges and i == b.exchanges[0] and b.ar_span and b.ar_span[s]:
                 t = max(0.0, r.end[last] - r.end[b.ar_span[s][0]]) if b.ar_span[s][0] is not None else t
             if flow >= 0:
                 t = r.end[flow] - r.start[flow]

@@ -196,6 +196,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "seq_parallel": run.mapping.seq_parallel, "schedule": run.mapping.schedule,
                  "region_rows": run.mapping.region_rows, "placement": run.mapping.placement,
                  "overlap_dp": run.mapping.overlap_dp, "accumulate_in_gemm": run.mapping.accumulate_in_gemm,
+                 "ep": run.mapping.ep,
                  "bucket_bytes": run.mapping.bucket if run.mapping.overlap_dp else None,
                  "dispatch": run.dispatch, "dispatch_s": run.dispatch_s},
         precision={"name": run.precision.name, "matrix": run.precision.matrix, "acc": run.precision.acc,

@@ -1,7 +1,7 @@
 """The driver: every representation change of archc, named in order, and every product of it
 returned, for the command, the Python API and both simulation levels alike:
 
-    [text] -> AST -> IR            front()     (dsl: parse, check)
+    [text] -> AST -> IR            front()     (dsl: parse, link the imported files, check)
     [IR run] -> plan               lower()     (codegen/lower.py)
     [machine] -> .pyx -> module    build()     (codegen/render.py, runtime/cache.py)
     [plan, module] -> R            analyze()   (the analytic kernel: per-task figures)
@@ -18,11 +18,13 @@ import numpy as np
 from archc.codegen.lower import lower
 from archc.codegen.plan import Plan
 from archc.dsl import ir
-from archc.dsl.ast import File
+from archc.dsl.ast import Linked
 from archc.dsl.check import check as _check
 from archc.dsl.diagnostics import ArchSyntaxError, Diagnostic
 from archc.dsl.parser import deep_enough, parse, parse_value
-from archc.dsl.source import MAX_SOURCE_BYTES, Source, read_source
+from archc.dsl.files import read_design
+from archc.dsl.imports import link
+from archc.dsl.source import Source
 from archc.dsl.version import __version__
 
 from .execute import analytic_report, analyze, build_kernel, event_report
@@ -32,44 +34,8 @@ LEVELS = ("analytic", "event")
 
 
 def read(path: str | Path) -> Source:
-    """Read a design file; unreadable, binary or oversized files become located diagnostics."""
-    p = str(path)
-    try:
-        return read_source(path)
-    except FileNotFoundError:
-        raise ArchSyntaxError([Diagnostic(None, f"{p}: no such file")]) from None
-    except IsADirectoryError:
-        raise ArchSyntaxError([Diagnostic(None, f"{p}: is a directory, not a design file")]) from None
-    except PermissionError:
-        raise ArchSyntaxError([Diagnostic(None, f"{p}: permission denied")]) from None
-    except (UnicodeError, ValueError) as e:
-        with open(path, "rb") as f:  # up to the size limit: the bad byte and its whole line are shown
-            data = f.read(MAX_SOURCE_BYTES + 1)
-        bad = _first_bad_byte(data) if len(data) <= MAX_SOURCE_BYTES else None
-        if bad is not None:  # decode no further than the end of the bad byte's line
-            end = data.find(b"\n", bad)
-            data = data[:end if end >= 0 else len(data)]
-        else:
-            data = data[:4096]
-        text = data.decode("utf-8", errors="replace")
-        src = Source(p, text)
-        span = src.span_at(len(data[:bad].decode("utf-8", errors="replace")), 1) if bad is not None else src.start
-        if isinstance(e, UnicodeDecodeError):  # (a ValueError too: test it first)
-            reason = "the file is not UTF-8 text" + (f" (byte 0x{data[bad]:02x} at offset {bad})"
-                                                     if bad is not None else "")
-        else:
-            reason = str(e)
-        raise ArchSyntaxError([Diagnostic(span, reason)]) from None
-
-
-def _first_bad_byte(data: bytes) -> int | None:
-    if b"\x00" in data:
-        return data.index(b"\x00")
-    try:
-        data.decode("utf-8")
-        return None
-    except UnicodeDecodeError as e:
-        return e.start
+    """Read a design file; unreadable, binary or oversized files become diagnostics."""
+    return read_design(path)
 
 
 def parse_overrides(items: list[str] | dict | None) -> dict:
@@ -98,25 +64,29 @@ def split_set(s: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Stages:
-    """Every product of the pipeline for one design, in order."""
+    """Every product of the pipeline for one design, in order. `ast` is the file linked: its
+    own statements, then the declarations of the files it imports (dsl/imports.py)."""
 
     source: Source
-    ast: File
+    ast: Linked
     ir: ir.Design
 
 
-def front(path: str | Path, overrides=None, run: str | None = None) -> Stages:
+def front(path: str | Path, overrides=None, run: str | None = None, include=()) -> Stages:
+    """`include`: the `-I` directories imports are looked for in (before ARCHC_PATH)."""
     with deep_enough():
         # [text] -> AST
         source = read(path)
         tree = parse(source)
+        # AST -> linked AST (every imported file found, read, parsed; names resolved per file)
+        linked = link(tree, include)
         # AST -> IR (names, units, shapes, mappings checked; every run resolved)
-        design = _check(tree, source.name, parse_overrides(overrides), run)
-    return Stages(source, tree, design)
+        design = _check(linked, source.name, parse_overrides(overrides), run)
+    return Stages(source, linked, design)
 
 
-def check(path: str | Path, overrides=None, run: str | None = None) -> ir.Design:
-    return front(path, overrides, run).ir
+def check(path: str | Path, overrides=None, run: str | None = None, include=()) -> ir.Design:
+    return front(path, overrides, run, include).ir
 
 
 def formats_title(design: ir.Design) -> str:

@@ -221,8 +221,8 @@ def summary(rep: "Report", top: int = 5) -> str:
 
 def _mapping_text(m: dict) -> str:
     parts = [m["strategy"]]
-    for k in ("tp", "pp", "dp"):
-        if m[k] > 1:
+    for k in ("tp", "pp", "dp", "ep"):
+        if m.get(k, 1) > 1:
             parts.append(f"{k}={m[k]}")
     parts.append(f"micro_batch={m['micro_batch']}")
     parts.append(f"global_batch={m['global_batch']}")

@@ -218,14 +218,14 @@ def _precheck(cand: dict, params: dict) -> str | None:
 
 
 def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, progress=None,
-           level: str = "analytic") -> SearchResult:
+           level: str = "analytic", include=()) -> SearchResult:
     from . import pipeline as api
     from .pipeline import run_analytic, run_event
     evaluate_run = run_event if level == "event" else run_analytic
     if trials < 1:
         raise ArchcError(f"--trials must be at least 1; found {trials}")
     overrides = _as_dict(overrides)
-    design = api.check(path, overrides, run)
+    design = api.check(path, overrides, run, include)
     names = [n for n, _ in design.runs]
     if run not in names:
         raise ArchcError(f"no run named '{run}'")
@@ -252,7 +252,7 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
         reason = _precheck(cand, params)
         if reason is None:
             try:
-                r = dict(api.check(path, {**overrides, **{k: str(v) for k, v in cand.items()}}, run).runs)[run]
+                r = dict(api.check(path, {**overrides, **{k: str(v) for k, v in cand.items()}}, run, include).runs)[run]
                 rep = evaluate_run(r, progress=progress)
                 c.latency_s, c.energy_j = float(rep.latency_s), float(rep.energy_j)
             except ArchcError as e:
@@ -329,16 +329,16 @@ def _offset(lines_start: list[int], line: int, col: int) -> int:
     return lines_start[line - 1] + col - 1
 
 
-def check_new_name(path, new_name: str, run: str | None = None):
+def check_new_name(path, new_name: str, run: str | None = None, include=()):
     """Refuse a --write-run name that is not an identifier or is already declared; the stages
     (of run `run` checked, the others only parsed)."""
     from . import pipeline
     from archc.dsl.ast import Call, Name
     if not new_name.isidentifier():
         raise ArchcError(f"--write-run needs a name; '{new_name}' is not an identifier")
-    stages = pipeline.front(path, None, run)
+    stages = pipeline.front(path, None, run, include)
     taken = set()
-    for s in stages.ast.stmts:
+    for s in stages.ast.stmts:  # the design's declarations and those it imports
         a = s.args[0] if getattr(s, "args", None) else None
         if isinstance(a, Call) and isinstance(a.func, Name):
             taken.add(a.func.id)
@@ -349,18 +349,18 @@ def check_new_name(path, new_name: str, run: str | None = None):
     return stages
 
 
-def write_run(path, run: str, new_name: str, values: dict) -> str:
+def write_run(path, run: str, new_name: str, values: dict, include=()) -> str:
     """Append `run NEW_NAME(...)`: the text of run RUN with the given parameter defaults
     substituted. Atomic (runtime/outputs.py: temp file + fsync + os.replace, onto a regular
     file, through a symlink); the result must check. Returns the new text."""
-    from archc.dsl.ast import Call, Kwarg, Name
+    from archc.dsl.ast import Call, Kwarg, Name, Prop
 
     from . import pipeline as api
-    stages = check_new_name(path, new_name, run)
+    stages = check_new_name(path, new_name, run, include)
     decl = None
     for s in stages.ast.stmts:
         a = s.args[0] if getattr(s, "args", None) else None
-        if s.name == "run" and isinstance(a, Call) and isinstance(a.func, Name) and a.func.id == run:
+        if isinstance(s, Prop) and s.name == "run" and isinstance(a, Call) and isinstance(a.func, Name) and a.func.id == run:
             decl = s
     if decl is None:
         raise ArchcError(f"--write-run: no run named '{run}' in {path}")
@@ -392,7 +392,7 @@ def write_run(path, run: str, new_name: str, values: dict) -> str:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(new_text)
         try:
-            api.check(tmp, None, new_name)  # the new run; the file's other runs are not the search's business
+            api.check(tmp, None, new_name, include)  # the new run; the file's other runs are not the search's business
         except ArchcError as e:
             raise ArchcError(f"--write-run: the new run would not check, so {path} is unchanged:\n"
                              f"{e.render()}") from None

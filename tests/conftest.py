@@ -25,6 +25,17 @@ SAMPLES = ROOT / "samples"
 H100 = SAMPLES / "h100.arch"
 
 
+def sample_text(name: str) -> str:
+    """Sample `name` as one self-contained file: its machine (samples/machines/NAME.arch), then
+    its runs, for tests that edit a sample or write it elsewhere (where its import would not
+    resolve)."""
+    machine = (SAMPLES / "machines" / f"{name}.arch").read_text(encoding="utf-8")
+    work = (SAMPLES / f"{name}.arch").read_text(encoding="utf-8")
+    head = f'import std.formats\nimport std.models\nimport "machines/{name}.arch"\n'
+    assert head in work, f"samples/{name}.arch no longer starts its imports with {head!r}"
+    return machine + "\nimport std.models\n" + work.replace(head, "")
+
+
 # ---- a small machine many tests build on ------------------------------------------------
 
 _SMALL_MACHINE = """\
@@ -96,6 +107,7 @@ def archc_cache_dir(tmp_path_factory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setenv("ARCHC_CACHE_DIR", str(root))
     mp.delenv("ARCHC_DEBUG", raising=False)  # a user's debug setting would turn errors into tracebacks
+    mp.delenv("ARCHC_PATH", raising=False)  # where imports are looked for: only what a test sets
     yield root
     mp.undo()
 

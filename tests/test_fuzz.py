@@ -13,7 +13,7 @@ error inside a standard-library block may come first as `<std.NAME>:LINE:COL: er
 locates its use in the file (as test_robustness.py allows); an empty file has no line to show.
 
 The inputs (fuzz_support.strategies()):
-- mutations of every sample (samples/*.arch), standard-library file (dsl/stdlib/*.arch) and of
+- mutations of every sample (samples/*.arch, samples/machines/*.arch), standard-library file (dsl/stdlib/*.arch) and of
   the template below: token deletion, duplication and swaps, line swaps and moves, inserted
   tokens and expressions, truncation anywhere, raw bytes inserted or overwritten (invalid
   UTF-8, NUL, BOM, form feeds, U+2028, ...), numbers replaced by huge and degenerate ones (0,
@@ -230,7 +230,7 @@ def test_the_oracle_catches_a_broken_contract(fuzz_dir, monkeypatch):
 
     def planted(behaviour):
         def main(argv):
-            return behaviour(argv[1])
+            return behaviour(argv[-1])  # check [-I DIR] PATH
         monkeypatch.setattr(archc.cli, "main", main)
 
     def boom(path):

@@ -27,7 +27,7 @@ from archc import cli
 from archc.runtime import outputs
 from archc.runtime.outputs import OutputError
 
-from conftest import H100, SAMPLES
+from conftest import H100, sample_text
 
 
 @contextlib.contextmanager
@@ -346,7 +346,7 @@ def test_compile_o_into_a_read_only_directory_is_refused_up_front(tmp_path, caps
 
 def test_write_run_needs_a_writable_regular_design_file(tmp_path, capsys, no_work, monkeypatch):
     design = tmp_path / "a100.arch"
-    design.write_text((SAMPLES / "a100.arch").read_text())
+    design.write_text(sample_text("a100"))
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == design and m & os.W_OK
                         else real_access(p, m, **kw))
@@ -408,7 +408,7 @@ def test_run_out_modes(tmp_path, capsys):
 def test_write_run_writes_through_a_symlink(tmp_path):
     from archc.runtime import search
     real = tmp_path / "a100.arch"
-    real.write_text((SAMPLES / "a100.arch").read_text())
+    real.write_text(sample_text("a100"))
     real.chmod(0o640)
     link = tmp_path / "design.arch"
     link.symlink_to("a100.arch")

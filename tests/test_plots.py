@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import matplotlib
 import pytest
 
-from conftest import H100, SAMPLES, run_cli
+from conftest import H100, run_cli, sample_text
 
 pytestmark = pytest.mark.build
 
@@ -103,7 +103,7 @@ def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
     from archc.runtime.pipeline import simulate_run
     from archc.runtime.plots import utilisation_grid, wafer_link_grid, write_plots
 
-    text = (SAMPLES / "wse2.arch").read_text().replace("grid 757 x 996 of wse2_core", "grid 16 x 16 of wse2_core")
+    text = sample_text("wse2").replace("grid 757 x 996 of wse2_core", "grid 16 x 16 of wse2_core")
     f = tmp_path / "w.arch"
     f.write_text(text)
     sets = {"layers": "1", "hidden": "256", "heads": "4", "kv_heads": "2", "ffn": "512", "vocab": "1024",

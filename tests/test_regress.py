@@ -57,16 +57,21 @@ def test_samples_expected_pass_and_cover_every_sample():
 
 
 def test_a_changed_machine_figure_in_a_copy_of_a_sample_fails_with_a_table(tmp_path):
-    # the H100's HBM3 at 3 TB/s instead of 3.35: the memory-bound runs drift, the GEMM does not
+    # the samples' layout copied (the workload, the machine file it imports, its expectations),
+    # and the H100's HBM3 at 3 TB/s instead of 3.35: the memory-bound runs drift, the GEMM does not
     (tmp_path / "expected").mkdir()
-    text = (SAMPLES / "h100.arch").read_text()
+    (tmp_path / "machines").mkdir()
+    shutil.copy(SAMPLES / "h100.arch", tmp_path)
+    text = (SAMPLES / "machines" / "h100.arch").read_text()
     assert "bandwidth = 3.35 TB/s" in text
-    (tmp_path / "h100.arch").write_text(text.replace("bandwidth = 3.35 TB/s", "bandwidth = 3 TB/s"))
+    (tmp_path / "machines" / "h100.arch").write_text(text.replace("bandwidth = 3.35 TB/s", "bandwidth = 3 TB/s"))
     shutil.copy(SAMPLES / "expected" / "h100.expected.json", tmp_path / "expected")
     r = run_cli("test", "expected", cwd=tmp_path)
     assert r.code == 6, r
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("FAIL   h100.arch (expected/h100.expected.json): 6 runs, 30 figures, analytic; ")
+    runs = len(json.loads((SAMPLES / "expected" / "h100.expected.json").read_text())["runs"])
+    assert lines[0].startswith(f"FAIL   h100.arch (expected/h100.expected.json): {runs} runs, {5 * runs} figures, "
+                               f"analytic; ")
     assert re.match(r"file +run +metric +expected +got +change +status$", lines[2])
     assert re.search(r"^h100\.arch +llm_decode +latency_s +[\d.]+ ms +[\d.]+ ms +\+[\d.]+% +DRIFT$", r.stdout, re.M)
     assert not re.search(r"^h100\.arch +gemm ", r.stdout, re.M)

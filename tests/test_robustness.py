@@ -14,7 +14,7 @@ import pytest
 from archc.api import check
 from archc.dsl.diagnostics import ArchcError
 
-from conftest import H100, run_cli, small_machine
+from conftest import run_cli, sample_text, small_machine
 
 TIME_LIMIT = 60  # seconds per `archc check`
 
@@ -89,7 +89,7 @@ def test_random_ascii_token_soup(tmp_path):
 def test_mutated_sample_never_crashes(tmp_path):
     """Random edits of a real design: every outcome is a design or an ArchcError (in-process,
     so a crash shows its traceback here)."""
-    base = H100.read_text()
+    base = sample_text("h100")
     alphabet = list("{}()[]=,;:\"/*\n +-x.0123456789_") + [
         "of", " x ", "->", "**", "//", "repeat ", "model ", "tile ", " 1e400 ", " 0 ", " -1 ", " 1e15 ",
         " 2**60 ", " nan ", " true ", " GHz ", " GB/s ", " mac/cycle "]
@@ -138,7 +138,7 @@ def test_only_comments(tmp_path):
 def test_utf8_bom_is_accepted(tmp_path):
     # Editors on Windows write a byte-order mark; it is not part of the design.
     p = tmp_path / "bom.arch"
-    p.write_bytes(b"\xef\xbb\xbf" + H100.read_bytes())
+    p.write_bytes(b"\xef\xbb\xbf" + sample_text("h100").encode())
     archc_check(p, {0})
 
 
@@ -152,7 +152,7 @@ def test_utf8_bom_does_not_shift_columns(tmp_path):
 
 def test_crlf_line_endings(tmp_path):
     p = tmp_path / "crlf.arch"
-    p.write_bytes(H100.read_text().replace("\n", "\r\n").encode())
+    p.write_bytes(sample_text("h100").replace("\n", "\r\n").encode())
     archc_check(p, {0})
 
 

@@ -23,8 +23,12 @@ SETS = [x for k, v in SMALL.items() for x in ("--set", f"{k}={v}")]
 
 @pytest.fixture
 def design(tmp_path):
+    """The a100 workload sample, with the machine it imports next to it (--write-run rewrites
+    the workload file; the imported machine is only read)."""
     p = tmp_path / "a100.arch"
     shutil.copy(SAMPLES / "a100.arch", p)
+    (tmp_path / "machines").mkdir()
+    shutil.copy(SAMPLES / "machines" / "a100.arch", tmp_path / "machines" / "a100.arch")
     return p
 
 
