@@ -15,7 +15,7 @@ import pytest
 from archc import __version__
 from archc.api import check
 from archc.runtime.pipeline import run_analytic, run_event
-from conftest import EASY_MACHINE
+from conftest import EASY_MACHINE, SAMPLES
 
 pytestmark = pytest.mark.build
 
@@ -99,3 +99,39 @@ def test_a_single_chip_run_shows_no_communication(tmp_path):
     rep = run_analytic(_design(tmp_path, "run r { model vadd(1000); on c; precision fp16 }"), __version__)
     assert rep.communication == () and "communication" not in rep.to_text()
     assert all(r.link_bytes == 0 for r in rep.ops)
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.arch")), ids=lambda p: p.stem)
+def test_the_summary_splits_what_the_analytic_level_charges(sample):
+    # per level, the collectives' time and energy add up to what the kernel charges each task
+    # (Comm.seconds, Comm.joules), for every collective of every sample run
+    from archc.codegen.collectives import Network, by_level
+    from archc.codegen.lower import lower
+    for _, run in check(sample).runs:
+        plan = lower(run)
+        net = Network.of(run.machine)
+        for t in plan.tasks:
+            if t.comm is None or not t.comm.steps:
+                continue
+            levels = by_level(net, t.comm.steps, t.comm.nbytes)
+            assert sum(x[1] for x in levels.values()) == pytest.approx(t.comm.seconds, rel=1e-12, abs=0)
+            assert sum(x[2] for x in levels.values()) == pytest.approx(t.comm.joules, rel=1e-12, abs=1e-300)
+            assert all(x[0] > 0 for x in levels.values())
+
+
+def test_a_routed_all_to_all_by_hand(tmp_path):
+    # an all-to-all of D = 2 MiB per chip over a 4 x 4 x 4 torus of 64 chips (50 GB/s per link
+    # and direction, 1 us, 10 pJ/B per hop): each chip sends all but its own 1/64, 63/64 D, in
+    # the most loaded link's time, D/2 at 50 GB/s, plus 6 latencies (tests/test_torus.py); a
+    # byte crosses 3 hops on average (1 per dimension), each costing the link's 10 pJ/B
+    machine = EASY_MACHINE + ("system cube { grid 4 x 4 x 4 of c; network torus, link = 50 GB/s, latency = 1 us, "
+                              "energy = 10 pJ/B }\nmodel x(n) {\n  input a : [n, n]\n  return alltoall(a)\n}\n")
+    run = _design(tmp_path, "run r { model x(1024); on cube; strategy data, chips = 64; precision fp16 }", machine)
+    rep = run_analytic(run, __version__)
+    D = 1024 * 1024 * 2
+    (c,) = rep.communication
+    assert (c["collective"], c["level"], c["network"]) == ("all-to-all", "cube", "torus")
+    assert c["bytes"] == pytest.approx(63 / 64 * D, rel=1e-12)
+    assert c["time_s"] == pytest.approx(0.5 * D / 50e9 + 6e-6, rel=1e-12)
+    assert c["energy_j"] == pytest.approx(3 * D * E_LINK, rel=1e-12)
+    assert rep.ops[0].link_bytes == c["bytes"]
