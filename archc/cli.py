@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import textwrap
 import threading
-import time
 from pathlib import Path
 
 from archc.dsl.diagnostics import ArchcError, printable
 
+EXIT_DRIFT = 6  # archc test: a figure drifted, a run vanished or has no expectation
 EXIT_INTERNAL = 70
 EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_CODES = f"""exit codes:
@@ -21,6 +23,7 @@ EXIT_CODES = f"""exit codes:
   3    code generation refused the design
   4    building a kernel failed (the C compiler); the log is kept and named
   5    a run failed (the event-level simulation)
+  {EXIT_DRIFT}    archc test: a figure drifted, a run vanished or a run has no expectation
   {EXIT_INTERNAL}   an internal error: a bug in archc (ARCHC_DEBUG=1 shows the traceback)
   130  interrupted (Ctrl-C);  {EXIT_TERMINATED}  terminated (SIGTERM)"""
 
@@ -36,6 +39,16 @@ _DIR_RULES = ("DIR may be new or an existing directory (a symlink to one is foll
               "replaced only if regular, all at the end, none on failure")
 
 
+def _tolerance(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not (x >= 0 and x != float("inf")):
+        raise argparse.ArgumentTypeError(f"a relative tolerance is a number >= 0, such as 1e-6; found '{text}'")
+    return x
+
+
 def _say(text: str) -> None:
     """Write to stdout what archc prints: names, units and strings a user wrote pass through
     printable() (no terminal escapes, no carriage returns); JSON escapes them itself."""
@@ -48,28 +61,51 @@ def _warnings(design) -> None:
         print(w.render(), file=sys.stderr)
 
 
-def _progress_printer():
-    """Build progress on stderr, shown only when a build takes more than a second."""
-    state = {"timer": None, "shown": False, "start": 0.0}
+def _progress_printer(stream=None, after_s: float = 1.0):
+    """Build progress, for every build that takes more than `after_s` seconds: "archc: building
+    WHAT (first use; cached afterwards)…" once it has taken that long, then its seconds when it
+    is done. Always shown (a CI log wants to know why a command is quiet for 20 s), always on
+    stderr (the real one: a build may redirect sys.stderr while Cython runs), never on stdout,
+    which holds only the report or its JSON. On a terminal the line is completed in place
+    ("… 1.8 s"); elsewhere a second line says "archc: built WHAT in 1.8 s", so that every line
+    of a log is whole."""
+    out = stream if stream is not None else sys.__stderr__
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    lock = threading.Lock()
+    state: dict = {"timer": None, "shown": False, "what": ""}
+
+    def write(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr costs no build
+            out.write(text)
+            out.flush()
+
+    def show() -> None:
+        with lock:
+            state["shown"] = True
+            write(f"archc: building {state['what']} (first use; cached afterwards)…" + ("" if tty else "\n"))
 
     def cb(message: str) -> None:
-        if message.startswith("compiling"):
-            state["start"] = time.perf_counter()
-
-            def show():
-                state["shown"] = True
-                # the real stderr: the build may redirect sys.stderr while Cython runs
-                print(f"archc: {message} (first use of this machine; cached afterwards)…",
-                      file=sys.__stderr__, flush=True)
-            state["timer"] = threading.Timer(1.0, show)
-            state["timer"].daemon = True
-            state["timer"].start()
-        elif message.startswith("built"):
-            if state["timer"]:
-                state["timer"].cancel()
-            if state["shown"]:
-                print(f"archc: {message}", file=sys.__stderr__, flush=True)
-            state["shown"] = False
+        verb, _, rest = message.partition(" ")
+        if verb == "compiling":
+            # "compiling kernel NAME for LABEL": the label is what a person knows it by
+            what, sep, label = rest.partition(" for ")
+            with lock:
+                state.update(what=label if sep else what, shown=False)
+                state["timer"] = threading.Timer(after_s, show)
+                state["timer"].daemon = True
+                state["timer"].start()
+        elif verb in ("built", "failed"):
+            with lock:
+                if state["timer"] is not None:
+                    state["timer"].cancel()
+                    state["timer"] = None
+                if state["shown"]:
+                    seconds = rest.split()[-2]  # "NAME in S s" / "NAME after S s"
+                    if verb == "failed":
+                        write(" failed\n" if tty else f"archc: building {state['what']} failed after {seconds} s\n")
+                    else:
+                        write(f" {seconds} s\n" if tty else f"archc: built {state['what']} in {seconds} s\n")
+                state["shown"] = False
     return cb
 
 
@@ -138,9 +174,45 @@ def _parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="print the op and block reference (every op's signature, defaults and cost; "
                        "the standard library's blocks and models)")
     o.add_argument("--markdown", action="store_true", help="as Markdown (docs/ops.md is this output)")
+    t = sub.add_parser("test", help="run every run of the designs in DIR and compare latency, throughput, energy "
+                       "and memory with their NAME.expected.json files",
+                       description=textwrap.fill("Golden regression tests of designs: every run of every design DIR's expectation "
+                       "files cover (and of every .arch file in DIR) is run at the file's level and its figures "
+                       "compared with the expected ones within the file's tolerances. Prints one line per file and "
+                       "a table of every figure that drifted (file, run, metric, expected, got, relative change, "
+                       "status); exits 6 on a drift, a vanished run or a run without an expectation, and with the "
+                       "error's code (1: FILE:LINE:COL: error: ...) when a design or an expectation file has one.", 100),
+                       epilog=TEST_SCHEMA, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("dir", metavar="DIR", help="a directory of NAME.expected.json files and/or .arch designs")
+    t.add_argument("--rtol", type=_tolerance, default=None, metavar="X",
+                   help="relative tolerance of every figure, over each file's \"rtol\" (a file's "
+                        "\"rtol_per_metric\" entries still apply); default: the file's, 1e-6 if it has none")
+    t.add_argument("--update", action="store_true",
+                   help="rewrite the expectation files from the figures computed (and create NAME.expected.json "
+                        "for a design in DIR without one); exit 0 unless a design has errors. " + _OUTPUT_RULES
+                        + "; only a file read as an expectation file is replaced")
+    t.add_argument("-v", "--verbose", action="store_true", help="list every figure, not only those that fail")
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
+
+
+TEST_SCHEMA = """expectation files (schema "archc.expected/1"; docs/regression.md):
+  {
+    "schema": "archc.expected/1",
+    "source": "../h100.arch",        optional: the design, relative to this file
+                                     (default: NAME.arch beside it)
+    "level": "analytic",             optional: analytic (default) | event
+    "rtol": 1e-06,                   optional: relative tolerance of every figure (default 1e-6)
+    "rtol_per_metric": {"energy_per_step_j": 0.001},   optional: per metric, over rtol and --rtol
+    "runs": {"RUN": {"latency_s": ..., "throughput": ..., "throughput_unit": "tokens/s",
+                     "energy_per_step_j": ..., "energy_per_item_j": ..., "memory_per_chip_b": ...}}
+  }
+  latency_s: one step; throughput: in throughput_unit (compared exactly); energy_per_step_j: all
+  chips, one step; energy_per_item_j: per item the throughput counts (sequence, token, image; FLOP);
+  memory_per_chip_b: the mapping's peak footprint on one chip. A figure passes when
+  |got - expected| <= rtol x |expected|; figures a run's entry leaves out are not checked.
+  --update writes sorted keys, each figure to two more digits than its tolerance resolves."""
 
 
 class _Terminated(KeyboardInterrupt):
@@ -225,6 +297,8 @@ def _dispatch(args) -> int:
         return _compile(args, api)
     if args.command == "accuracy":
         return _accuracy(args, api)
+    if args.command == "test":
+        return _test(args)
     return _run(args, api)
 
 
@@ -264,13 +338,14 @@ def _compile(args, api) -> int:
         from archc.runtime import outputs
         out = Path(args.output)
         outputs.atomic_dir(out, lambda tmp: [cache.build_into(sources[s], s, tmp, archc_version=__version__,
-                                                             progress=progress) for s in sources])
+                                                             progress=progress, label=f"the {what(s)}")
+                                             for s in sources])
         for s in sources:
             _say(f"{out / (cache.module_name(s, cache.cache_key(sources[s], archc_version=__version__)))}"
                  f" ({what(s)})\n")
         return 0
     for s in sources:
-        mod = cache.build(sources[s], s, archc_version=__version__, progress=progress)
+        mod = cache.build(sources[s], s, archc_version=__version__, progress=progress, label=f"the {what(s)}")
         _say(f"{mod.__name__} ({what(s)}): built\n")
     return 0
 
@@ -352,6 +427,64 @@ def _search(args, api) -> int:
     _say(result.to_json() if args.json else result.to_text())
     if args.write_run and not args.json:
         _say(f"wrote run {args.write_run} to {args.file}\n")
+    return 0
+
+
+def _test(args) -> int:
+    """archc test DIR: runtime/regress.py compares; this prints the lines, the table and the
+    located errors (on stderr, as every command does) and chooses the exit code."""
+    from archc.runtime import regress
+    progress = _progress_printer()
+    found = regress.discover(args.dir)
+    if args.update:  # every file --update would write, before running anything (runtime/outputs.py's rules)
+        from archc.runtime import outputs
+        for e in found:
+            if isinstance(e, regress.Expectations):
+                outputs.check_file(e.path, what="the expectation file")
+    outcomes, errors, lines, rows = [], [], [], []
+    for e in found:
+        if isinstance(e, regress.Unreadable):
+            errors.append(e.error)
+            print(e.error.render(), file=sys.stderr)
+            lines.append(e.line)
+            rows.append(e.row)
+            continue
+        o = regress.verify(e, args.rtol, progress)
+        for err in ((o.error,) if o.error else ()) + o.run_errors:
+            errors.append(err)
+            print(err.render(), file=sys.stderr)
+        outcomes.append(o)
+        lines.append(regress.summary_line(o))
+        rows += o.rows
+    _say("".join(f"{x}\n" for x in lines))
+    failing = [r for r in rows if r.status != regress.OK]
+    shown = rows if args.verbose else failing
+    if shown:
+        _say("\n" + regress.table(shown))
+    written = []
+    if args.update:
+        for o in outcomes:
+            if regress.update(o):
+                written.append(o.expectations.path)
+        for p in written:
+            _say(f"wrote {regress.shown(p)}\n")
+    runs = sum(len(o.figures) for o in outcomes)
+    figures = sum(1 for o in outcomes for r in o.rows if r.metric != "-")
+    counts = {s: sum(1 for r in failing if r.status == s) for s in (regress.DRIFT, regress.NEW, regress.GONE)}
+    if errors or (failing and not args.update):
+        parts = [f"{counts[regress.DRIFT]} figure{'s' if counts[regress.DRIFT] != 1 else ''} drifted",
+                 f"{counts[regress.GONE]} run{'s' if counts[regress.GONE] != 1 else ''} vanished",
+                 f"{counts[regress.NEW]} run{'s' if counts[regress.NEW] != 1 else ''} without expectations",
+                 f"{len(errors)} error{'s' if len(errors) != 1 else ''}"]
+        _say(f"\nFAILED: {', '.join(parts)} ({len(lines)} file{'s' if len(lines) != 1 else ''}, "
+             f"{runs} run{'s' if runs != 1 else ''})"
+             + ("; `archc test --update` accepts the new figures" if failing and not errors else "") + "\n")
+        return errors[0].exit_code if errors else EXIT_DRIFT
+    if args.update:
+        _say(f"\nupdated: {len(written)} of {len(outcomes)} expectation files rewritten ({runs} run{'s' if runs != 1 else ''})\n")
+        return 0
+    _say(f"\nok: {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}, {runs} run{'s' if runs != 1 else ''}, "
+         f"{figures} figures within tolerance\n")
     return 0
 
 

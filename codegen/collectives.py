@@ -270,23 +270,47 @@ def routed_flows(step: Step, net: Network, base: int, p: int, stride: int) -> li
     return flows
 
 
+def cost(net: Network, s: Step, nbytes: float) -> tuple[float, float, float]:
+    """(bytes each chip sends, seconds, joules per chip) of one step entry (all its repeats)
+    uncontended: the data at the chip's share of its member's bandwidth, plus the level's
+    latencies. Every part of a DIM step moves its data at once, on links of its own. A ROUTED
+    step (an all-to-all over a whole mesh or torus level) lasts as long as its most loaded link,
+    one direction, takes; a chip sends what is not its own, (n - 1) / n of its bytes, and every
+    hop a byte crosses costs the level's energy."""
+    if s.pattern == Pattern.ROUTED:
+        return (nbytes * (s.members - 1) / s.members,
+                s.data * nbytes / net.link[s.level] + s.latencies * net.latency[s.level],
+                nbytes * s.hops * net.energy[s.level])
+    share = net.dim_share(s.level) if s.pattern == Pattern.DIM else \
+        net.bandwidth[s.level] / net.chips_per_member(s.level)
+    moved = s.repeats * s.data * nbytes
+    return (moved * s.parts, moved / share + s.repeats * s.latencies * net.latency[s.level],
+            moved * s.parts * net.energy[s.level])
+
+
 def time(net: Network, steps: tuple[Step, ...], nbytes: float) -> tuple[float, float]:
-    """(seconds, joules per chip) of the steps uncontended: each step's data at the chip's
-    share of its member's bandwidth, plus the level's latencies."""
+    """(seconds, joules per chip) of the steps uncontended (`cost` summed)."""
     t = e = 0.0
     if nbytes <= 0.0:
         return t, e
     for s in steps:
-        if s.pattern == Pattern.ROUTED:  # the most loaded link, one direction; every hop costs energy
-            t += s.data * nbytes / net.link[s.level] + s.latencies * net.latency[s.level]
-            e += nbytes * s.hops * net.energy[s.level]
-            continue
-        share = net.dim_share(s.level) if s.pattern == Pattern.DIM else \
-            net.bandwidth[s.level] / net.chips_per_member(s.level)
-        moved = s.repeats * s.data * nbytes
-        t += moved / share + s.repeats * s.latencies * net.latency[s.level]
-        e += moved * s.parts * net.energy[s.level]  # every part moves its data at once
+        _, dt, de = cost(net, s, nbytes)
+        t += dt
+        e += de
     return t, e
+
+
+def by_level(net: Network, steps: tuple[Step, ...], nbytes: float) -> dict[int, tuple[float, float, float]]:
+    """(bytes each chip sends, seconds, joules per chip) of the steps at each level they cross,
+    uncontended: what `time` charges, level by level."""
+    out: dict[int, tuple[float, float, float]] = {}
+    if nbytes <= 0.0:
+        return out
+    for s in steps:
+        b, t, e = cost(net, s, nbytes)
+        b0, t0, e0 = out.get(s.level, (0.0, 0.0, 0.0))
+        out[s.level] = (b0 + b, t0 + t, e0 + e)
+    return out
 
 
 def rings(step: Step, base: int, p: int, stride: int) -> list[list[int]]:

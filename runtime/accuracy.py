@@ -1090,7 +1090,7 @@ def formats_for(design, progress=None) -> object:
 
     from .numerics import FormatSet, standard_set
     fm = dict(design.formats)
-    std = standard_set()
+    std = standard_set(progress)
     if all(n in std and std[n].ir == f for n, f in fm.items()):
         return std
     return FormatSet(fm, __version__, "accuracy formats", progress=progress)

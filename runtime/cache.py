@@ -275,9 +275,13 @@ def build(
     archc_version: str,
     directory: Path | None = None,
     progress: Progress | None = None,
+    label: str | None = None,
 ) -> types.ModuleType:
-    """Return the compiled module for `source`, compiling only on a cache miss."""
+    """Return the compiled module for `source`, compiling only on a cache miss. `progress`
+    hears "compiling kernel NAME[ for LABEL]", then "built NAME in S s" or "failed NAME after
+    S s"; `label` says what the module is for a person ("the analytic kernel of h100")."""
     name = module_name(stem, cache_key(source, archc_version=archc_version))
+    progress = _labelled(progress, name, label)
     with _load_lock:
         if name in _loaded:
             return _loaded[name]
@@ -296,6 +300,7 @@ def build_into(
     archc_version: str,
     progress: Progress | None = None,
     directory: Path | None = None,
+    label: str | None = None,
 ) -> Path:
     """Build via the cache, then copy .pyx, extension and shared utility module into `out_dir`
     so that `sys.path.insert(0, out_dir); import <name>` works in a fresh process. The copies
@@ -304,6 +309,7 @@ def build_into(
     from . import outputs
 
     name = module_name(stem, cache_key(source, archc_version=archc_version))
+    progress = _labelled(progress, name, label)
     root = Path(directory) if directory is not None else _default_root()
     out_dir = outputs.make_dir(out_dir)
     shared = _ensure_shared(root, progress)
@@ -597,7 +603,9 @@ def _build_entry(root: Path, name: str, source: str | None, progress: Progress |
     buildlog: list[str] = []
     started = time.perf_counter()
     what = "shared Cython utility module" if source is None else "kernel"
-    _report(progress, f"compiling {what} {name}")
+    _report(progress, f"compiling {what} {name}" + (" for Cython's shared utility module (once per toolchain)"
+                                                     if source is None else ""))
+    built = False
     try:
         try:
             if source is None:
@@ -613,7 +621,10 @@ def _build_entry(root: Path, name: str, source: str | None, progress: Progress |
         _tidy(work, keep={f"{name}.pyx", so_path.name, "build.log", "meta.json"})
         os.chmod(work, 0o755)  # mkdtemp makes it private; the entry is an ordinary cache dir
         os.replace(work, root / name)
+        built = True
     finally:
+        if not built:  # a failed or interrupted build: whoever shows progress ends its line
+            _report(progress, f"failed {name} after {time.perf_counter() - started:.2f} s")
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     log.info("built %s in %.2f s", name, seconds)
@@ -663,6 +674,17 @@ def _repoint_paths(text: str, old: Path, new: Path) -> str:
         if str(old).startswith(cwd):
             text = text.replace(str(old)[len(cwd):], str(new))
     return text
+
+
+def _labelled(progress: Progress | None, name: str, label: str | None) -> Progress | None:
+    """`progress` with "compiling ... NAME" messages about the entry `name` told its label."""
+    if progress is None or not label:
+        return progress
+
+    def cb(message: str) -> None:
+        progress(f"{message} for {label}" if message.startswith("compiling ") and message.endswith(f" {name}")
+                 else message)
+    return cb
 
 
 def _report(progress: Progress | None, message: str) -> None:

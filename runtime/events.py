@@ -108,7 +108,8 @@ def kernel(version: str | None = None, progress=None):
     mod = _kernels.get(version)
     if mod is None:
         try:
-            mod = cache.build(render_events(version), "events", archc_version=version, progress=progress)
+            mod = cache.build(render_events(version), "events", archc_version=version, progress=progress,
+                              label="the event-level simulator")
         except cache.BuildError as e:
             from archc.dsl.diagnostics import BuildError
 

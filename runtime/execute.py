@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from archc.codegen.collectives import Network, by_level
 from archc.codegen.plan import Phase, Placement, Plan
-from archc.dsl.vocab import Strategy
+from archc.dsl.vocab import Collective, Strategy
 from archc.codegen.render import BOUNDS, RC, RESULTS, module_stem, render_analytic
 from archc.dsl.diagnostics import BuildError, RunError
 from archc.dsl.ir import Run
@@ -20,7 +21,8 @@ def build_kernel(machine, version: str, progress=None):
     """The machine's analytic kernel: its generated source built (or loaded from the cache)."""
     src = render_analytic(machine, version)
     try:
-        return cache.build(src, module_stem(machine), archc_version=version, progress=progress)
+        return cache.build(src, module_stem(machine), archc_version=version, progress=progress,
+                           label=f"the analytic kernel of {machine.name}")
     except cache.BuildError as e:
         raise BuildError(f"building the kernel for '{machine.name}' failed: {e}") from None
 
@@ -124,6 +126,8 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     busy = float(t_tot.sum()) or 1.0
     eff = dict(chip.efficiency)
     in_memory = bool(chip.memory or m.memory)
+    net = Network.of(m)
+    comm_levels = [by_level(net, t.comm.steps, t.comm.nbytes) if t.comm else {} for t in plan.tasks]
     rows: dict[str, dict] = {}
     order: list[str] = []
     names = [x.name for x in plan.memories]
@@ -132,7 +136,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         label = task.label
         r = rows.get(label)
         if r is None:
-            r = rows[label] = dict(kind=task.kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, energy=0.0,
+            r = rows[label] = dict(kind=task.kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, link=0.0, energy=0.0,
                                    bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0, clocked=0.0,
                                    levels={n: {"bytes": 0.0, "time_s": 0.0} for n in names})
             order.append(label)
@@ -146,6 +150,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
         r["flops"] += (task.mflops + task.vflops) * reps[i]
         r["bytes"] += (task.mem_bytes if in_memory else task.sram_bytes) * reps[i]
         r["comm"] += (task.comm.nbytes if task.comm else 0.0) * reps[i]
+        r["link"] += sum(b for b, _, _ in comm_levels[i].values()) * reps[i]
         r["energy"] += R[i, RC["energy"]] * reps[i]
         b = BOUNDS[int(R[i, RC["bound"]])]
         r["bound_t"][b] = r["bound_t"].get(b, 0.0) + t_tot[i]
@@ -155,7 +160,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
                       max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
                       r["time"] / busy, eff.get(r["cls"]), r["ideal"] / r["waved"] if r["waved"] else 1.0,
-                      r["levels"], tile.clock_hz * (r["clocked"] / r["time"] if r["time"] else 1.0))
+                      r["levels"], tile.clock_hz * (r["clocked"] / r["time"] if r["time"] else 1.0), r["link"])
                 for name, r in ((n, rows[n]) for n in order))
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
     for i in range(len(plan.tasks)):
@@ -206,7 +211,37 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "power": {"limit_w": chip.power_w, "idle_w": chip.idle_power_w, "scaling": chip.power_scaling,
                            "clock_from_limit": bool(chip.power_w) and not tile.boost_hz},
                  "derived": list(tile.derived)},
-        notes=notes, ops=ops, memory_levels=step_levels)
+        notes=notes, ops=ops, memory_levels=step_levels,
+        communication=_communication(plan, comm_levels, reps))
+
+
+_COLLECTIVE = {Collective.ALLREDUCE: "all-reduce", Collective.ALLGATHER: "all-gather",
+               Collective.REDUCE_SCATTER: "reduce-scatter", Collective.P2P: "send/recv",
+               Collective.ALLTOALL: "all-to-all"}
+
+
+def _communication(plan: Plan, comm_levels: list[dict], reps: np.ndarray) -> tuple:
+    """Every collective and transfer of the step per (kind, level) it crosses: bytes each chip
+    sends, the steps' uncontended time and the links' energy, per chip per step (what the
+    analytic level charges: codegen/collectives.py), in the order the plan first uses them."""
+    levels = plan.run.machine.levels
+    out: dict[tuple, dict] = {}
+    for i, task in enumerate(plan.tasks):
+        for lv, (b, t, e) in sorted(comm_levels[i].items()):
+            key = (_COLLECTIVE[task.comm.kind], lv)
+            c = out.get(key)
+            if c is None:
+                net = levels[lv].network
+                c = out[key] = {"collective": key[0], "level": levels[lv].name, "network": net.topology,
+                                "bytes": 0.0, "time_s": 0.0, "energy_j": 0.0,
+                                "energy_declared": net.energy_per_byte is not None, "ops": []}
+            c["bytes"] += b * reps[i]
+            c["time_s"] += t * reps[i]
+            c["energy_j"] += e * reps[i]
+            if task.label not in c["ops"]:
+                c["ops"].append(task.label)
+    return tuple({**c, "bytes": float(c["bytes"]), "time_s": float(c["time_s"]), "energy_j": float(c["energy_j"])}
+                 for c in out.values())
 
 
 def _step_clock_ratio(plan: Plan, R: np.ndarray, latency: float) -> float | None:

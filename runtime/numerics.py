@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 
@@ -213,7 +212,8 @@ class FormatSet(dict):
     def __init__(self, formats: dict[str, Format], version: str, title: str, progress=None):
         src, scalar, mx = render_formats(formats, title, version)
         try:
-            module = cache.build(src, identifier(title, "formats"), archc_version=version, progress=progress)
+            module = cache.build(src, identifier(title, "formats"), archc_version=version, progress=progress,
+                                 label=f"the number-format kernels of {title}")
         except cache.BuildError as e:
             raise BuildError(f"building the format kernels failed: {e}") from None
         super().__init__()
@@ -272,9 +272,14 @@ class FormatSet(dict):
         return float(self.module.dot(f._info.index, fa, fb, mode, int(exact), rbits, width))
 
 
-@lru_cache(maxsize=None)
-def standard_set() -> FormatSet:
-    """The formats of std.formats, built once per process (the kernels are cached on disk)."""
-    from archc.dsl.check import standard_formats
-    from archc.dsl.version import __version__
-    return FormatSet(standard_formats(), __version__, "std.formats")
+_standard: list[FormatSet] = []  # the one per process
+
+
+def standard_set(progress=None) -> FormatSet:
+    """The formats of std.formats, built once per process (the kernels are cached on disk);
+    `progress` hears about the build, if this call makes it."""
+    if not _standard:
+        from archc.dsl.check import standard_formats
+        from archc.dsl.version import __version__
+        _standard.append(FormatSet(standard_formats(), __version__, "std.formats", progress))
+    return _standard[0]

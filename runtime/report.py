@@ -26,6 +26,7 @@ class OpRow:
     utilisation: float  # of the matrix peak, derived from the engines' geometry over all its passes (1: not a GEMM)
     levels: dict = field(default_factory=dict)  # memory level -> {"bytes", "time_s"}, per chip per step
     clock_hz: float = 0.0  # the tile clock it ran at, time-weighted: below the run's where the power limit holds it
+    link_bytes: float = 0.0  # bytes its collectives and transfers send over the links, per chip per step
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,14 @@ class Report:
     notes: tuple
     ops: tuple
     memory_levels: dict = field(default_factory=dict)  # level -> {"bytes", "time_s"} per chip per step
+    # per (collective kind, level it crosses): {"collective", "level", "network", "bytes" (each chip
+    # sends), "time_s" (uncontended), "energy_j", "energy_declared", "ops"}, per chip per step
+    communication: tuple = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["notes"] = list(self.notes)
+        d["communication"] = [dict(c, ops=list(c["ops"])) for c in self.communication]
         return d
 
     def to_json(self) -> str:
@@ -72,11 +77,12 @@ class Report:
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["name", "kind", "time_s", "flops", "bytes", "comm_bytes", "bound_by", "energy_j",
-                    "share", "efficiency", "utilisation"])
+                    "share", "efficiency", "utilisation", "link_bytes"])
         for r in self.ops:
             w.writerow([r.name, r.kind, f"{r.time_s:.6g}", f"{r.flops:.6g}", f"{r.bytes:.6g}",
                         f"{r.comm_bytes:.6g}", r.bound_by, f"{r.energy_j:.6g}", f"{r.share:.4f}",
-                        "" if r.efficiency is None else f"{r.efficiency:.3g}", f"{r.utilisation:.3g}"])
+                        "" if r.efficiency is None else f"{r.efficiency:.3g}", f"{r.utilisation:.3g}",
+                        f"{r.link_bytes:.6g}"])
         return out.getvalue()
 
     def to_text(self, max_ops: int = 15) -> str:
@@ -114,17 +120,20 @@ class Report:
         width = max([len(r.name) for r in self.ops[:max_ops]] + [4])
         width = min(width, 48)
         lines.append(f"  {'op':<{width}}  {'kind':<17} {'time':>10} {'share':>6} {'FLOP':>10} "
-                     f"{'bytes':>10} {'bound by':<9} {'energy':>9}")
+                     f"{'bytes':>10} {'link bytes':>10} {'bound by':<9} {'energy':>9}")
         ranked = sorted(self.ops, key=lambda r: (-r.time_s, r.name))
         for r in ranked[:max_ops]:
             name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]
+            link = si(r.link_bytes, "B") if r.link_bytes else "-"
             lines.append(f"  {name:<{width}}  {r.kind:<17} {si(r.time_s, 's'):>10} {r.share * 100:5.1f}% "
-                         f"{si(r.flops, ''):>10} {si(r.bytes, 'B'):>10} {r.bound_by:<9} {si(r.energy_j, 'J'):>9}")
+                         f"{si(r.flops, ''):>10} {si(r.bytes, 'B'):>10} {link:>10} {r.bound_by:<9} "
+                         f"{si(r.energy_j, 'J'):>9}")
         if len(ranked) > max_ops:
             rest = ranked[max_ops:]
             lines.append(f"  … {len(rest)} more ops, {si(sum(r.time_s for r in rest), 's')} together "
                          f"(--json or --out for all)")
         lines.append("")
+        lines += _communication_text(self.communication)
         if self.memory_levels:
             lines.append("  levels      " + ", ".join(f"{k} {si(v['bytes'], 'B')} in {si(v['time_s'], 's')}"
                                                        for k, v in self.memory_levels.items()))
@@ -135,6 +144,25 @@ class Report:
         for n in self.notes:
             lines.append(f"  note        {n}")
         return printable("\n".join(lines) + "\n")  # names and units a user wrote reach the terminal
+
+
+def _communication_text(comm: tuple) -> list[str]:
+    """The communication summary: per collective kind and level, what each chip sends, in what
+    time and for what energy per step; a level that declares no link energy says so."""
+    if not comm:
+        return []
+    lines = ["  communication per chip per step (bytes each chip sends; link time uncontended):"]
+    where = [f"{c['level']} ({c['network']})" for c in comm]
+    w1 = max(len(c["collective"]) for c in comm)
+    w2 = max(len(x) for x in where)
+    energy = [si(c["energy_j"], "J") if c["energy_declared"] else "0 J (no link energy declared)" for c in comm]
+    w3 = max(len(x) for x in energy)
+    for c, at, e in zip(comm, where, energy):
+        ops = ", ".join(c["ops"][:3]) + (f" and {len(c['ops']) - 3} more" if len(c["ops"]) > 3 else "")
+        lines.append(f"    {c['collective']:<{w1}}  {at:<{w2}}  {si(c['bytes'], 'B'):>9} {si(c['time_s'], 's'):>9}  "
+                     f"{e:>{w3}}  ({ops})")
+    lines.append("")
+    return lines
 
 
 def _held_clock(rep: "Report") -> str:
@@ -184,6 +212,10 @@ def summary(rep: "Report", top: int = 5) -> str:
              f"{si(rep.memory['capacity'], 'B', 4)}, bottleneck {rep.bottleneck}"]
     for r in sorted(rep.ops, key=lambda r: (-r.time_s, r.name))[:top]:
         lines.append(f"  {si(r.time_s, 's', 4):>10} {r.share * 100:5.1f}% {r.bound_by:<8} {r.name} ({r.kind})")
+    for c in rep.communication:
+        lines.append(f"  comm {c['collective']} over {c['level']}: {si(c['bytes'], 'B', 4)} per chip in "
+                     f"{si(c['time_s'], 's', 4)}, {si(c['energy_j'], 'J', 4) if c['energy_declared'] else 'no link energy declared'}"
+                     f" ({', '.join(c['ops'])})")
     return printable("\n".join(lines) + "\n")
 
 

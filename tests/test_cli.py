@@ -16,7 +16,7 @@ import pytest
 
 from archc.api import check
 
-from conftest import H100, run_cli
+from conftest import EASY_MACHINE, H100, run_cli
 
 H100_BF16_PEAK = 989.4e12  # FLOP/s: 132 SMs x 2048 MAC/cycle x 2 x 1.83 GHz (dense)
 GEMM = ("run", H100, "--run", "gemm")
@@ -354,3 +354,65 @@ def test_formats_command_lists_range_and_cost():
     assert rows["fp64"].split()[-1] == "1.0x"
     bad = run_cli("formats", "--node", "-3")
     assert bad.code == 1 and "--node takes a process node" in bad.stderr
+
+
+# ---- build progress on stderr -----------------------------------------------------------------
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stream, expected", [
+    (io.StringIO, "archc: building the analytic kernel of m (first use; cached afterwards)…\n"
+                  "archc: built the analytic kernel of m in 0.25 s\n"),
+    (_Terminal, "archc: building the analytic kernel of m (first use; cached afterwards)… 0.25 s\n"),
+])
+def test_build_progress_shows_only_builds_longer_than_the_threshold(stream, expected):
+    import time
+
+    from archc.cli import _progress_printer
+    out = stream()
+    cb = _progress_printer(out, after_s=0.05)
+    cb("compiling kernel quick_1 for the analytic kernel of q")
+    cb("built quick_1 in 0.01 s")  # done before the threshold: nothing shown
+    cb("compiling kernel m_1 for the analytic kernel of m")
+    time.sleep(0.3)
+    cb("built m_1 in 0.25 s")
+    assert out.getvalue() == expected
+    out = stream()
+    cb = _progress_printer(out, after_s=0.05)
+    cb("compiling kernel m_1 for the analytic kernel of m")
+    time.sleep(0.3)
+    cb("failed m_1 after 0.26 s")  # the error that follows starts on a line of its own
+    assert out.getvalue().endswith("\n") and "failed" in out.getvalue()
+
+
+@pytest.mark.build
+def test_a_build_shows_progress_on_stderr_only(tmp_path):
+    # a fresh cache: Cython's shared module and the kernel are built, each taking over a second
+    f = tmp_path / "m.arch"
+    f.write_text(EASY_MACHINE + "run r { model vadd(1000); on c; precision fp16 }\n")
+    r = run_cli("run", f, "--json", env={"ARCHC_CACHE_DIR": tmp_path / "cache"})
+    assert r.code == 0, r
+    json.loads(r.stdout)  # stdout holds the JSON and nothing else
+    assert re.search(r"^archc: building the analytic kernel of c \(first use; cached afterwards\)…\n"
+                     r"archc: built the analytic kernel of c in \d+\.\d\d s$", r.stderr, re.M), r
+
+
+def test_accuracy_tells_the_progress_of_the_standard_formats_build(monkeypatch):
+    # `archc accuracy` of a design with only standard formats builds std.formats' kernels
+    # (about 20 s the first time): the build hears the command's progress callback
+    from archc.runtime import accuracy, cache, numerics
+    seen = []
+
+    def fake_build(source, stem, *, archc_version, progress=None, label=None, directory=None):
+        seen.append((label, progress))
+        raise cache.BuildError("stop here")
+    monkeypatch.setattr(numerics, "_standard", [])
+    monkeypatch.setattr(cache, "build", fake_build)
+    design = check(H100)
+    progress = print
+    with pytest.raises(Exception, match="building the format kernels failed: stop here"):
+        accuracy.formats_for(design, progress)
+    assert seen == [("the number-format kernels of std.formats", progress)]
