@@ -57,11 +57,12 @@ def test_samples_expected_pass_and_cover_every_sample():
 
 
 def test_a_changed_machine_figure_in_a_copy_of_a_sample_fails_with_a_table(tmp_path):
-    # the samples' layout copied (the workload, the machine file it imports, its expectations),
+    # the samples' layout copied (the workload, the machine and model files it imports, its expectations),
     # and the H100's HBM3 at 3 TB/s instead of 3.35: the memory-bound runs drift, the GEMM does not
     (tmp_path / "expected").mkdir()
     (tmp_path / "machines").mkdir()
     shutil.copy(SAMPLES / "h100.arch", tmp_path)
+    shutil.copytree(SAMPLES / "models", tmp_path / "models")
     text = (SAMPLES / "machines" / "h100.arch").read_text()
     assert "bandwidth = 3.35 TB/s" in text
     (tmp_path / "machines" / "h100.arch").write_text(text.replace("bandwidth = 3.35 TB/s", "bandwidth = 3 TB/s"))
