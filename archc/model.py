@@ -293,7 +293,7 @@ class Builder:
         base = name if name not in _RESERVED else f"{name}_"
         used = self._scope.used
         var, n = base, 1
-        while var in used or (var != base and var in used):
+        while var in used:
             n += 1
             var = f"{base}_{n}"
         used.add(var)

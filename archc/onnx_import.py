@@ -420,6 +420,14 @@ def _batchnorm(c: _Ctx, n):
 
 @_rule("Reshape Flatten Squeeze Unsqueeze", "reshape (a view) to the inferred shape")
 def _reshape(c: _Ctx, n):
+    if n.op_type == "Reshape" and n.output[0] not in c.shapes:  # inference lost it: the constant says
+        want = [int(v) for v in c.value(n.input[1], "shape")]
+        src = c.shape(n.input[0])
+        want = [src[i] if v == 0 else v for i, v in enumerate(want)]
+        if want.count(-1) == 1:
+            rest = _prod(v for v in want if v != -1)
+            want[want.index(-1)] = _prod(src) // rest if rest else 0
+        c.shapes[n.output[0]] = tuple(want)
     out = c.shape(n.output[0])
     c.emit("reshape", [c.act(n.input[0])], [n.output[0]], shape=list(out))
 
@@ -861,7 +869,7 @@ def convert(model, path: str, dims: dict[str, int] | None = None, name: str | No
                     else "archc imports static shapes only; export the model with this size fixed"
                 raise ImportFailed(path, f"input '{vi.name}' has {what} at axis {axis}; {hint}")
     try:
-        model = onnx.shape_inference.infer_shapes(model)
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:  # onnx raises its own errors (InferenceError, ValidationError)
         raise ImportFailed(path, f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
     if len(model.graph.output) != 1:

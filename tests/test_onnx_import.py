@@ -250,6 +250,54 @@ def test_a_transformer_encoder_becomes_a_block_in_a_repeat(tmp_path):
     assert json.loads(r.stdout)["flops"] == flops(g)
 
 
+# ---- embeddings, constants as inputs, and the shape arithmetic exporters write ---------------------------------
+
+def embed(path: Path) -> Path:
+    tokens = helper.make_tensor_value_info("tokens", TensorProto.INT64, [2, 8])
+    nodes = [helper.make_node("Gather", ["table", "tokens"], ["e"], name="wte"),
+             helper.make_node("Add", ["e", "pos"], ["x"], name="add_pos"),
+             helper.make_node("Concat", ["cls", "x"], ["xc"], axis=1, name="cat_cls"),
+             # a dynamic reshape as exporters write it: [Shape(xc)[0], Shape(xc)[1] * 2, 16]
+             helper.make_node("Shape", ["xc"], ["sh"], name="shape"),
+             helper.make_node("Gather", ["sh", "i0"], ["b"], axis=0, name="g0"),
+             helper.make_node("Gather", ["sh", "i1"], ["s"], axis=0, name="g1"),
+             helper.make_node("Mul", ["s", "two"], ["s2"], name="s_times_2"),
+             helper.make_node("Unsqueeze", ["b", "ax0"], ["bu"], name="ub"),
+             helper.make_node("Unsqueeze", ["s2", "ax0"], ["su"], name="us"),
+             helper.make_node("Concat", ["bu", "su", "w16"], ["newshape"], axis=0, name="cat_shape"),
+             helper.make_node("Reshape", ["xc", "newshape"], ["r"], name="reshape"),
+             helper.make_node("Slice", ["r", "st", "en", "axs"], ["sl"], name="slice"),
+             helper.make_node("Pad", ["sl", "pads"], ["pd"], mode="constant", name="pad"),
+             helper.make_node("ReduceMax", ["pd"], ["y"], axes=[2], keepdims=0, name="max")]
+    inits = [const("table", [100, 32]), const("pos", [1, 8, 32]), const("cls", [2, 1, 32]),
+             ints("i0", 0), ints("i1", 1), ints("two", 2), ints("ax0", [0]), ints("w16", [16]),
+             ints("st", [2]), ints("en", [-2]), ints("axs", [1]), ints("pads", [0, 1, 0, 0, 1, 0])]
+    return save(path, nodes, [tokens], [value("y", [2, 16])], inits)
+
+
+def test_embeddings_constant_operands_and_folded_shape_arithmetic(tmp_path):
+    text = imported(tmp_path, embed(tmp_path / "embed.onnx"))
+    assert text.split("\n\n", 1)[1] == """\
+model embed() {
+  input tokens : int64[2, 8]
+  input pos : [1, 8, 32]
+  input cls : [2, 1, 32]
+  embedding = embedding(tokens, vocab = 100, d = 32)
+  add = add(embedding, pos)
+  concat = concat(cls, add, axis = 1)
+  reshape = reshape(concat, shape = [2, 18, 16])
+  slice = slice(reshape, axis = 1, start = 2, end = 16)
+  pad = pad(slice, pads = [0, 0, 1, 1])
+  reduce_max = reduce_max(pad, axis = 2)
+  return reduce_max
+}
+"""
+    g, _ = graph_of(tmp_path, text, "embed")
+    # the add: 2 x 8 x 32; the max over 16 of 2 x 16 outputs: 15 each; the rest moves data
+    assert flops(g) == 2 * 8 * 32 + 2 * 16 * 15
+    assert g.params_elems == 100 * 32  # the table; pos and cls are inputs, not parameters
+
+
 # ---- errors -----------------------------------------------------------------------------------------
 
 def test_an_op_archc_does_not_import_is_an_error_naming_the_node(tmp_path):
