@@ -171,3 +171,23 @@ def test_the_documented_example_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     expected = re.search(r"It prints:\n\n```\n(.*?)```", doc, re.S)
     assert expected and r.stdout.startswith(expected.group(1))
+
+
+def test_a_repeat_inside_a_block_becomes_a_parameter_of_the_block(tmp_path):
+    b = Builder("nest")
+    x = b.input("x", [4, 32])
+
+    def stage(x):
+        return b.repeat(2, lambda h: b.op("relu", b.op("linear", h, 32, name="fc"), name="act"), x)
+    y = b.block("stage", stage, x)
+    z = b.block("stage", stage, y)
+    out = b.op("add", z, x, name="skip")
+    text = b.to_arch(out)
+    assert text.startswith("block stage(x, layers = 2) {\n  repeat layers {\n    fc = linear(x, out = 32)\n"
+                           "    act = relu(fc)\n    x = act\n  }\n  return x\n}\n")
+    assert "  stage = stage(x)\n  stage_2 = stage(stage)\n  skip = add(stage_2, x)\n" in text
+    g = b.build(out)
+    assert g == dsl_graph(tmp_path, text, "nest")
+    # each call's repeat is a layer of its own, named by the block call's path
+    assert g.layers == (("stage#2.layers", 2), ("stage.layers", 2))
+    assert [lp.carried for lp in g.loops] == [((1, 3),), ((3, 5),)]
