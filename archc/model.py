@@ -123,8 +123,8 @@ class Builder:
             raise ModelError([Diagnostic(span, f"input name '{name}' is already used in model '{self.name}'")])
         dims = list(shape) if isinstance(shape, (list, tuple)) else None
         if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
-            raise ModelError([Diagnostic(span, f"input '{name}': a shape is a list of one or more positive whole numbers, "
-                                               f"found {shape!r}")])
+            raise ModelError([Diagnostic(span, f"input '{name}': a shape is a list of one or more positive whole "
+                                               f"numbers, found {shape!r}")])
         if dtype is not None and dtype not in ("int32", "int64", "uint8") and not _IDENT.match(str(dtype)):
             raise ModelError([Diagnostic(span, f"input '{name}': dtype is a format's name, found {dtype!r}")])
         t = self._guard(span, f"input '{name}'", lambda: self._g.input(tuple(dims), span, dtype))

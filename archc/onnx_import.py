@@ -108,7 +108,7 @@ class _Ctx:
         self.alias: dict[str, str] = {}
         self.skip: set[int] = set()
         self.inputs: list[tuple[str, tuple[int, ...], str | None]] = []  # model inputs, in order
-        self.const_inputs: dict[str, str] = {}  # constant used as an operand -> its input's value name
+        self.const_inputs: dict[str, str] = {}  # constants used as operands, each a model input
         self.node: tuple[int, str, str] = (0, "", "")
 
     # what handlers use
@@ -139,11 +139,9 @@ class _Ctx:
         """An activation input: a constant becomes a model input of its shape (archc has no op for
         a learned tensor)."""
         x = self.name(x)
-        if x in self.consts:
-            if x not in self.const_inputs:
-                self.const_inputs[x] = x
-                self.inputs.append((x, self.consts[x].shape or (1,), None))
-            return x
+        if x in self.consts and x not in self.const_inputs:
+            self.const_inputs[x] = x
+            self.inputs.append((x, self.consts[x].shape or (1,), None))
         return x
 
     def emit(self, kind: str, ins, outs, **values) -> None:
@@ -984,12 +982,13 @@ def import_onnx(path: str, dims: dict[str, int] | None = None, name: str | None 
     try:
         model = onnx.load(path)
     except Exception as e:
-        raise ImportFailed(path, f"cannot read it as an ONNX model: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}") from None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImportFailed(path, f"cannot read it as an ONNX model: {why}") from None
     b, out = convert(model, path, dims, name)
     g = b.build(out)
     flops = sum(o.flops * o.count for o in g.ops)
-    header = (f"imported from {os.path.basename(path)} by archc import (ONNX opset "
-              f"{next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), 1)}"
-              f"{', ' + ', '.join(f'{k} = {v}' for k, v in sorted((dims or {}).items())) if dims else ''})\n"
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    given = "".join(f", {k} = {v}" for k, v in sorted((dims or {}).items()))
+    header = (f"imported from {os.path.basename(path)} by archc import (ONNX opset {opset}{given})\n"
               f"{sum(o.count for o in g.ops)} ops, {number(flops)} forward FLOPs, {number(g.params_elems)} parameters")
     return b.to_arch(out, header=header)
