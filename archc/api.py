@@ -79,3 +79,26 @@ def accuracy(path: str | Path, run: str, seed: int = 0, overrides=None, precisio
         tree = link(parse(source), include)
     instance = choose_instance(tree, source, run, parse_overrides(overrides))
     return evaluate(instance, seed, precision, progress=progress)
+
+
+def estimate(builder, output, machine: str | Path, on: str, *, mode: str = "infer", precision: str = "bf16",
+             level: str = "analytic", settings: dict | None = None, include=(), progress=None):
+    """Run a model built in Python (an archc.model.Builder and its output tensor) on a machine
+    declared in a `.arch` file: `on` names its chip or system, `mode`, `precision` and
+    `settings` (more run properties, as `{"strategy": "data(dp = 8)"}`) make the run. The model
+    goes through its `.arch` text (Builder.to_arch), so it is checked as a file would be.
+    Returns the Report."""
+    import tempfile
+    machine = Path(machine).resolve()
+    if '"' in str(machine) or "\n" in str(machine):
+        raise ArchcError(f"the machine's path cannot be written in an import: {machine}")
+    lines = [f"  model {builder.name}()", f"  on {on}", f"  mode {mode}", f"  precision {precision}"]
+    lines += [f"  {k} {v}" for k, v in (settings or {}).items()]
+    with tempfile.TemporaryDirectory(prefix="archc-model-") as tmp:
+        (Path(tmp) / f"{builder.name}.arch").write_text(builder.to_arch(output), encoding="utf-8")
+        work = Path(tmp) / "run.arch"
+        work.write_text(f'import std.formats\nimport "{machine}"\nimport "{builder.name}.arch"\n\n'
+                        f"run {builder.name}_on_{on} {{\n" + "\n".join(lines) + "\n}\n", encoding="utf-8")
+        design = check(work, include=include)
+        run = design.runs[0][1]
+        return pipeline.execute(run, level, progress).report

@@ -192,6 +192,15 @@ def _parser() -> argparse.ArgumentParser:
                         "for a design in DIR without one); exit 0 unless a design has errors. " + _OUTPUT_RULES
                         + "; only a file read as an expectation file is replaced")
     t.add_argument("-v", "--verbose", action="store_true", help="list every figure, not only those that fail")
+    m = sub.add_parser("import", help="turn an ONNX model into a readable .arch model (docs/onnx.md)")
+    m.add_argument("file", metavar="MODEL.onnx")
+    m.add_argument("-o", "--output", metavar="FILE",
+                   help="write the .arch model here instead of stdout; an existing FILE is refused unless "
+                        "--force; " + _OUTPUT_RULES)
+    m.add_argument("--force", action="store_true", help="with -o: replace an existing FILE")
+    m.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
+                   help="the size of a dynamic input dimension named NAME (batch=8); repeatable")
+    m.add_argument("--name", help="the model's name (default: the file's, made an identifier)")
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
@@ -295,6 +304,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "compile":
         return _compile(args, api)
+    if args.command == "import":
+        return _import(args)
     if args.command == "accuracy":
         return _accuracy(args, api)
     if args.command == "test":
@@ -485,6 +496,35 @@ def _test(args) -> int:
         return 0
     _say(f"\nok: {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}, {runs} run{'s' if runs != 1 else ''}, "
          f"{figures} figures within tolerance\n")
+    return 0
+
+
+def _import(args) -> int:
+    from archc.onnx_import import import_onnx
+    from archc.runtime import outputs
+    dims: dict[str, int] = {}
+    for item in args.dim:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip().isdigit() or int(value) <= 0:
+            raise ArchcError(f"--dim takes NAME=VALUE with a positive whole VALUE (batch=8), found '{item}'")
+        if key.strip() in dims:
+            raise ArchcError(f"--dim {key.strip()} is given twice")
+        dims[key.strip()] = int(value)
+
+    def refuse_existing():
+        if args.output and not args.force and os.path.lexists(args.output):
+            raise ArchcError(f"{args.output} exists; archc import does not replace a file unless --force")
+    if args.force and not args.output:
+        raise ArchcError("--force needs -o FILE")
+    if args.output:  # before the import's work, and again before writing
+        refuse_existing()
+        outputs.check_file(args.output, what="the model")
+    text = import_onnx(args.file, dims, args.name)
+    if not args.output:
+        _say(text)
+        return 0
+    refuse_existing()
+    outputs.write_text(args.output, text, what="the model")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Model instantiation: runs a model's body with concrete parameters into a graph of ops, each
-call bound and costed by the op registry (dsl/ops.py), blocks inlined, repeats and views recorded."""
+"""Model instantiation: runs a model's body with concrete parameters, every op call, block and
+repeat handed to the graph builder (dsl/graphs.py) that binds and costs it by the op registry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,23 +7,18 @@ from dataclasses import dataclass
 from . import ast
 from .diagnostics import Collector
 from .diagnostics import did_you_mean as _hint
-from .ir import Callable_, Graph, Loop, Op, Tensor
-from .ops import OPS, OpCtx, Out, _big, bind, dim_value
+from .graphs import GraphBuilder, Place
+from .ir import Callable_, Graph, Tensor
+from .ops import OPS, dim_value
 from .values import MAX_INT, EvalError, Evaluator, Lst, Q, show
 
-MAX_OPS = 100_000  # a model that expands past this is a runaway block, not a real network
 MAX_DEPTH = 48  # block calls nested deeper than this are runaway recursion
-MAX_ELEMS = 2**53  # a tensor larger than this cannot be counted exactly
-MAX_WORK = 1e30  # FLOPs (or elements moved) of one op: a zettascale step is 1e21
 
 
 @dataclass
 class _Frame:
-    path: str
     scope: dict
-    mult: int
-    layer: str
-    loops: tuple[int, ...] = ()  # the ids of the repeats around the frame's statements
+    place: Place  # the name path, count, layer and repeats of the frame's ops
 
 
 class _Return(Exception):
@@ -40,22 +35,17 @@ class Builder:
         self.call_span = call_span  # where the user instantiates the model, cited in errors
         self.formats = formats
         self.diag = diag
-        self.ops: list[Op] = []
-        self.names: dict[str, int] = {}
-        self.next_id = 0
-        self.inputs: list[Tensor] = []
-        self.layers: dict[str, int] = {}
+        self.graph: GraphBuilder | None = None  # the model's graph, once build() starts
         self.depth = 0
         self.target: str | None = None
         self.targets: tuple[str, ...] = ()  # `a, b = split(...)`: the names a list of outputs binds
-        self.loops: list[Loop] = []
-        self.views: list[tuple[int, int]] = []
-        self._frame = _Frame("", {}, 1, "")  # a model's parameter defaults are evaluated here
+        self._frame = _Frame({}, Place())  # a model's parameter defaults are evaluated here
 
     # ---- entry -------------------------------------------------------------------------
     def build(self, model: Callable_, args: dict[str, object], span) -> Graph | None:
+        self.graph = GraphBuilder(model.name)
         try:
-            frame = _Frame("", self._bind(model, (), {k: (v, span) for k, v in args.items()}, span), 1, "")
+            frame = _Frame(self._bind(model, (), {k: (v, span) for k, v in args.items()}, span), Place())
             out = self._exec(model.body, frame)
         except EvalError as e:
             notes = []
@@ -69,10 +59,7 @@ class Builder:
         if out is not None and not isinstance(out, Tensor):
             self.diag.error(model.span, f"model '{model.name}' returns {show(out)}, not a tensor")
             return None
-        params = sum(op.weight_elems * op.count for op in self.ops)
-        return Graph(model.name, tuple(self.ops), tuple(self.inputs), out, params,
-                     tuple(sorted(self.layers.items())), tuple(sorted(self.loops, key=lambda lp: lp.id)),
-                     tuple(self.views))
+        return self.graph.graph(out)
 
     # ---- binding -----------------------------------------------------------------------
     def _bind(self, c: Callable_, args: tuple, kwargs: dict, span) -> dict:
@@ -169,9 +156,7 @@ class Builder:
         else:
             raise EvalError(typ.span, "an input's type is `FORMAT[dims...]` or `[dims...]`")
         shape = tuple(self._dim(self._eval(d, frame), d.span, "a dimension") for d in dims)
-        t = self._tensor(shape, st.span, dtype)
-        self.inputs.append(t)
-        frame.scope[name] = t
+        frame.scope[name] = self.graph.input(shape, st.span, dtype)
 
     def _repeat(self, st: ast.Prop, frame: _Frame):
         if len(st.args) != 1 or st.body is None:
@@ -183,22 +168,11 @@ class Builder:
             raise EvalError(st.args[0].span, f"repeat count {int(n.value)} is absurdly large")
         n = int(n.value)
         label = st.args[0].id if isinstance(st.args[0], ast.Name) else f"repeat@{st.span.line}"
-        layer = f"{frame.path}{label}"
-        self.layers[layer] = self.layers.get(layer, 0) + n * frame.mult
         before = {k: v for k, v in frame.scope.items() if isinstance(v, Tensor)}
-        loop_id = len(self.loops)
-        self.loops.append(None)  # its place, filled once the body has run
-        inner = _Frame(frame.path, frame.scope, frame.mult * n, layer, frame.loops + (loop_id,))
-        self._exec(st.body, inner)
-        carried = []
-        for k, t in before.items():
-            v = frame.scope.get(k)
-            if isinstance(v, Tensor) and v.shape != t.shape:
-                raise EvalError(st.span, f"the repeated block changes the shape of '{k}' from "
-                                         f"{list(t.shape)} to {list(v.shape)}; a repeat must keep shapes")
-            if isinstance(v, Tensor) and v.id != t.id:
-                carried.append((t.id, v.id))
-        self.loops[loop_id] = Loop(loop_id, layer, n, tuple(sorted(carried)))
+        place, loop_id = self.graph.repeat(frame.place, n, label)
+        self._exec(st.body, _Frame(frame.scope, place))
+        carried = [(k, t, frame.scope[k]) for k, t in before.items() if isinstance(frame.scope.get(k), Tensor)]
+        self.graph.finish_repeat(loop_id, n, place.layer, carried, st.span)
 
     # ---- expressions -------------------------------------------------------------------
     def _eval(self, e, frame: _Frame):
@@ -235,9 +209,7 @@ class Builder:
             raise EvalError(e.span, f"blocks nest deeper than {MAX_DEPTH} calls (is '{block.name}' recursive?)")
         target = self.target
         scope = self._bind(block, args, kwargs, e.span)
-        base = f"{frame.path}{block.name}"
-        n = self.names[base] = self.names.get(base, 0) + 1
-        inner = _Frame(f"{base}#{n}." if n > 1 else f"{base}.", scope, frame.mult, frame.layer, frame.loops)
+        inner = _Frame(scope, self.graph.block(frame.place, block.name))
         self.target = None
         try:
             out = self._exec(block.body, inner)
@@ -259,53 +231,8 @@ class Builder:
         ins, rest = list(args[:n_ins]), list(args[n_ins:])
         if any(isinstance(a, Tensor) for a in rest):
             raise EvalError(e.span, f"op '{kind}' takes its tensors first: {spec.signature(kind)}")
-        want = len(spec.tensors)
-        if (len(ins) < want) if spec.variadic else (len(ins) != want):
-            raise EvalError(e.span, f"op '{kind}' takes {'at least ' if spec.variadic else ''}{want} tensor "
-                                    f"argument{'s' if want != 1 else ''}, {len(ins)} given: {spec.signature(kind)}")
         spans = [a.span for a in e.args if not isinstance(a, ast.Kwarg)][n_ins:] if isinstance(e, ast.Call) else []
-        kw, where = bind(spec, kind, e.span, rest, spans, kwargs)
-        out = spec.fn(OpCtx(e.span, kind, where), ins, kw)
-        if isinstance(out, list):  # one op per output (split): the call's value is their list
-            names = self.targets if len(self.targets) == len(out) else ()
-            return Lst(tuple(self._add(kind, spec.cls, e, ins, o, frame, names[i] if names else None)
-                             for i, o in enumerate(out)))
-        return self._add(kind, spec.cls, e, ins, out, frame, self.target)
-
-    def _add(self, kind: str, cls: str, e, ins, out: Out, frame: _Frame, target: str | None) -> Tensor:
-        cls = out.cls or cls
-        if cls == "view":  # a view moves no data: no op, but the graph records whose view it is
-            t = self._tensor(out.shape, e.span, ins[0].dtype)
-            self.views.append((t.id, ins[0].id))
-            return t
-        if len(self.ops) >= MAX_OPS:
-            raise EvalError(e.span, f"the model expands to more than {MAX_OPS:,} ops")
-        for what, x in (("FLOPs", out.matrix_flops + out.vector_flops), ("elements moved", out.extra_elems)):
-            if x > MAX_WORK:
-                raise EvalError(e.span, f"op '{kind}' has {_big(x)} {what}; archc accepts at most {MAX_WORK:.0e} "
-                                        "per op")
-        t = self._tensor(out.shape, e.span, out.dtype)
-        base = f"{frame.path}{target or kind}"
-        n = self.names.get(base, 0) + 1
-        self.names[base] = n
-        name = base if n == 1 else f"{base}#{n}"
-        attrs = dict(out.attrs)
-        if out.reads_output:
-            attrs["reads_output"] = True
-        self.ops.append(Op(name, kind, cls, frame.mult, tuple(ins), t, out.weight_elems,
-                           float(out.matrix_flops), float(out.vector_flops), float(out.extra_elems),
-                           out.gemms, tuple(sorted(attrs.items())), frame.layer, frame.loops, span=e.span))
-        return t
-
-    def _tensor(self, shape, span, dtype=None) -> Tensor:
-        n = 1
-        for d in shape:
-            n *= d
-        if n > MAX_ELEMS:
-            raise EvalError(span, f"a tensor of shape {list(shape)} has {_big(n)} elements; "
-                                  f"archc accepts at most 2^53")
-        self.next_id += 1
-        return Tensor(self.next_id, tuple(shape), dtype)
+        return self.graph.op(kind, frame.place, ins, rest, kwargs, e.span, spans, self.target, self.targets)
 
     @staticmethod
     def _dim(v, span, what) -> int:

@@ -248,7 +248,9 @@ class Evaluator:
                 if a.name in kwargs:
                     raise EvalError(a.span, f"argument '{a.name}' is given twice")
                 kwargs[a.name] = (self.eval(a.value), a.span)
-        if fname in BUILTINS and fname not in self.env:
+        # sqrt is also an op: a call with a tensor (any value that is not a number) is the op's
+        if fname in BUILTINS and fname not in self.env and not (
+                self.call_hook is not None and fname == "sqrt" and args and not isinstance(args[0], Q)):
             if kwargs:
                 raise EvalError(e.span, f"'{fname}' takes no named arguments")
             return BUILTINS[fname](e.span, args)
