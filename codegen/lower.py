@@ -121,7 +121,7 @@ def lower(run: Run) -> Plan:
         comm_fwd = comm_bwd = 0.0
         weights = op.weight_elems
         if tp > 1:
-            if op.kind in ("linear", "conv2d"):
+            if op.kind in ("linear", "conv2d", "conv_transpose2d"):
                 split = tp
                 weights = op.weight_elems / tp
                 if ins_sharded:  # row parallel: partial sums all-reduced

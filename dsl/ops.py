@@ -345,6 +345,31 @@ def _conv2d(c: OpCtx, ins, kw) -> Out:
                attrs={"kernel": k, "stride": stride, "padding": pad, "groups": groups, "bias": bias})
 
 
+def _conv_transpose2d(c: OpCtx, ins, kw) -> Out:
+    """The transposed convolution (PyTorch's ConvTranspose2d, U-Net's "up-convolution"): each
+    input pixel's Cin vector times a [Cin, Cout k k] matrix scattered onto a k x k window of the
+    output, windows `stride` apart and overlapping ones added (col2im); the output is
+    (H - 1) stride - 2 padding + k. 2 N H W Cin Cout k^2 FLOPs (every input pixel meets every
+    kernel tap once; at stride = kernel, U-Net's 2 x 2, no window overlaps), plus the overlap
+    adds when stride < kernel. Its GEMM: [N H W, Cin] x [Cin, Cout k k]."""
+    (x,) = ins
+    if len(x.shape) != 4:
+        c.fail(f"conv_transpose2d needs an input [N, C, H, W], found {list(x.shape)}")
+    nb, ch, h, w = x.shape
+    out, k = c.int(kw, "out"), c.int(kw, "kernel")
+    stride, pad = c.int(kw, "stride"), c.int(kw, "padding", minimum=0)
+    ho, wo = (h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k
+    if ho <= 0 or wo <= 0:
+        c.fail(f"conv_transpose2d: padding {pad} leaves no output of an input of {h} x {w}", "padding")
+    bias = c.flag(kw, "bias")
+    m = nb * h * w
+    overlap = max(0, nb * out * (h * w * k * k - (ho + 2 * pad) * (wo + 2 * pad)))  # adds where windows meet
+    return Out((nb, out, ho, wo), matrix_flops=2 * m * ch * out * k * k,
+               vector_flops=overlap + (nb * out * ho * wo if bias else 0),
+               weight_elems=ch * out * k * k + (out if bias else 0), gemms=(Gemm(1, m, out * k * k, ch),),
+               attrs={"kernel": k, "stride": stride, "padding": pad, "bias": bias})
+
+
 def _attention(c: OpCtx, ins, kw) -> Out:
     q, k, v = ins
     if len(q.shape) != 3 or len(k.shape) != 3 or len(v.shape) != 3:
@@ -767,6 +792,11 @@ OPS: dict[str, OpSpec] = {
                         Param("groups", 1, "channel groups (groups = channels: depthwise)"),
                         Param("bias", False, "add a bias")), _conv2d, "conv",
                     "2-D convolution of [N, C, H, W]; 2 N Ho Wo Cout (Cin / groups) k^2 FLOPs, one GEMM per group"),
+    "conv_transpose2d": _spec(X, (Param("out", doc="output channels"), Param("kernel", doc="kernel height and width"),
+                                  Param("stride", 1), Param("padding", 0, "rows and columns cropped from each side"),
+                                  Param("bias", False, "add a bias")), _conv_transpose2d, "conv",
+                              "transposed convolution (up-convolution) of [N, C, H, W] to (H - 1) stride - 2 padding + "
+                              "kernel; 2 N H W Cin Cout k^2 FLOPs, the GEMM [N H W, Cin] x [Cin, Cout k^2]"),
     "maxpool": _spec(X, (Param("kernel"), Param("stride", Same("kernel")), Param("padding", 0)), _pool, "pool",
                      "max over k x k windows of [N, C, H, W]; k^2 FLOPs per output"),
     "avgpool": _spec(X, (Param("kernel"), Param("stride", Same("kernel")), Param("padding", 0)), _pool, "pool",

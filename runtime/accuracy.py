@@ -81,7 +81,7 @@ LIMITS = (64, 32, 16, 8)  # the size rule's bound on reducible parameters, tried
 BUDGET_MACS = 5e7  # the size rule shrinks an instance until a forward pass needs at most this
 MAX_MACS = 1e9  # no instance beyond this is evaluated (~20 s of per-add rounding)
 EPS = 1e-5  # norm epsilon
-MATRIX_KINDS = ("linear", "matmul", "conv2d", "attention", "experts")
+MATRIX_KINDS = ("linear", "matmul", "conv2d", "conv_transpose2d", "attention", "experts")
 
 
 # ---- the reduced instance -------------------------------------------------------------------
@@ -669,6 +669,28 @@ def _conv2d(ar, op, ins, w):
     return y.reshape(nb, ho, wo, out).transpose(0, 3, 1, 2).copy()
 
 
+def _conv_transpose2d(ar, op, ins, w):
+    """Each kernel tap (a, b): the input's pixels times W[:, :, a, b] ([Cin, Cout], in the op's
+    formats) added onto the output pixels (i stride + a, j stride + b); then the padding cropped."""
+    x = ar.input(ins[0])
+    k, s, pad = op.attr("kernel"), op.attr("stride"), op.attr("padding")
+    nb, ch, h, wd = x.shape
+    out = op.output.shape[1]
+    full = np.zeros((nb, out, (h - 1) * s + k, (wd - 1) * s + k))
+    rows = x.transpose(0, 2, 3, 1).reshape(nb * h * wd, ch)
+    wq = ar.weight(w["w"], axis=0)  # [Cin, Cout, k, k], blocks along Cin (the reduction)
+    for a in range(k):
+        for b in range(k):
+            y = ar.store(ar.mm(rows, np.ascontiguousarray(wq[:, :, a, b])))  # [N H W, Cout]
+            full[:, :, a:a + (h - 1) * s + 1:s, b:b + (wd - 1) * s + 1:s] += y.reshape(nb, h, wd, out).transpose(0, 3, 1, 2)
+    if s < k:  # windows overlap: the sums are vector adds in the op's format
+        full = ar.vector(full)
+    y = full[:, :, pad:pad + op.output.shape[2], pad:pad + op.output.shape[3]]
+    if "b" in w:
+        y = ar.vector(y + ar.weight(w["b"])[None, :, None, None])
+    return np.ascontiguousarray(y)
+
+
 def _pool_geometry(op: Op):
     x, o = op.inputs[0].shape, op.output.shape
     if op.attr("kernel") is not None:
@@ -875,7 +897,8 @@ def _identity(ar, op, ins, w):
 
 
 IMPL = {
-    "linear": _linear, "matmul": _matmul, "conv2d": _conv2d, "maxpool": _pool, "avgpool": _pool,
+    "linear": _linear, "matmul": _matmul, "conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d,
+    "maxpool": _pool, "avgpool": _pool,
     "global_avgpool": _global_avgpool, "attention": _attention, "embedding": _embedding,
     "gather": _gather, "softmax": _softmax_op, "cross_entropy": _cross_entropy,
     "layernorm": _norm, "rmsnorm": _norm, "batchnorm": _norm,
@@ -914,6 +937,11 @@ def _make_weights(op: Op, rng: np.random.Generator, tables: dict) -> dict:
         ch, out = op.inputs[0].shape[1], op.output.shape[1]
         fan_in = ch // groups * kk * kk
         w["w"] = rng.normal(0.0, math.sqrt(2.0 / fan_in), (out, ch // groups, kk, kk))
+        if op.attr("bias", False):
+            w["b"] = rng.normal(0.0, 0.02, out)
+    elif kind == "conv_transpose2d":
+        kk, ch, out = op.attr("kernel"), op.inputs[0].shape[1], op.output.shape[1]
+        w["w"] = rng.normal(0.0, math.sqrt(1.0 / (ch * kk * kk)), (ch, out, kk, kk))
         if op.attr("bias", False):
             w["b"] = rng.normal(0.0, 0.02, out)
     elif kind in ("layernorm", "rmsnorm", "batchnorm"):
@@ -1151,8 +1179,8 @@ def evaluate(inst: Instance, seed: int = 0, precision=None, fs=None, progress=No
             continue
         fmt, acc, vector, analog = op_format[i]
         err, loc = runs[-1]
-        rounds_vector = op.kind not in EXACT_KINDS and not (op.kind in ("linear", "conv2d") and "b" not in
-                                                              ex.trace.weights[op.name][-1])
+        rounds_vector = op.kind not in EXACT_KINDS and not (
+            op.kind in ("linear", "conv2d", "conv_transpose2d") and "b" not in ex.trace.weights[op.name][-1])
         rows.append(OpAccuracy(i, op.name, op.kind, op.layer, len(runs), op.output.shape, fmt,
                                acc if op.kind in MATRIX_KINDS and analog is None else None,
                                vector if rounds_vector else None, analog is not None and op.kind in MATRIX_KINDS,

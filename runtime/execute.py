@@ -322,4 +322,4 @@ def _reason(bottleneck: str, ops: tuple, run: Run, step: dict) -> str:
 
 
 def _cls(r: OpRow) -> str:
-    return {"linear": "matmul", "matmul": "matmul", "conv2d": "conv"}.get(r.kind, r.kind)
+    return {"linear": "matmul", "matmul": "matmul", "conv2d": "conv", "conv_transpose2d": "conv"}.get(r.kind, r.kind)
