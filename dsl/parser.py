@@ -1,6 +1,8 @@
 """Parsing: archc text -> AST, with human-readable syntax errors. No Lark object escapes."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import hashlib
 import math
 import os
@@ -282,12 +284,29 @@ def deep_enough():
         sys.setrecursionlimit(limit)
 
 
+# Parsed files by their name and text, most recent last: a design is re-checked for every
+# parameter point of a sweep or a search (`--set`), and its files (the workload, its machine,
+# the standard library) parse to the same frozen AST each time. Only successful parses are kept.
+_PARSED: OrderedDict[tuple[str, str], ast.File] = OrderedDict()
+PARSED_FILES = 64
+
+
 def parse(source: Source) -> ast.File:
     """Parse a whole file. Raises ArchSyntaxError with a located, human message."""
+    key = (source.name, source.text)  # a Source compares by identity; its spans see the same text
+    hit = _PARSED.get(key)
+    if hit is not None:
+        _PARSED.move_to_end(key)
+        return hit
     if not source.text.strip():
-        return ast.File((), span=source.start)
-    with deep_enough():
-        return _parse(source)
+        tree = ast.File((), span=source.start)
+    else:
+        with deep_enough():
+            tree = _parse(source)
+    _PARSED[key] = tree
+    if len(_PARSED) > PARSED_FILES:
+        _PARSED.popitem(last=False)
+    return tree
 
 
 def _parse(source: Source) -> ast.File:
