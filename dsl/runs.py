@@ -278,7 +278,8 @@ def _checkpoint(ck, p, env, machine, mode) -> Checkpoint | None:
     to = stores[0] if stores else "peers"
     if "to" in kw:
         e = kw["to"].value
-        to = e.id if isinstance(e, ast.Name) else None
+        v = ck.value(e, env)  # a run parameter may name it: `--set to=peers`
+        to = v.name if isinstance(v, Sym) else None
         if to is None or (to != "peers" and to not in stores):
             ck.diag.error(e.span, f"'to' names a storage of '{machine.name}' or `peers` (the memory of peer chips); "
                                   f"found {brief(ast.expr_text(e), 40)}; "
