@@ -251,3 +251,22 @@ def test_train_needs_tokens_and_training(tmp_path):
     assert steps.run("train").train.steps == 500
     samples = design(tmp_path, text=RELIABLE.replace("train tokens = 2048 * 128 * 1000", "train samples = 6400"))
     assert samples.run("train").train.steps == 100  # 64 samples a step
+
+
+def test_spare_tiles_absorb_tile_failures(tmp_path):
+    # 10 tiles per chip at 1e6 FIT (MTBF 1,000 h each): with 4 spares per chip they stop nothing;
+    # without spares each of the 32 x 10 tiles stops the job: 320 / 1,000 h more
+    wafer = RELIABLE.replace("  reliability chip, mtbf = 50000 h\n",
+                             "  reliability chip, mtbf = 50000 h\n  reliability tile, fit = 1e6, spares = 4\n")
+    run = design(tmp_path, text=wafer).run("train")
+    tile = next(c for c in G.components(run) if c.kind == "tile")
+    assert (tile.count, tile.stops_job, tile.spares) == (320, False, 4)
+    g = G.analyse(run, 0.5, "analytic")
+    assert g["mtti_s"] / H == pytest.approx(874.125874, rel=1e-6)
+    # over the run's wall time W a chip sees Poisson(10 W / 1,000 h) tile failures: P(> 4) for some chip
+    lam = 10 * g["train"]["wall_s"] / (1000 * H)
+    p_chip = 1 - sum(math.exp(-lam) * lam ** k / math.factorial(k) for k in range(5))
+    note = next(n for n in g["notes"] if n.startswith("expected"))
+    assert f"{1 - (1 - p_chip) ** 32:.3g} chance" in note
+    bare = design(tmp_path, text=wafer.replace(", spares = 4", "")).run("train")
+    assert G.analyse(bare, 0.5, "analytic")["mtti_s"] / H == pytest.approx(1 / (1.144e-3 + 0.32), rel=1e-9)
