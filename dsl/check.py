@@ -12,11 +12,11 @@ from . import units as U
 from .diagnostics import CheckError, Collector
 from .diagnostics import did_you_mean as _hint
 from .ir import (ALLREDUCE, Analog, Callable_, Chip, Design, Engine, Format, Level, Machine, MatrixUnit, Memory, Network,
-                 Param, Run, System, Tile, VectorUnit)
+                 Param, Reliability, Run, Storage, System, Tile, VectorUnit)
 from .imports import annotate, annotate_error, link, qualify
 from .parser import parse
 from .source import Source, Span
-from .values import MAX_INT, EvalError, Evaluator, Q, Sym, brief, fmt_q, show
+from .values import MAX_INT, EvalError, Evaluator, Q, Str, Sym, brief, fmt_q, show
 from .vocab import OpClass, Topology
 
 DECL_KINDS = ("import", "format", "tile", "chip", "system", "model", "block", "run")
@@ -44,7 +44,15 @@ RANGES = {
     "process": (1e-10, 1e-5, U.LENGTH),
     "power": (1e-3, 1e6, U.POWER),
     "bucket": (1.0, 1e12, U.BYTES),
+    "mtbf": (60.0, 1e13, U.TIME),  # a minute to ~300,000 years: FIT 1e17 down to 0.1
+    "repair": (0.0, 1e8, U.TIME),
+    "restart": (0.0, 1e7, U.TIME),
+    "checkpoint interval": (1.0, 1e8, U.TIME),
 }
+# Component kinds a failure rate may be declared for (docs/language.md, Failures)
+CHIP_COMPONENTS = ("chip", "memory", "link", "tile")
+SYSTEM_COMPONENTS = ("node", "link")
+MAX_SPARES = 10**6
 MAX_DIMS = 6  # dimensions of a system's grid (TPU pods: 3; Blue Gene/Q: 5; Fugaku's Tofu: 6)
 MAX_WAVE = 1 << 16  # a GPU thread block's output tile is at most 256 x 256; a C int holds this
 BAD_CLOCK = -1.0
@@ -670,6 +678,114 @@ class Checker:
             return None
         return Memory(name, cap, bw, eff, lat, en, shared, span=p.span)
 
+    def reliabilities(self, props: list[ast.Prop], kinds: tuple[str, ...], where: str,
+                      tiles: int = 1) -> tuple[Reliability, ...] | None:
+        """`reliability KIND, mtbf = TIME | fit = N [, count = N] [, spares = N] [, repair = TIME]
+        [, source = "..."]`, once per kind: the failure rate of one component of that kind."""
+        out, ok = [], True
+        for p in props:
+            a = self.only(p, 1, ("mtbf", "fit", "count", "spares", "repair", "source"))
+            if not a:
+                ok = False
+                continue
+            (kind_e,), kw = a
+            kind = self.symbol(kind_e, kinds, f"a component of a {where.split()[0]}")
+            if kind is None:
+                ok = False
+                continue
+            if any(r.kind == kind for r in out):
+                self.diag.error(kind_e.span, f"{where} already declares the reliability of its {kind}")
+                ok = False
+                continue
+            if ("mtbf" in kw) == ("fit" in kw):
+                self.diag.error(p.span, f"'reliability {kind}' needs one of `mtbf = TIME` (mean time between "
+                                        f"failures) or `fit = N` (failures per 1e9 device-hours)")
+                ok = False
+                continue
+            if "mtbf" in kw:
+                mtbf = self.quantity(kw["mtbf"].value, [U.TIME], "a mean time between failures", within="mtbf")
+                rate, given = (1.0 / mtbf if mtbf else None), "mtbf"
+            else:
+                fit = self.quantity(kw["fit"].value, [U.NONE], "a FIT rate (failures per 1e9 device-hours)")
+                if fit is not None and not (1e-1 <= fit <= 1e17):
+                    self.diag.error(kw["fit"].value.span, f"a FIT rate must be between 0.1 and 1e17 failures per "
+                                                          f"1e9 device-hours, found {fit:g}")
+                    fit = None
+                rate, given = (fit / 1e9 / 3600.0 if fit else None), "fit"
+            count = tiles if kind == "tile" else 1
+            if "count" in kw:
+                if kind == "tile":
+                    self.diag.error(kw["count"].span, "a tile's failure rate is per tile, for each of the chip's "
+                                                      f"{tiles:,} tiles: 'count' is for chip, memory and link")
+                    ok = False
+                    continue
+                count = self.count(kw["count"].value, f"the number of {kind} components")
+            spares = 0
+            if "spares" in kw:
+                if kind not in ("tile", "node"):
+                    self.diag.error(kw["spares"].span, f"'spares' are spare tiles on a chip (they absorb a tile's "
+                                                       f"failure) or spare nodes in a system; not spare {kind}s")
+                    ok = False
+                    continue
+                spares = self.count(kw["spares"].value, f"spare {kind}s", minimum=0, maximum=MAX_SPARES)
+            repair = 0.0
+            if "repair" in kw:
+                if kind != "node":
+                    self.diag.error(kw["repair"].span, "'repair' is the time to bring a failed node back to the "
+                                                       "spare pool: it belongs to `reliability node`")
+                    ok = False
+                    continue
+                repair = self.quantity(kw["repair"].value, [U.TIME], "a repair time", allow_zero=True,
+                                       within="repair")
+            source = ""
+            if "source" in kw:
+                v = self.value(kw["source"].value)
+                if isinstance(v, Str):
+                    source = v.value
+                else:
+                    self.diag.error(kw["source"].value.span, 'a source is a string: `source = "Kokolis et al. 2024"`')
+                    ok = False
+                    continue
+            if None in (rate, count, spares, repair):
+                ok = False
+                continue
+            out.append(Reliability(kind, rate, count, spares, repair, source, given, span=p.span))
+        return tuple(sorted(out, key=lambda r: r.kind)) if ok else None
+
+    def storages(self, props: list[ast.Prop], where: str) -> tuple[Storage, ...] | None:
+        """`storage NAME, bandwidth = ...`: where the system writes checkpoints, at that aggregate
+        bandwidth."""
+        out, ok = [], True
+        for p in props:
+            a = self.only(p, 1, ("bandwidth",))
+            if not a:
+                ok = False
+                continue
+            (name_e,), kw = a
+            if not isinstance(name_e, ast.Name):
+                self.diag.error(name_e.span, "a storage is written `storage NAME, bandwidth = ...`")
+                ok = False
+                continue
+            if name_e.id == "peers":
+                self.diag.error(name_e.span, "'peers' names checkpoints kept in the memory of peer chips; "
+                                             "call the storage something else")
+                ok = False
+                continue
+            if any(x.name == name_e.id for x in out):
+                self.diag.error(name_e.span, f"{where} already has a storage '{name_e.id}'")
+                ok = False
+                continue
+            if "bandwidth" not in kw:
+                self.diag.error(p.span, "'storage' needs `bandwidth = ...` (the aggregate the system writes at)")
+                ok = False
+                continue
+            bw = self.quantity(kw["bandwidth"].value, [U.BANDWIDTH], "a storage bandwidth", within="bandwidth")
+            if bw is None:
+                ok = False
+                continue
+            out.append(Storage(name_e.id, bw, span=p.span))
+        return tuple(out) if ok else None
+
     def members(self, props, decl, kind, keys, known: dict, kinds: tuple[str, ...]) -> tuple[int, int, str] | None:
         """`N of NAME` or `R x C of NAME`: (rows, columns, NAME) where NAME is in `known`
         (resolved declarations of `kinds`)."""
@@ -723,7 +839,7 @@ class Checker:
     def check_chips(self) -> None:
         schema = {"tiles": False, "grid": False, "noc": False, "memory": True, "process": False,
                   "power": False, "idle": False, "launch": False, "efficiency": False, "wave": False,
-                  "bsp": False}
+                  "bsp": False, "reliability": True}
         for name, d in self.decls["chip"].items():
             ps = self.props(d, schema, "chip")
             m = self.members(ps, d, "chip", ("grid", "tiles"), self.tiles, ("tile",))
@@ -779,11 +895,13 @@ class Checker:
             bsp = False
             if "bsp" in ps and (a := self.only(ps["bsp"][0], 1)):
                 bsp = self.symbol(a[0][0], ("true", "false"), "bsp (bulk-synchronous supersteps)") == "true"
-            if tile and noc and m and launch is not None and mem is not None:
+            rel = self.reliabilities(ps.get("reliability", []), CHIP_COMPONENTS, f"chip '{name}'",
+                                     tiles=m[0] * m[1] if m else 1)
+            if tile and noc and m and launch is not None and mem is not None and rel is not None:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
                                         tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling,
-                                        self.grid_dims.get(("chip", name), ()), span=d.span)
+                                        self.grid_dims.get(("chip", name), ()), rel, span=d.span)
 
     def _in_cycles(self, ps) -> tuple[str, ...]:
         """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles
@@ -859,7 +977,7 @@ class Checker:
 
     def check_systems(self) -> None:
         schema = {"chips": False, "nodes": False, "systems": False, "grid": False, "network": False,
-                  "memory": True}
+                  "memory": True, "reliability": True, "storage": True}
         order = self._system_order()
         for name in order:
             d = self.decls["system"][name]
@@ -870,7 +988,9 @@ class Checker:
             if m and m[0] * m[1] > 1 and "network" not in ps:
                 self.diag.error(d.args[0].span, f"system '{name}' joins {m[0] * m[1]} members but has no 'network'")
             mem = self.memories(ps.get("memory", []), f"system '{name}'")
-            if m and (net or m[0] * m[1] == 1) and mem is not None:
+            rel = self.reliabilities(ps.get("reliability", []), SYSTEM_COMPONENTS, f"system '{name}'")
+            store = self.storages(ps.get("storage", []), f"system '{name}'")
+            if m and (net or m[0] * m[1] == 1) and mem is not None and rel is not None and store is not None:
                 net = net or Network("switch", 1.0, 0.0, None)
                 kind = "chip" if m[2] in self.chips else "system"
                 chips = m[0] * m[1] * (self.system_chips[m[2]] if kind == "system" else 1)
@@ -885,7 +1005,7 @@ class Checker:
                                                            f"'{name}' is a {' x '.join(map(str, dims))} grid: "
                                                            f"`allreduce = dims` uses every dimension")
                     continue
-                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, dims, span=d.span)
+                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, dims, rel, store, span=d.span)
 
     def _system_order(self) -> list[str]:
         """Systems in dependency order; a system that contains itself is an error."""
@@ -908,7 +1028,8 @@ class Checker:
             return Machine(name, chip, self.tiles[chip.tile], (), None)
         levels, mem, cur = [], None, self.systems[name]
         while True:
-            levels.append(Level(cur.name, cur.count, cur.rows, cur.cols, cur.network, cur.dims))
+            levels.append(Level(cur.name, cur.count, cur.rows, cur.cols, cur.network, cur.dims, cur.reliability,
+                                cur.storage))
             mem = mem or cur.memory
             if cur.member_kind == "chip":
                 chip = self.chips[cur.member]

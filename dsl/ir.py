@@ -113,6 +113,34 @@ ALLREDUCE = AllReduce.words()  # all-reduce algorithms a network may declare
 
 
 @dataclass(frozen=True)
+class Reliability:
+    """A component kind's failure rate, declared on a chip (chip, memory, link, tile) or a
+    system (node, link): `count` such components per chip or per member, each failing as a
+    Poisson process of `rate_per_s` (1 / MTBF; FIT = failures per 1e9 device-hours).
+    `spares` tiles absorb tile failures on a wafer; `spares` nodes (with their `repair_s`)
+    stand in for a failed node (runtime/goodput.py)."""
+
+    kind: str  # chip | memory | link | tile (on a chip); node | link (on a system)
+    rate_per_s: float  # failures per second of one component
+    count: int = 1  # components of this kind per chip (tile: the chip's tiles) or per member
+    spares: int = 0
+    repair_s: float = 0.0  # time to bring a failed node back (spare-node pool)
+    source: str = ""  # where the figure comes from, as the file says
+    given: str = "mtbf"  # mtbf | fit: how it was written
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where a system writes its checkpoints: `bandwidth` is the aggregate the whole system
+    writes at (a parallel file system's sustained throughput)."""
+
+    name: str
+    bandwidth: float  # B/s
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Network:
     """A network joining the members of a chip (NoC) or of a system (links, switches)."""
 
@@ -158,6 +186,7 @@ class Chip:
     in_cycles: tuple[str, ...] = ()  # figures declared in tile cycles: noc_bandwidth noc_latency launch
     power_scaling: str = "cubic"  # how power follows the clock under the limit: cubic (DVFS) | linear (fixed voltage)
     dims: tuple[int, ...] = ()  # an N-D tile grid's sizes (`grid 2 x 8 x 8`, stacked dies); () = (rows, cols)
+    reliability: tuple[Reliability, ...] = ()  # failure rates of its components (chip, memory, link, tile)
     span: Span | None = _span()
 
     @property
@@ -200,6 +229,8 @@ class System:
     network: Network
     memories: tuple[Memory, ...]  # pooled memory levels outside the chips (MemoryX, host), innermost first
     dims: tuple[int, ...] = ()  # the grid's sizes, outermost first (`grid 4 x 4 x 4`); () = (rows, cols)
+    reliability: tuple[Reliability, ...] = ()  # failure rates of each instance (node) and its members' links
+    storage: tuple[Storage, ...] = ()  # where checkpoints can be written
     span: Span | None = _span()
 
     @property
@@ -221,6 +252,8 @@ class Level:
     cols: int
     network: Network
     dims: tuple[int, ...] = ()  # an N-D grid's sizes, first dimension outermost (members numbered row-major)
+    reliability: tuple[Reliability, ...] = ()  # the level's system's: its instances (node), its members' links
+    storage: tuple[Storage, ...] = ()
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -408,6 +441,30 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A training run's checkpoints: every `every_s` of work (None: the optimum, Daly 2006), to
+    a system's `storage` or to the memory of peer chips (`to` = "peers"), and the time a
+    restart takes (None: the checkpoint read back, a lower bound)."""
+
+    every_s: float | None
+    to: str  # a Storage's name, or "peers"
+    restart_s: float | None
+    declared: bool = True  # False: the defaults of a run that declares no `checkpoint`
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Train:
+    """How much a training run trains: `amount` of `what` (tokens, samples, steps), and the
+    steps that makes."""
+
+    what: str  # tokens | samples | steps
+    amount: float
+    steps: float
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class Precision:
     name: str  # what the user wrote (a format or amp)
     matrix: str  # operand format of matrix ops
@@ -438,6 +495,8 @@ class Run:
     clock: str = "boost"  # boost | sustained: the tile clock the run is estimated at
     dispatch: str = "graph"  # eager | graph | declared: the host software's cost per launched op
     dispatch_s: float = 0.0  # seconds the host takes to issue one op (runtime overlaps it with the device)
+    checkpoint: Checkpoint | None = None  # training: where and how often the state is saved
+    train: Train | None = None  # training: how much, for the time to train
     span: Span | None = _span()
 
 

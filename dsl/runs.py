@@ -8,7 +8,7 @@ from . import ast
 from . import units as U
 from .diagnostics import did_you_mean as _hint
 from .footprint import footprint
-from .ir import DDP_BUCKET, Mapping, Precision, Run
+from .ir import DDP_BUCKET, Checkpoint, Mapping, Precision, Run, Train
 from .models import Builder
 from .source import Span
 from .values import EvalError, Q, Str, Sym, brief, show
@@ -28,7 +28,7 @@ STRATEGY_OPTIONS = ("tp", "pp", "dp", "chips", "interleave", "micro_batch", "glo
                     "accumulate_in_gemm", "ep")
 RUN_SCHEMA = {"model": False, "on": False, "mode": False, "strategy": False, "precision": False,
               "optimizer": False, "throughput": False, "fuse": False, "clock": False, "accuracy": False,
-              "dispatch": False}
+              "dispatch": False, "checkpoint": False, "train": False}
 FUSION = ("none", "elementwise", "epilogue")
 CLOCKS = ("sustained", "boost")
 
@@ -242,11 +242,101 @@ def _resolve_run(ck, name: str, decl: ast.Prop, overrides: dict) -> Run | None:
             ck.diag.error(mapping.span, f"pp = {mapping.pp} pipeline stages need a model with at least "
                                         f"{mapping.pp} repeated layers; '{graph.model}' has {trips}")
             return None
+    checkpoint = _checkpoint(ck, one("checkpoint", False), env, machine, mode)
+    train = _train(ck, one("train", False), env, graph, mapping, mode)
+    if len(ck.diag.items) > n_errors:
+        return None
     shown = tuple((p.name, _shown(env[p.name])) for p in params)
     used = {prec.matrix, prec.acc, prec.vector, prec.weights} | {t.dtype for t in graph.inputs if t.dtype}
     fbytes = tuple(sorted((n, ck.formats[n].bytes) for n in used if n in ck.formats))
     return Run(name, shown, graph.model, machine, graph, mode, mapping, prec, optimizer, items, unit,
-               fp.items(), fbytes, fusion, tuple(reduced), clock, dispatch, dispatch_s, span=decl.span)
+               fp.items(), fbytes, fusion, tuple(reduced), clock, dispatch, dispatch_s, checkpoint, train,
+               span=decl.span)
+
+
+def _checkpoint(ck, p, env, machine, mode) -> Checkpoint | None:
+    """`checkpoint every = auto | TIME, to = STORAGE | peers, restart = TIME` (all optional):
+    where a training run saves its state, how often, and how long a restart takes."""
+    if p is None:
+        return None
+    if mode != "train":
+        ck.diag.error(p.span, "'checkpoint' saves a training run's state; this run does not train (`mode train`)")
+        return None
+    a = ck.only(p, 0, ("every", "to", "restart"))
+    if not a:
+        return None
+    kw = a[1]
+    every = None
+    if "every" in kw:
+        e = kw["every"].value
+        v = ck.value(e, env)
+        if not (isinstance(v, Sym) and v.name == "auto"):
+            every = ck.quantity(e, [U.TIME], "a checkpoint interval", env=env, within="checkpoint interval")
+            if every is None:
+                return None
+    stores = [s.name for lv in machine.levels for s in lv.storage]
+    to = stores[0] if stores else "peers"
+    if "to" in kw:
+        e = kw["to"].value
+        v = ck.value(e, env)  # a run parameter may name it: `--set to=peers`
+        to = v.name if isinstance(v, Sym) else None
+        if to is None or (to != "peers" and to not in stores):
+            ck.diag.error(e.span, f"'to' names a storage of '{machine.name}' or `peers` (the memory of peer chips); "
+                                  f"found {brief(ast.expr_text(e), 40)}; "
+                                  + (f"it has {', '.join(stores)}" if stores else
+                                     "it declares no storage (`storage NAME, bandwidth = ...` on a system)")
+                                  + (_hint(to, stores) if to else ""))
+            return None
+    if to == "peers" and not machine.levels:
+        ck.diag.error(kw["to"].value.span if "to" in kw else p.span,
+                      f"checkpoints to peers are copied to another chip's memory; '{machine.name}' is one chip")
+        return None
+    restart = None
+    if "restart" in kw:
+        restart = ck.quantity(kw["restart"].value, [U.TIME], "a restart time", env=env, allow_zero=True,
+                              within="restart")
+        if restart is None:
+            return None
+    return Checkpoint(every, to, restart, True, span=p.span)
+
+
+TRAIN_AMOUNTS = ("tokens", "samples", "steps")
+
+
+def _train(ck, p, env, graph, mapping, mode) -> Train | None:
+    """`train tokens = N` (or samples, or steps): how much the run trains, as steps."""
+    if p is None:
+        return None
+    if mode != "train":
+        ck.diag.error(p.span, "'train' says how much a training run trains; this run does not train (`mode train`)")
+        return None
+    a = ck.only(p, 0, TRAIN_AMOUNTS)
+    if not a:
+        return None
+    kw = a[1]
+    if len(kw) != 1:
+        ck.diag.error(p.span, "'train' takes one of `tokens = N`, `samples = N` or `steps = N`")
+        return None
+    (what, arg), = kw.items()
+    v = ck.value(arg.value, env)
+    if not (isinstance(v, Q) and v.dim.dimensionless and v.value >= 1):
+        ck.diag.error(arg.value.span, f"'train {what}' counts {what} (a number of at least 1), found {show(v)}")
+        return None
+    amount = float(v.value)
+    if what == "steps":
+        steps = amount
+    elif what == "samples":
+        steps = amount / mapping.global_batch
+    else:
+        # tokens per sample: the model's first integer input, [batch, seq] (a language model's tokens)
+        tok = next((t for t in graph.inputs if t.dtype and t.dtype.startswith("int") and len(t.shape) >= 2), None)
+        if tok is None:
+            ck.diag.error(arg.span, f"'train tokens' needs a model whose input is tokens ([batch, seq] integers); "
+                                    f"'{graph.model}' has none: count `samples` or `steps`")
+            return None
+        per_sample = tok.elems / tok.shape[0]
+        steps = amount / (per_sample * mapping.global_batch)
+    return Train(what, amount, steps, span=p.span)
 
 
 # The host's cost to issue one op. Eager: PyTorch runs about 280,000 tiny ops a second (Horace

@@ -109,7 +109,8 @@ def _table() -> dict[str, tuple[float, Dim]]:
     t["bit"] = (1 / 8, BYTES)
     BIT_UNITS.add("bit")
     t.update({"s": (1, TIME), "ms": (1e-3, TIME), "us": (1e-6, TIME), "ns": (1e-9, TIME),
-              "ps": (1e-12, TIME), "min": (60, TIME), "h": (3600, TIME)})
+              "ps": (1e-12, TIME), "min": (60, TIME), "h": (3600, TIME),
+              "day": (86400, TIME), "days": (86400, TIME)})
     t.update({"Hz": (1, FREQUENCY), "kHz": (1e3, FREQUENCY), "MHz": (1e6, FREQUENCY),
               "GHz": (1e9, FREQUENCY)})
     t.update({"cycle": (1, CYCLES), "cycles": (1, CYCLES), "clk": (1, CYCLES)})

@@ -138,7 +138,18 @@ def execute(run: ir.Run, level: str = "analytic", progress=None, trace=None, cap
         report = event_report(plan, R, progress, trace=trace, capture=capture)
     else:                                       # [plan, R] -> step -> report
         report = analytic_report(module, plan, R)
+    report = with_goodput(run, report)          # [run, step] -> failures and goodput
     return Products(plan, module, R, report)
+
+
+def with_goodput(run: ir.Run, report: Report) -> Report:
+    """The report with its goodput section (runtime/goodput.py): the analytic figures from the
+    step time of the report's level, and at the event level the Monte Carlo of the whole run."""
+    import dataclasses
+
+    from . import goodput
+    section = goodput.analyse(run, report.latency_s, report.level)
+    return dataclasses.replace(report, goodput=section) if section is not None else report
 
 
 def run_analytic(run: ir.Run, version: str = __version__, progress=None) -> Report:

@@ -63,9 +63,14 @@ class Report:
     # per (collective kind, level it crosses): {"collective", "level", "network", "bytes" (each chip
     # sends), "time_s" (uncontended), "energy_j", "energy_declared", "ops"}, per chip per step
     communication: tuple = ()
+    # training runs on machines with failure rates (runtime/goodput.py): MTTI, checkpoint, interval,
+    # goodput, time to train, and at the event level the Monte Carlo's distribution; None otherwise
+    goodput: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if self.goodput is None:
+            del d["goodput"]  # runs without failure figures keep their JSON as it was
         d["notes"] = list(self.notes)
         d["communication"] = [dict(c, ops=list(c["ops"])) for c in self.communication]
         return d
@@ -139,11 +144,61 @@ class Report:
                                                        for k, v in self.memory_levels.items()))
         lines.append("  step        " + ", ".join(f"{k} {si(v, 's')}" for k, v in self.breakdown.items() if v))
         lines.append("  time by     " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in self.time_by_resource.items() if v >= 0.005))
+        lines += _goodput_text(self.goodput)
         for n in self.machine.get("derived", ()):
             lines.append(f"  derived     {n}")
         for n in self.notes:
             lines.append(f"  note        {n}")
         return printable("\n".join(lines) + "\n")  # names and units a user wrote reach the terminal
+
+
+def duration(x: float) -> str:
+    """A long time in the unit that reads best: s, min, h or days."""
+    for f, u in ((86400.0, "days"), (3600.0, "h"), (60.0, "min")):
+        if x >= f:
+            return f"{x / f:.3g} {u}"
+    return si(x, "s")
+
+
+def _goodput_text(g: dict | None) -> list[str]:
+    """The goodput section: what stops the job, the checkpoint, the interval, the goodput and
+    the time to train; which figures are declared and where the machine's come from."""
+    if g is None:
+        return []
+    lines = ["  failures and goodput (Poisson failures, Young/Daly checkpoints; docs/language.md):"]
+    for c in g["components"]:
+        lines.append(f"    {'stops the job' if c['stops_job'] else 'absorbed':<14} {c['count']:,} x {c['where']} "
+                     f"{c['kind']}, MTBF {duration(c['mtbf_s'])} each ({c['source']})")
+    if g["mtti_s"] is not None:
+        lines.append(f"    MTTI          {duration(g['mtti_s'])} ({86400.0 / g['mtti_s']:.3g} interruptions a day)")
+    if "checkpoint" in g:
+        ck = g["checkpoint"]
+        lines.append(f"    checkpoint    {si(ck['bytes'], 'B')} per {ck['bytes_per']} ({ck['bytes_per_param']:g} B per "
+                     f"parameter) to {ck['to']} at {si(ck['bandwidth'], 'B/s')} per {ck['bandwidth_per']}: "
+                     f"{duration(ck['write_s'])} ({'declared' if ck['declared'] else 'archc default: no checkpoint declared'})")
+        lines.append(f"    interval      {duration(g['interval_s'])} of work ({g['interval']}; Young 1974: "
+                     f"{duration(g['young_s'])}, Daly 2006: {duration(g['daly_s'])})")
+        sp = g["spare_nodes"]
+        lines.append(f"    restart       {duration(g['restart_s'])} ({g['restart']})"
+                     + (f"; {sp['spares']} spare nodes in {sp['at']}, repair {duration(sp['repair_s'])}: "
+                        f"P(no spare) {sp['p_wait']:.3g}, expected restart {duration(g['restart_effective_s'])}"
+                        if sp else ""))
+        lines.append(f"    goodput       {g['goodput'] * 100:.1f}% of wall time does new work (steady state)")
+    if g.get("train"):
+        tr = g["train"]
+        wall = (f"{duration(tr['wall_s'])} expected wall time, {tr['interruptions']:,.0f} interruptions"
+                if tr["wall_s"] is not None else "not expected to finish")
+        lines.append(f"    train         {tr['amount']:.4g} {tr['what']} ({tr['steps']:,.0f} steps): "
+                     f"{duration(tr['useful_s'])} of steps, {wall}")
+    if g.get("monte_carlo"):
+        mc = g["monte_carlo"]
+        lines.append(f"    monte carlo   {mc['trials']:,} runs (seed {mc['seed']}): mean {duration(mc['mean_s'])} "
+                     f"+- {duration(mc['ci95_s'])} (95%), p50 {duration(mc['p50_s'])}, p90 {duration(mc['p90_s'])}; "
+                     f"interruptions mean {mc['interruptions_mean']:,.1f}, p90 {mc['interruptions_p90']:,.0f}")
+    for n in g["notes"]:
+        lines.append(f"    note          {n}")
+    lines.append("")
+    return lines
 
 
 def _communication_text(comm: tuple) -> list[str]:
@@ -216,6 +271,12 @@ def summary(rep: "Report", top: int = 5) -> str:
         lines.append(f"  comm {c['collective']} over {c['level']}: {si(c['bytes'], 'B', 4)} per chip in "
                      f"{si(c['time_s'], 's', 4)}, {si(c['energy_j'], 'J', 4) if c['energy_declared'] else 'no link energy declared'}"
                      f" ({', '.join(c['ops'])})")
+    if (g := rep.goodput) and g.get("mtti_s") is not None:
+        line = f"  goodput MTTI {si(g['mtti_s'], 's', 4)}"
+        if "checkpoint" in g:
+            line += (f", checkpoint {si(g['checkpoint']['bytes'], 'B', 4)} in {si(g['checkpoint']['write_s'], 's', 4)}, "
+                     f"every {si(g['interval_s'], 's', 4)}, goodput {g['goodput'] * 100:.4g}%")
+        lines.append(line)
     return printable("\n".join(lines) + "\n")
 
 

@@ -68,3 +68,18 @@ def test_simulator_quick():
     assert p.returncode == 0, p.stderr + p.stdout
     assert re.search(r"^h100 gpt_train layers=1 dp=8\s+[\d,]+\s+[\d,]+\s+\d", p.stdout, re.M), p.stdout
     assert "ZigZag comparison skipped" in p.stdout
+
+
+def test_llama3_goodput_runs_and_the_readme_matches():
+    p = _run("llama3_goodput.py")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    m = re.search(r"MTTI (\d+\.\d+) h: (\d[\d,]*) interruptions expected in 54 days \(reported: 466, 419 unexpected\)",
+                  out)
+    assert m, out
+    # 2,048 nodes at 1/3,692 h: MTTI = 3,692 / 2,048 = 1.80 h, 54 x 24 / 1.80 = 719 interruptions
+    assert float(m[1]) == pytest.approx(3692 / 2048, abs=0.005) and int(m[2].replace(",", "")) == 719
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Failures at scale: Llama 3", 1)[1].split("\n## ", 1)[0]
+    for line in out.splitlines():  # every printed line is in the README's block, as printed
+        assert line.strip() in section, line
