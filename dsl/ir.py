@@ -158,6 +158,7 @@ class Chip:
     in_cycles: tuple[str, ...] = ()  # figures declared in tile cycles: noc_bandwidth noc_latency launch
     power_scaling: str = "cubic"  # how power follows the clock under the limit: cubic (DVFS) | linear (fixed voltage)
     dims: tuple[int, ...] = ()  # an N-D tile grid's sizes (`grid 2 x 8 x 8`, stacked dies); () = (rows, cols)
+    cost_usd: float | None = None  # the declared `cost` of one chip; None: not declared
     span: Span | None = _span()
 
     @property
@@ -200,6 +201,9 @@ class System:
     network: Network
     memories: tuple[Memory, ...]  # pooled memory levels outside the chips (MemoryX, host), innermost first
     dims: tuple[int, ...] = ()  # the grid's sizes, outermost first (`grid 4 x 4 x 4`); () = (rows, cols)
+    # its declared `cost`, else its members' costs added up; None when a member's is not declared
+    cost_usd: float | None = None
+    cost_basis: str = ""  # how cost_usd was found, for reports ("" when it is None)
     span: Span | None = _span()
 
     @property
@@ -237,6 +241,8 @@ class Machine:
     tile: Tile
     levels: tuple[Level, ...]
     memory: Memory | None  # pooled memory outside the chips (MemoryX, Dojo DIPs)
+    cost_usd: float | None = None  # the whole machine's cost (System.cost_usd, Chip.cost_usd); None: not declared
+    cost_basis: str = ""  # how it was found: "declared" or the members it adds up
 
     @property
     def chips(self) -> int:
