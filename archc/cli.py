@@ -462,11 +462,9 @@ def _sweep(args, api) -> int:
     if args.out:  # every file it writes, before checking or running anything (runtime/outputs.py's rules)
         outputs.check_dir(args.out, sweep.output_names(grid))
     if args.run is None:
-        design = api.check(args.file, include=args.include) if not fixed else None
-        names = [n for n, _ in design.runs] if design else []
+        names = [n for n, _ in api.check(args.file, include=args.include).runs]
         if len(names) != 1:
-            raise ArchcError("name the run to sweep with --run" + (f"; this design has {', '.join(names) or 'no runs'}"
-                                                                    if design else ""))
+            raise ArchcError(f"name the run to sweep with --run; this design has {', '.join(names) or 'no runs'}")
         args.run = names[0]
     with SweepProgress(grid.size) as bar:
         result = sweep.sweep(args.file, args.run, grid, fixed, args.level, args.include, args.out, args.workers,

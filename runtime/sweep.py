@@ -75,7 +75,7 @@ class Grid:
 
 def _cli_error(flag: str, text: str, start: int, end: int, message: str) -> ArchSyntaxError:
     src = Source(f"<{flag}>", text)
-    return ArchSyntaxError([Diagnostic(src.span_at(start, max(start + 1, end)), message)])
+    return ArchSyntaxError([Diagnostic(src.span_at(start, max(1, end - start)), message)])
 
 
 def parse_grid(items: list[str], fixed: dict[str, str] | None = None) -> Grid:
@@ -188,11 +188,17 @@ def evaluate(spec: dict, params: dict[str, str]) -> dict:
                              f"changed, or this worker reads another copy")
         run = spec["run"]
         design = pipeline.check_linked(source, tree, {**spec["set"], **params}, run)
-        return {"status": OK, "error": "", **figures(pipeline.execute(design.run(run), spec["level"]).report)}
+        report = pipeline.execute(design.run(run), spec["level"]).report
+        return {**figures(report), "status": OK, "error": ""}
     except ArchcError as e:
-        return {"status": FAILED, "error": _as_shown(one_line(e), spec)}
+        return failure(FAILED, _as_shown(one_line(e), spec))
     except Exception as e:  # noqa: BLE001  (reported, and the sweep goes on)
-        return {"status": INTERNAL, "error": printable(f"{type(e).__name__}: {e}")}
+        return failure(INTERNAL, printable(f"{type(e).__name__}: {e}"))
+
+
+def failure(status: str, error: str) -> dict:
+    """The row of a point that failed: no figures, its status and error."""
+    return {**{f: None for f in FIELDS}, "status": status, "error": error}
 
 
 # ---- the sweep --------------------------------------------------------------------------------
@@ -361,9 +367,8 @@ def sweep(path: str | Path, run: str, grid: Grid, fixed: dict[str, str] | None =
     where = os.path.abspath if scheduler else os.fspath
     spec = {"path": where(path), "shown": os.fspath(path), "include": [where(d) for d in include], "run": run,
             "level": level, "set": fixed, "digest": digest}
+    known = read_results(Path(out) / RESULTS_JSON) if out is not None else {}  # refused before any work
     _validate(source, tree, run, fixed, points, progress)
-
-    known = read_results(Path(out) / RESULTS_JSON) if out is not None else {}
     rows: dict[str, dict] = {p.key: known[p.key] for p in points if p.key in known}
     todo = [p for p in points if p.key not in rows]
     total, done = len(points), 0
@@ -469,7 +474,7 @@ def _outcome(future) -> dict:
     try:
         return future.result()
     except Exception as e:  # noqa: BLE001
-        return {"status": INTERNAL, "error": printable(f"{type(e).__name__}: {e}")}
+        return failure(INTERNAL, printable(f"{type(e).__name__}: {e}"))
 
 
 def write_results(out: str | Path, sw: Sweep) -> list[str]:
