@@ -226,6 +226,21 @@ def _parser() -> argparse.ArgumentParser:
                    "ADDRESS (such as tcp://10.0.0.5:8786); its workers need archc and must read FILE at the same path")
     w.add_argument("--workers", type=_count, metavar="N", help="local worker processes (default: the cores this "
                    "process may run on, os.sched_getaffinity)")
+    v = sub.add_parser("compare", parents=[reads], help="runs of the same model on different machines side by side: "
+                       "figures per chip, per watt and per declared cost, and top ops",
+                       description=textwrap.fill("Run each FILE:RUN (with the same --set values and level) and print one "
+                       "table, a column per run: system and chips, latency, throughput and that throughput per chip, "
+                       "per kW and per million USD of the chips the run uses (a machine's declared `cost`, or \"not "
+                       "declared\"), utilisation, energy per step and per item, power, memory per chip, cost, "
+                       "bottleneck and the top 3 ops by time.", 100),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("targets", nargs="+", metavar="FILE:RUN", help="a design and one of its runs; two or more")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter of every run; repeatable")
+    v.add_argument("--level", choices=["analytic", "event"], default="analytic", help="simulation fidelity (as run's)")
+    v.add_argument("--out", metavar="DIR", help="also write compare.txt, compare.json, compare.csv and the plot "
+                   "(compare.png, compare.svg: bars of throughput per chip, per kW and per million USD) here; "
+                   + _DIR_RULES)
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
@@ -350,6 +365,17 @@ def _dispatch(args) -> int:
         return _test(args)
     if args.command == "sweep":
         return _sweep(args, api)
+    if args.command == "compare":
+        from archc.runtime import compare, outputs
+        if args.out:
+            outputs.check_dir(args.out, compare.OUT_FILES)
+        result = compare.compare(args.targets, dict(api.split_set(x) for x in args.set), args.level, args.include,
+                                 _progress_printer())
+        written = compare.write(args.out, result) if args.out else []
+        _say(result.to_text())
+        if written:
+            _say(f"wrote {', '.join(written)} to {args.out}\n")
+        return 0
     return _run(args, api)
 
 

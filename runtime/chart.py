@@ -48,11 +48,11 @@ def _log(values) -> bool:
     return bool(pos) and len(pos) == len([v for v in values if not math.isnan(v)]) and max(pos) / min(pos) >= 100
 
 
-def sweep_figures(sw) -> dict:
-    """{file stem: Figure} for every metric with at least one value."""
-    from .sweep import METRICS
+def sweep_figures(sw, metrics) -> dict:
+    """{file stem: Figure} for every metric (key, label, unit) of the runtime/sweep.py Sweep
+    `sw` with at least one value."""
     out = {}
-    for key, label, unit in METRICS:
+    for key, label, unit in metrics:
         values = [_value(r, key) for r in sw.rows]
         if all(math.isnan(v) for v in values):
             continue
@@ -131,3 +131,39 @@ def _lines(sw, values, unit: str, axis_label: str, title: str):
 def _product(lists):
     import itertools
     return itertools.product(*lists)
+
+
+# ---------------------------------------------------------------- comparison
+
+_BAR_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def compare_figure(c):
+    """Three bar charts of a runtime/compare.py Comparison, one bar per run: throughput per
+    chip, per kW and per million USD of the chips it uses ("not declared" where the machine
+    declares no cost)."""
+    E = c.entries
+    units = sorted({e.throughput_unit for e in E})
+    unit = units[0] if len(units) == 1 else " | ".join(units)
+    panels = (("per chip", [e.per_chip for e in E]),
+              ("per kW", [e.per_watt * 1e3 for e in E]),
+              ("per million USD", [None if e.per_usd is None else e.per_usd * 1e6 for e in E]))
+    with _style():
+        fig = _figure((max(8.0, 2.2 + 1.6 * len(E) * 3), 4.6))
+        for k, (what, values) in enumerate(panels):
+            ax = fig.add_subplot(1, 3, k + 1)
+            xs = list(range(len(E)))
+            shown = [v if v is not None else 0.0 for v in values]
+            ax.bar(xs, shown, color=[_BAR_COLORS[i % len(_BAR_COLORS)] for i in xs], width=0.6)
+            top = max(shown) or 1.0
+            for x, v in zip(xs, values):
+                ax.text(x, (v or 0.0) + top * 0.02, "not declared" if v is None else si(v, ""), ha="center",
+                        va="bottom", fontsize=7, rotation=90 if v is None else 0)
+            ax.set_ylim(0, top * 1.25)
+            ax.set_xticks(xs, [f"{e.system}\n{e.run}" for e in E], fontsize=7)
+            ax.set_ylabel(f"{unit} {what}")
+            ax.set_title(f"throughput {what}")
+            ax.grid(True, axis="y", linewidth=0.4, alpha=0.5)
+        fig.suptitle(f"compare: {', '.join(e.label for e in E)} ({c.level} level)", fontsize=9)
+        fig.tight_layout()
+    return fig

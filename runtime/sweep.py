@@ -488,7 +488,7 @@ def write_results(out: str | Path, sw: Sweep) -> list[str]:
         from .plots import save
         (tmp / RESULTS_JSON).write_text(sw.to_json())
         (tmp / RESULTS_CSV).write_text(sw.to_csv())
-        for stem, fig in sweep_figures(sw).items():
+        for stem, fig in sweep_figures(sw, METRICS).items():
             written.extend(p.name for p in save(fig, tmp / stem))
     outputs.atomic_dir(Path(out), fill, output_names(sw.grid))
     return written
