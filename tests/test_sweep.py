@@ -170,3 +170,16 @@ def test_command_line_mistakes_stop_before_any_point(design, tmp_path, args, mes
     assert r.code == 1, r
     assert r.stderr.startswith(message), r
     assert r.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_run_pays_for_neither_dask_nor_rich():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    code = ("import sys, contextlib, io\nfrom archc.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['run', 'samples/h100.arch', '--run', 'gemm'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'rich')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "[]\n"
