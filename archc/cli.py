@@ -257,8 +257,9 @@ SWEEP_OUTPUTS = """outputs (--out DIR):
                heatmap over two; with more, a panel per key, a line per combination of the others
   A point is taken from sweep.json when its key matches: a hash of the design's sources (the
   file and every file it imports, and archc's version), the run, the level and every parameter
-  value. status "ok" or "error" (an archc error, in "error"; taken again), or "internal error"
-  (computed again). A sweep.json that is not an archc sweep's is refused, never replaced."""
+  value; a point whose status is "ok" or "error" (an archc error, its message in "error") is
+  reused, one with "internal error" is computed again. A sweep.json that is not an archc
+  sweep's is refused, never replaced."""
 
 
 TEST_SCHEMA = """expectation files (schema "archc.expected/1"; docs/regression.md):
