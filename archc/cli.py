@@ -49,6 +49,16 @@ def _tolerance(text: str) -> float:
     return x
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a number of workers is a whole number >= 1; found '{text}'")
+    return n
+
+
 def _say(text: str) -> None:
     """Write to stdout what archc prints: names, units and strings a user wrote pass through
     printable() (no terminal escapes, no carriage returns); JSON escapes them itself."""
@@ -201,9 +211,64 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                    help="the size of a dynamic input dimension named NAME (batch=8); repeatable")
     m.add_argument("--name", help="the model's name (default: the file's, made an identifier)")
+    w = sub.add_parser("sweep", parents=[reads], help="run a run at every combination of parameter values "
+                       "(a local process pool or a Dask cluster); a table, CSV, JSON and plots",
+                       description=textwrap.fill("Estimate a run at every combination of the --grid values (run "
+                       "parameters, as --set takes them), each point on a local process pool or on an existing Dask "
+                       "cluster. Progress on stderr; on stdout a table with one line per point (latency, throughput, "
+                       "utilisation, energy per item, power, memory per chip, bottleneck, status) and the errors of "
+                       "the points that failed (a mapping that needs more chips than the machine has, memory that "
+                       "does not fit): a failed point is a result, and the sweep goes on. Exit 0 when every point "
+                       "ran, 70 if a point met an internal error.", 100),
+                       epilog=SWEEP_OUTPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("file")
+    w.add_argument("--run", help="the run to sweep (default: the design's only run)")
+    w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a run parameter and its values, separated by commas; repeatable (every combination runs)")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run parameter at every point; repeatable")
+    w.add_argument("--level", choices=["analytic", "event"], default="analytic", help="simulation fidelity (as run's)")
+    w.add_argument("--out", metavar="DIR", help="write sweep.json, sweep.csv and a plot per metric (PNG and SVG) "
+                   "here, and take from an earlier sweep.json in DIR the points it already has; " + _DIR_RULES
+                   + " (sweep.json is also rewritten while points finish, so that an interrupted sweep resumes)")
+    w.add_argument("--scheduler", metavar="ADDRESS", help="run the points on the Dask cluster whose scheduler is at "
+                   "ADDRESS (such as tcp://10.0.0.5:8786); its workers need archc and must read FILE at the same path")
+    w.add_argument("--workers", type=_count, metavar="N", help="local worker processes (default: the cores this "
+                   "process may run on, os.sched_getaffinity)")
+    v = sub.add_parser("compare", parents=[reads], help="runs of the same model on different machines side by side: "
+                       "figures per chip, per watt and per declared cost, and top ops",
+                       description=textwrap.fill("Run each FILE:RUN (with the same --set values and level) and print one "
+                       "table, a column per run: system and chips, latency, throughput and that throughput per chip, "
+                       "per kW and per million USD of the chips the run uses (a machine's declared `cost`, or \"not "
+                       "declared\"), utilisation, energy per step and per item, power, memory per chip, cost, "
+                       "bottleneck and the top 3 ops by time.", 100),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("targets", nargs="+", metavar="FILE:RUN", help="a design and one of its runs; two or more")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter of every run; repeatable")
+    v.add_argument("--level", choices=["analytic", "event"], default="analytic", help="simulation fidelity (as run's)")
+    v.add_argument("--out", metavar="DIR", help="also write compare.txt, compare.json, compare.csv and the plot "
+                   "(compare.png, compare.svg: bars of throughput per chip, per kW and per million USD) here; "
+                   + _DIR_RULES)
     k = sub.add_parser("cache", help="manage the compiled-kernel cache")
     k.add_argument("action", choices=["clear", "dir"])
     return p
+
+
+SWEEP_OUTPUTS = """outputs (--out DIR):
+  sweep.json   {"schema": "archc.sweep/1", "file", "run", "level", "digest", "set", "grid",
+                "points": [{"params": {KEY: VALUE}, "key", "latency_s", "throughput", "throughput_unit",
+                            "utilization", "energy_per_step_j", "energy_per_item_j", "power_w",
+                            "memory_per_chip_b", "chips", "bottleneck", "status", "error"}]}
+  sweep.csv    the same, one row per point: the grid's keys, then those figures
+  METRIC.png, METRIC.svg   per metric (latency_s, throughput, utilization, energy_per_step_j,
+               energy_per_item_j, power_w, memory_per_chip_b): a line over one swept key; a
+               heatmap over two; with more, a panel per key, a line per combination of the others
+  A point is taken from sweep.json when its key matches: a hash of the design's sources (the
+  file and every file it imports, and archc's version), the run, the level and every parameter
+  value; a point whose status is "ok" or "error" (an archc error, its message in "error") is
+  reused, one with "internal error" is computed again. A sweep.json that is not an archc
+  sweep's is refused, never replaced."""
 
 
 TEST_SCHEMA = """expectation files (schema "archc.expected/1"; docs/regression.md):
@@ -310,6 +375,19 @@ def _dispatch(args) -> int:
         return _accuracy(args, api)
     if args.command == "test":
         return _test(args)
+    if args.command == "sweep":
+        return _sweep(args, api)
+    if args.command == "compare":
+        from archc.runtime import compare, outputs
+        if args.out:
+            outputs.check_dir(args.out, compare.OUT_FILES)
+        result = compare.compare(args.targets, dict(api.split_set(x) for x in args.set), args.level, args.include,
+                                 _progress_printer())
+        written = compare.write(args.out, result) if args.out else []
+        _say(result.to_text())
+        if written:
+            _say(f"wrote {', '.join(written)} to {args.out}\n")
+        return 0
     return _run(args, api)
 
 
@@ -407,6 +485,37 @@ def _run(args, api) -> int:
         _say(reports[0].to_json())
     else:
         _say("\n".join(r.to_text() for r in reports))
+    return 0
+
+
+def _sweep(args, api) -> int:
+    from archc.progress import SweepProgress
+    from archc.runtime import outputs, sweep
+    if not args.grid:
+        raise ArchcError("archc sweep needs at least one --grid KEY=V1,V2,...")
+    if args.scheduler and args.workers:
+        raise ArchcError("--workers sets the local pool; with --scheduler the Dask cluster's workers run the points")
+    fixed = dict(api.split_set(x) for x in args.set)
+    grid = sweep.parse_grid(args.grid, fixed)
+    if args.out:  # every file it writes, before checking or running anything (runtime/outputs.py's rules)
+        outputs.check_dir(args.out, sweep.output_names(grid))
+    if args.run is None:
+        names = [n for n, _ in api.check(args.file, include=args.include).runs]
+        if len(names) != 1:
+            raise ArchcError(f"name the run to sweep with --run; this design has {', '.join(names) or 'no runs'}")
+        args.run = names[0]
+    with SweepProgress(grid.size) as bar:
+        result = sweep.sweep(args.file, args.run, grid, fixed, args.level, args.include, args.out, args.workers,
+                             args.scheduler, progress=_progress_printer(), on_point=bar.point)
+    written = sweep.write_results(args.out, result) if args.out else []
+    _say(result.to_text())
+    if written:
+        _say(f"wrote {', '.join(written)} to {args.out}\n")
+    internal = [r for r in result.rows if r is not None and r["status"] == sweep.INTERNAL]
+    if internal:
+        print(printable(f"archc: internal error in {len(internal)} point{'s' if len(internal) != 1 else ''}: "
+                        f"{internal[0]['error']}\narchc: this is a bug in archc"), file=sys.stderr)
+        return EXIT_INTERNAL
     return 0
 
 

@@ -48,6 +48,7 @@ RANGES = {
     "repair": (0.0, 1e8, U.TIME),
     "restart": (0.0, 1e7, U.TIME),
     "checkpoint interval": (1.0, 1e8, U.TIME),
+    "cost": (1e-2, 1e12, U.COST),
 }
 # Component kinds a failure rate may be declared for (docs/language.md, Failures)
 CHIP_COMPONENTS = ("chip", "memory", "link", "tile")
@@ -839,7 +840,7 @@ class Checker:
     def check_chips(self) -> None:
         schema = {"tiles": False, "grid": False, "noc": False, "memory": True, "process": False,
                   "power": False, "idle": False, "launch": False, "efficiency": False, "wave": False,
-                  "bsp": False, "reliability": True}
+                  "bsp": False, "reliability": True, "cost": False}
         for name, d in self.decls["chip"].items():
             ps = self.props(d, schema, "chip")
             m = self.members(ps, d, "chip", ("grid", "tiles"), self.tiles, ("tile",))
@@ -901,7 +902,14 @@ class Checker:
                 tile = self.costed(tile, proc)
                 self.chips[name] = Chip(name, tile.name, m[0], m[1], noc, mem, proc, power, idle, launch,
                                         tuple(sorted(eff)), wave, bsp, self._in_cycles(ps), scaling,
-                                        self.grid_dims.get(("chip", name), ()), rel, span=d.span)
+                                        self.grid_dims.get(("chip", name), ()), rel, cost_usd=self.cost(ps),
+                                        span=d.span)
+
+    def cost(self, ps) -> float | None:
+        """A chip's or system's declared `cost` (`cost 30000 USD`) in USD, or None."""
+        if "cost" in ps and (a := self.only(ps["cost"][0], 1)):
+            return self.quantity(a[0][0], [U.COST], "the cost", within="cost")
+        return None
 
     def _in_cycles(self, ps) -> tuple[str, ...]:
         """Which of a chip's NoC bandwidth, NoC latency and launch are written in tile cycles
@@ -977,7 +985,7 @@ class Checker:
 
     def check_systems(self) -> None:
         schema = {"chips": False, "nodes": False, "systems": False, "grid": False, "network": False,
-                  "memory": True, "reliability": True, "storage": True}
+                  "memory": True, "reliability": True, "storage": True, "cost": False}
         order = self._system_order()
         for name in order:
             d = self.decls["system"][name]
@@ -1005,7 +1013,16 @@ class Checker:
                                                            f"'{name}' is a {' x '.join(map(str, dims))} grid: "
                                                            f"`allreduce = dims` uses every dimension")
                     continue
-                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, dims, rel, store, span=d.span)
+                cost, basis = self.cost(ps), "declared"
+                if cost is None:  # the members' costs added up, when every member has one
+                    member = self.chips[m[2]] if kind == "chip" else self.systems[m[2]]
+                    if member.cost_usd is not None:
+                        cost = m[0] * m[1] * member.cost_usd
+                        basis = (f"{m[0] * m[1]} x {m[2]} at {member.cost_usd:,.0f} USD"
+                                 + (f" ({member.cost_basis})" if kind == "system" else ""))
+                self.systems[name] = System(name, m[2], kind, m[0], m[1], net, mem, dims, rel, store,
+                                            cost_usd=cost, cost_basis=basis if cost is not None else "",
+                                            span=d.span)
 
     def _system_order(self) -> list[str]:
         """Systems in dependency order; a system that contains itself is an error."""
@@ -1025,7 +1042,8 @@ class Checker:
     def machine(self, name: str) -> Machine | None:
         if name in self.chips:
             chip = self.chips[name]
-            return Machine(name, chip, self.tiles[chip.tile], (), None)
+            return Machine(name, chip, self.tiles[chip.tile], (), None, chip.cost_usd,
+                           "declared" if chip.cost_usd is not None else "")
         levels, mem, cur = [], None, self.systems[name]
         while True:
             levels.append(Level(cur.name, cur.count, cur.rows, cur.cols, cur.network, cur.dims, cur.reliability,
@@ -1035,7 +1053,8 @@ class Checker:
                 chip = self.chips[cur.member]
                 break
             cur = self.systems[cur.member]
-        return Machine(name, chip, self.tiles[chip.tile], tuple(reversed(levels)), mem)
+        top = self.systems[name]
+        return Machine(name, chip, self.tiles[chip.tile], tuple(reversed(levels)), mem, top.cost_usd, top.cost_basis)
 
     # ---- models and blocks -------------------------------------------------------------
     def check_callables(self) -> None:

@@ -187,6 +187,7 @@ class Chip:
     power_scaling: str = "cubic"  # how power follows the clock under the limit: cubic (DVFS) | linear (fixed voltage)
     dims: tuple[int, ...] = ()  # an N-D tile grid's sizes (`grid 2 x 8 x 8`, stacked dies); () = (rows, cols)
     reliability: tuple[Reliability, ...] = ()  # failure rates of its components (chip, memory, link, tile)
+    cost_usd: float | None = None  # the declared `cost` of one chip; None: not declared
     span: Span | None = _span()
 
     @property
@@ -231,6 +232,9 @@ class System:
     dims: tuple[int, ...] = ()  # the grid's sizes, outermost first (`grid 4 x 4 x 4`); () = (rows, cols)
     reliability: tuple[Reliability, ...] = ()  # failure rates of each instance (node) and its members' links
     storage: tuple[Storage, ...] = ()  # where checkpoints can be written
+    # its declared `cost`, else its members' costs added up; None when a member's is not declared
+    cost_usd: float | None = None
+    cost_basis: str = ""  # how cost_usd was found, for reports ("" when it is None)
     span: Span | None = _span()
 
     @property
@@ -270,6 +274,8 @@ class Machine:
     tile: Tile
     levels: tuple[Level, ...]
     memory: Memory | None  # pooled memory outside the chips (MemoryX, Dojo DIPs)
+    cost_usd: float | None = None  # the whole machine's cost (System.cost_usd, Chip.cost_usd); None: not declared
+    cost_basis: str = ""  # how it was found: "declared" or the members it adds up
 
     @property
     def chips(self) -> int:

@@ -5,13 +5,14 @@ from dataclasses import dataclass
 
 from .diagnostics import did_you_mean
 
-# Base dimensions: bytes, seconds, joules, cycles, flops (1 MAC = 2 flop), metres.
-BASES = ("B", "s", "J", "cycle", "flop", "m")
+# Base dimensions: bytes, seconds, joules, cycles, flops (1 MAC = 2 flop), metres, and US dollars
+# (a machine's declared `cost`: one currency, so that costs add and compare without exchange rates).
+BASES = ("B", "s", "J", "cycle", "flop", "m", "USD")
 
 
 @dataclass(frozen=True)
 class Dim:
-    exps: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
+    exps: tuple[int, ...] = (0,) * len(BASES)
 
     def __mul__(self, o: "Dim") -> "Dim":
         return Dim(tuple(a + b for a, b in zip(self.exps, o.exps)))
@@ -42,6 +43,7 @@ CYCLES = _d(cycle=1)
 FLOPS = _d(flop=1)
 LENGTH = _d(m=1)
 AREA = _d(m=2)
+COST = _d(USD=1)
 FREQUENCY = NONE / TIME
 BANDWIDTH = BYTES / TIME
 BYTES_PER_CYCLE = BYTES / CYCLES
@@ -58,13 +60,13 @@ _NAMED = {
     AREA: "an area", FREQUENCY: "a frequency", BANDWIDTH: "a bandwidth",
     BYTES_PER_CYCLE: "a bandwidth per cycle", FLOPS_PER_CYCLE: "a throughput per cycle",
     FLOP_RATE: "a compute rate", POWER: "a power", ENERGY_PER_BYTE: "an energy per byte",
-    ENERGY_PER_FLOP: "an energy per operation", BYTES_PER_FLOP: "bytes per operation",
+    ENERGY_PER_FLOP: "an energy per operation", BYTES_PER_FLOP: "bytes per operation", COST: "an amount of money",
 }
 _EXAMPLE = {
     BYTES: "MiB", TIME: "ns", ENERGY: "pJ", CYCLES: "cycles", FLOPS: "flop", LENGTH: "nm",
     AREA: "mm2", FREQUENCY: "GHz", BANDWIDTH: "GB/s", BYTES_PER_CYCLE: "B/cycle",
     FLOPS_PER_CYCLE: "mac/cycle", FLOP_RATE: "TFLOPS", POWER: "W", ENERGY_PER_BYTE: "pJ/B",
-    ENERGY_PER_FLOP: "pJ/flop", BYTES_PER_FLOP: "B/mac",
+    ENERGY_PER_FLOP: "pJ/flop", BYTES_PER_FLOP: "B/mac", COST: "USD",
 }
 
 
@@ -83,7 +85,7 @@ _READABLE = {
     ENERGY: ("J", "mJ", "uJ", "nJ", "pJ", "fJ"), POWER: ("kW", "W", "mW"), LENGTH: ("mm", "um", "nm"),
     FLOPS: ("flop",), FLOP_RATE: ("PFLOPS", "TFLOPS", "GFLOPS"), CYCLES: ("cycles",),
     AREA: ("mm2", "um2"), ENERGY_PER_BYTE: ("pJ/B",), ENERGY_PER_FLOP: ("pJ/flop",),
-    BYTES_PER_CYCLE: ("B/cycle",), FLOPS_PER_CYCLE: ("flop/cycle",),
+    BYTES_PER_CYCLE: ("B/cycle",), FLOPS_PER_CYCLE: ("flop/cycle",), COST: ("USD",),
 }
 
 
@@ -124,6 +126,7 @@ def _table() -> dict[str, tuple[float, Dim]]:
         t[p + "OPS"] = (f, FLOP_RATE)
     t.update({"nm": (1e-9, LENGTH), "um": (1e-6, LENGTH), "mm": (1e-3, LENGTH), "cm": (1e-2, LENGTH),
               "mm2": (1e-6, AREA), "um2": (1e-12, AREA), "cm2": (1e-4, AREA)})
+    t["USD"] = (1, COST)  # list prices, as published (no other currency: costs must add up)
     # Counts that read well but carry no dimension: `32 lanes`, `pJ/bit/hop`, `8 links`.
     for w in ("lane", "lanes", "hop", "hops", "link", "links", "x", "element", "elements", "tile", "tiles"):
         t[w] = (1, NONE)

@@ -74,15 +74,35 @@ class Stages:
 
 def front(path: str | Path, overrides=None, run: str | None = None, include=()) -> Stages:
     """`include`: the `-I` directories imports are looked for in (before ARCHC_PATH)."""
+    source, linked = link_file(path, include)
+    return Stages(source, linked, check_linked(source, linked, overrides, run))
+
+
+def link_file(path: str | Path, include=()) -> tuple[Source, Linked]:
+    """The first half of front(), for callers that check one file many times (a sweep)."""
     with deep_enough():
         # [text] -> AST
         source = read(path)
         tree = parse(source)
         # AST -> linked AST (every imported file found, read, parsed; names resolved per file)
-        linked = link(tree, include)
-        # AST -> IR (names, units, shapes, mappings checked; every run resolved)
-        design = _check(linked, source.name, parse_overrides(overrides), run)
-    return Stages(source, linked, design)
+        return source, link(tree, include)
+
+
+def check_linked(source: Source, linked: Linked, overrides=None, run: str | None = None) -> ir.Design:
+    """The second half of front(): AST -> IR (names, units, shapes, mappings checked; every
+    run, or only `run`, resolved with the `--set` `overrides`)."""
+    with deep_enough():
+        return _check(linked, source.name, parse_overrides(overrides), run)
+
+
+def sources_digest(source: Source, linked: Linked) -> str:
+    """A hash of what a design's estimates depend on: its text, the text of every file it
+    imports, and archc's version."""
+    import hashlib
+    h = hashlib.sha256(f"archc {__version__}\n".encode())
+    for text in [source.text] + [s.text for s, _ in linked.via]:
+        h.update(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+    return h.hexdigest()
 
 
 def check(path: str | Path, overrides=None, run: str | None = None, include=()) -> ir.Design:
