@@ -17,7 +17,7 @@ from archc.dsl.diagnostics import ArchcError, ArchSyntaxError, Diagnostic, print
 from archc.dsl.source import Source
 
 from . import pipeline
-from .report import si
+from .report import csv_cell, si
 
 SCHEMA = "archc.compare/1"
 TOP_OPS = 3
@@ -130,7 +130,7 @@ class Comparison:
         w.writerow(head)
         for e in self.entries:
             d = e.to_dict()
-            row = [_csv(d[k]) for k in head[:len(head) - 3 * TOP_OPS]]
+            row = [csv_cell(d[k]) for k in head[:len(head) - 3 * TOP_OPS]]
             for i in range(TOP_OPS):
                 o = e.top_ops[i] if i < len(e.top_ops) else None
                 row += [o.name, f"{o.share:.4f}", o.bound_by] if o else ["", "", ""]
@@ -186,14 +186,6 @@ class Comparison:
             lines += ["", f"  note: the runs count throughput in different units ({', '.join(units)}): their "
                           f"normalised figures do not compare directly"]
         return printable("\n".join(lines) + "\n")
-
-
-def _csv(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.10g}"
-    return str(v)
 
 
 def compare(targets: list[str], overrides=None, level: str = "analytic", include=(), progress=None) -> Comparison:

@@ -325,3 +325,12 @@ def si(x: float, unit: str, digits: int = 3) -> str:
         if ax >= f * (1 - 0.5 * 10 ** -digits):
             return f"{x / f:.{digits}g} {p}{unit}".strip()
     return f"{x:.{digits}g} {unit}".strip()
+
+
+def csv_cell(v) -> str:
+    """A figure as a CSV cell: empty for None, floats to 10 significant digits."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.10g}"
+    return str(v)

@@ -33,7 +33,7 @@ from archc.dsl.parser import parse_value
 from archc.dsl.source import Source
 
 from . import pipeline
-from .report import si
+from .report import csv_cell, si
 
 SCHEMA = "archc.sweep/1"
 RESULTS_JSON, RESULTS_CSV = "sweep.json", "sweep.csv"
@@ -245,7 +245,7 @@ class Sweep:
         for p, r in zip(self.points, self.rows):
             if r is None:
                 continue
-            w.writerow([p.params[k] for k in self.grid.keys] + [_csv(r.get(f)) for f in FIELDS])
+            w.writerow([p.params[k] for k in self.grid.keys] + [csv_cell(r.get(f)) for f in FIELDS])
         return out.getvalue()
 
     def to_text(self) -> str:
@@ -274,14 +274,6 @@ class Sweep:
         lines += ["", f"{done} of {len(self.points)} point{'s' if len(self.points) != 1 else ''}: "
                       f"{done - self.failed} ok, {self.failed} failed; {self.computed} computed, {self.reused} reused"]
         return printable("\n".join(lines) + "\n")
-
-
-def _csv(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.10g}"
-    return str(v)
 
 
 def _table(head: list[str], body: list[list[str]], right: set[int] = frozenset()) -> list[str]:
