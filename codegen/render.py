@@ -168,8 +168,11 @@ def module_stem(m: Machine) -> str:
     return identifier(m.name, "analytic")
 
 
+@lru_cache(maxsize=64)
 def render_analytic(m: Machine, version: str) -> str:
-    """The .pyx text for a machine: a header naming archc's version and the content key."""
+    """The .pyx text for a machine: a header naming archc's version and the content key.
+    Kept per machine (its IR is frozen and compares by value): a sweep or a search re-checks the
+    design for every point and would otherwise render the same kernel to find it in the cache."""
     body = environment().get_template("analytic.pyx.j2").render(
         m=machine_view(m), columns=COLUMNS, results=RESULTS, bounds=BOUNDS)
     key = hashlib.sha256((TEMPLATE_VERSION + version + body).encode()).hexdigest()
