@@ -17,15 +17,59 @@ from archc.runtime.pipeline import front as compile_stages  # noqa: F401  (the f
 from archc.runtime.pipeline import split_set  # noqa: F401
 
 
+class Run:
+    """One run of a loaded design: `estimate(**params)` checks it again with `params` in place of
+    its defaults (only the run: the design's declarations, and its model for arguments seen
+    before, stay checked) and estimates it; `estimate_many` does so for many parameter points.
+    This is what sweeps and searches call: no file is read and no kernel rendered per point."""
+
+    def __init__(self, design: "Design", name: str, run):
+        self.design = design
+        self.name = name
+        self.ir = run  # the run as checked with the design's own parameters (and `load`'s overrides)
+
+    def __repr__(self) -> str:
+        return f"<archc run {self.name} of {self.design.path}>"
+
+    def resolve(self, **params):
+        """The run's IR with `params` (name=value; values as `--set` takes them) in place of its
+        defaults; a value the run cannot take raises a located ArchcError."""
+        if not params:
+            return self.ir
+        s = self.design.stages
+        merged = {**self.design.overrides, **{k: _set_value(v) for k, v in params.items()}}
+        return pipeline.check_linked(s.source, s.ast, merged, self.name).run(self.name)
+
+    def estimate(self, level: str = "analytic", trace=None, **params):
+        """The run's Report at `params` ("analytic": the roofline per op composed in closed form;
+        "event": the simulated task graph, `trace` a path for its Chrome trace)."""
+        if level not in pipeline.LEVELS:
+            raise ValueError(f"unknown level '{level}'; archc has: {', '.join(pipeline.LEVELS)}")
+        if trace is not None and level != "event":
+            raise ValueError("a trace needs level='event': the analytic level computes no timeline")
+        return pipeline.execute(self.resolve(**params), level, self.design._progress, trace=trace).report
+
+    def estimate_many(self, points, level: str = "analytic") -> list:
+        """Reports for each parameter point (an iterable of dicts), in order."""
+        return [self.estimate(level, **p) for p in points]
+
+
+def _set_value(v) -> str:
+    """A Python value as `--set` text: booleans lower-case, everything else as str()."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
 class Design:
-    """A checked design with its kernels built: runs, formats and generated modules."""
+    """A checked design with its kernels built: `runs` (name -> Run, each with `estimate`),
+    formats and generated modules."""
 
     def __init__(self, path: str | Path, overrides=None, progress=None, include=()):
         self.path = str(path)
         self.include = tuple(include)  # `-I` directories imports are looked for in
+        self.overrides = {k: _set_value(v) for k, v in _pairs(overrides)}
         self.stages = pipeline.front(path, overrides, include=self.include)
         self.ir = self.stages.ir
-        self.runs = dict(self.ir.runs)
+        self.runs: dict[str, Run] = {n: Run(self, n, r) for n, r in self.ir.runs}
         self._progress = progress
         self.modules: dict[str, types.ModuleType] = {}
         from archc.codegen.render import module_stem
@@ -44,19 +88,21 @@ class Design:
     def run(self, name: str | None = None, level: str = "analytic", trace=None, **params):
         """Run one of the design's runs (re-checked with `params` as overrides) at the `level`
         "analytic" (roofline per op) or "event" (the simulated task graph; `trace`: a path to
-        write its Chrome trace to)."""
-        if level not in pipeline.LEVELS:
-            raise ValueError(f"unknown level '{level}'; archc has: {', '.join(pipeline.LEVELS)}")
-        if trace is not None and level != "event":
-            raise ValueError("a trace needs level='event': the analytic level computes no timeline")
+        write its Chrome trace to): `runs[name].estimate(level, trace, **params)`."""
         if name is None:
             if len(self.runs) != 1:
                 raise ValueError(f"this design has {len(self.runs)} runs; name one: {', '.join(self.runs)}")
             name = next(iter(self.runs))
         if name not in self.runs:
             raise ValueError(f"no run '{name}'; this design has: {', '.join(self.runs)}")
-        r = self.runs[name] if not params else check(self.path, params, name, self.include).run(name)
-        return pipeline.execute(r, level, self._progress, trace=trace).report
+        return self.runs[name].estimate(level, trace, **params)
+
+
+def _pairs(overrides) -> list:
+    """`load`'s overrides (KEY=VALUE strings or a dict) as (key, value) pairs."""
+    if not overrides:
+        return []
+    return list(overrides.items()) if isinstance(overrides, dict) else [split_set(s) for s in overrides]
 
 
 def load(path: str | Path, overrides=None, progress=None, include=()) -> Design:

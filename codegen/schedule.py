@@ -14,6 +14,7 @@ the analytic level's closed form (the step composition) assumes the same schedul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .plan import Phase, Placement, Task
 
@@ -35,7 +36,14 @@ class Schedule:
     name: str  # "1f1b", "interleaved 1f1b", "gpipe", "forward only"
     pp: int
     chunks: int  # v: chunks of layers per stage (1 but for interleaved 1F1B)
-    programs: tuple[tuple[Pass, ...], ...]  # per stage, in the order it runs them
+    micro_batches: int
+    train: bool
+
+    @cached_property
+    def programs(self) -> tuple[tuple[Pass, ...], ...]:
+        """Per stage, the passes in the order it runs them; spelled out only when asked (the
+        event level, the plan's dump): the analytic level's closed form needs none of it."""
+        return _programs(self.pp, self.micro_batches, self.chunks, self.name == "gpipe", self.train)
 
     def virtual_stage(self, s: int, chunk: int) -> int:
         return chunk * self.pp + s
@@ -69,16 +77,19 @@ class Schedule:
 
 def build(pp: int, micro_batches: int, interleave: int, schedule: str, train: bool) -> Schedule:
     """Every stage's program for `micro_batches` micro-batches over pp stages."""
-    m = micro_batches
-    v = interleave if pp > 1 and interleave > 1 and m % pp == 0 else 1
+    v = interleave if pp > 1 and interleave > 1 and micro_batches % pp == 0 else 1
+    name = ("gpipe" if schedule == "gpipe" else "interleaved 1f1b" if v > 1 else "1f1b") if train else "forward only"
+    return Schedule(name, pp, v, micro_batches, train)
 
+
+def _programs(pp: int, m: int, v: int, gpipe: bool, train: bool) -> tuple[tuple[Pass, ...], ...]:
     def mb(k):  # the k-th pass of a stage runs this micro-batch (groups of pp per chunk)
         return (k // (pp * v)) * pp + k % pp
     forwards = [Pass(False, mb(k), (k // pp) % v) for k in range(m * v)]
     backwards = [Pass(True, mb(k), v - 1 - (k // pp) % v) for k in range(m * v)]
     programs = []
     for s in range(pp):
-        if train and schedule == "gpipe":
+        if train and gpipe:
             order = forwards + backwards
         elif train:
             warm = min((pp - s - 1) if v == 1 else (pp - s - 1) * 2 + (v - 1) * pp, m * v)
@@ -89,16 +100,4 @@ def build(pp: int, micro_batches: int, interleave: int, schedule: str, train: bo
         else:
             order = list(forwards)
         programs.append(tuple(order))
-    name = ("gpipe" if schedule == "gpipe" else "interleaved 1f1b" if v > 1 else "1f1b") if train else "forward only"
-    return Schedule(name, pp, v, tuple(programs))
-
-
-# Weight streaming (Cerebras MemoryX): a task standing for `count` repeats of a layer is cut into
-# up to this many pieces, so that one repeat's weights stream in while the one before computes.
-STREAM_PIECES = 64
-
-
-def stream_pieces(task: Task) -> int:
-    """Pieces a weight-streaming run cuts a task into (the event level streams each piece's
-    weights while the piece before computes; double buffering)."""
-    return max(1, min(STREAM_PIECES, int(round(task.count))))
+    return tuple(programs)

@@ -2,7 +2,9 @@
 and collects every problem before stopping."""
 from __future__ import annotations
 
+import copy
 import math
+from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
@@ -137,6 +139,17 @@ class Checker:
         self.duplicated: set[str] = set()  # names declared twice (reported once, at the second)
         self.system_chips: dict[str, int] = {}  # chips in each resolved system
         self.grid_dims: dict[tuple[str, str], tuple[int, ...]] = {}  # (kind, name) -> sizes of an N-D grid
+        self.machines: dict[str, Machine] = {}  # machine() by chip or system name (forks share it)
+        self.graphs: dict = {}  # model instances by model and arguments (dsl/runs.py; forks share it)
+
+    def fork(self) -> "Checker":
+        """A copy for resolving runs: the checked declarations shared (run resolution only reads
+        them), its own diagnostics (the declarations' warnings carried over), and the models
+        instantiated so far shared (dsl/runs.py keeps them by arguments)."""
+        c = copy.copy(self)
+        c.diag = Collector()
+        c.diag.warnings = list(self.diag.warnings)
+        return c
 
     # ---- collection --------------------------------------------------------------------
     def collect(self, stmts) -> None:
@@ -1040,6 +1053,11 @@ class Checker:
             decls[chain[0]].args[0].span, f"system '{chain[0]}' contains itself ({' -> '.join(chain)})"))
 
     def machine(self, name: str) -> Machine | None:
+        if name not in self.machines:
+            self.machines[name] = self._machine(name)
+        return self.machines[name]
+
+    def _machine(self, name: str) -> Machine | None:
         if name in self.chips:
             chip = self.chips[name]
             return Machine(name, chip, self.tiles[chip.tile], (), None, chip.cost_usd,
@@ -1146,7 +1164,29 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
     return design
 
 
-def _check(file: ast.Linked, source_name: str, overrides, only, runs) -> Design:
+# Checkers with every declaration but the runs checked, by linked file (its identity: the parse
+# cache and a loaded design hand the same object back), so that a design checked again with other
+# run parameters (a sweep, a search, Design.runs[NAME].estimate) resolves only its run. Only a
+# declaration phase without errors is kept; at most _PREPARED_MAX files.
+_PREPARED: OrderedDict[tuple[int, str], tuple[ast.Linked, "Checker"]] = OrderedDict()
+_PREPARED_MAX = 32
+
+
+def forget_models() -> None:
+    """Drop the model instances the kept checkers hold (benchmarks/estimates.py times a model
+    rebuilt with this; nothing else needs it)."""
+    for _, c in _PREPARED.values():
+        c.graphs.clear()
+
+
+def _declarations(file: ast.Linked, source_name: str) -> "Checker":
+    """A checker with the file's formats, tiles, chips, systems and callables checked: the part of
+    checking no run parameter changes. A kept one is copied with its own diagnostics."""
+    key = (id(file), source_name)
+    kept = _PREPARED.get(key)
+    if kept is not None and kept[0] is file:
+        _PREPARED.move_to_end(key)
+        return kept[1].fork()
     c = Checker(file, source_name)
     c.collect(file.stmts)
     if not file.stmts:
@@ -1158,6 +1198,16 @@ def _check(file: ast.Linked, source_name: str, overrides, only, runs) -> Design:
     c.check_chips()
     c.check_systems()
     c.check_callables()
+    if c.diag.items:
+        return c
+    _PREPARED[key] = (file, c)
+    if len(_PREPARED) > _PREPARED_MAX:
+        _PREPARED.popitem(last=False)
+    return c.fork()
+
+
+def _check(file: ast.Linked, source_name: str, overrides, only, runs) -> Design:
+    c = _declarations(file, source_name)
     resolved = c.check_runs(overrides or {}, only) if runs else []
     if only is None:
         c.check_unused_callables()

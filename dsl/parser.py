@@ -406,8 +406,11 @@ def _label(tok: Token, expected: list[str], prev) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def parse_value(key: str, text: str, origin: str | None = None) -> ast.Expr:
-    """Parse the value of `--set KEY=VALUE`; diagnostics show `KEY=VALUE` as typed."""
+    """Parse the value of `--set KEY=VALUE`; diagnostics show `KEY=VALUE` as typed. Kept by
+    (key, text, origin): a sweep or search sets the same few values again and again, and the
+    AST is immutable."""
     source = Source(origin or f"<--set {key}>", f"{key}={text}")
     if not text.strip():
         raise ArchSyntaxError([Diagnostic(source.span_at(len(key), 1),

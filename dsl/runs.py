@@ -391,7 +391,6 @@ def _instantiate(ck, call: ast.Call, env):
             kwargs[a.name] = (v, a.span)
         else:
             args.append(v)
-    b = Builder(ck.callables, set(ck.formats), ck.diag, call.span)
     try:
         scope_args = dict(zip([p.name for p in model.params], args))
         if len(args) > len(model.params):
@@ -405,7 +404,21 @@ def _instantiate(ck, call: ast.Call, env):
     except EvalError as err:
         ck.diag.error(err.span, err.message)
         return None
-    return b.build(model, scope_args, call.span)
+    # A model's graph depends only on the model and its arguments: kept (per checked file, see
+    # check.py `_declarations`) when building it raised nothing, so a run checked again with
+    # parameters that leave its model's arguments alone does not rebuild it.
+    try:
+        key = (model.name, tuple(sorted(scope_args.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in ck.graphs:
+        return ck.graphs[key]
+    before = (len(ck.diag.items), len(ck.diag.warnings))
+    graph = Builder(ck.callables, set(ck.formats), ck.diag, call.span).build(model, scope_args, call.span)
+    if key is not None and graph is not None and (len(ck.diag.items), len(ck.diag.warnings)) == before:
+        ck.graphs[key] = graph
+    return graph
 
 
 def _mapping(ck, p, env, machine, mode, run_name) -> Mapping | None:

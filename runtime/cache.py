@@ -239,12 +239,17 @@ def _digest(payload: object) -> str:
 
 def cache_key(source: str, *, archc_version: str, flags: tuple[str, ...] = DEFAULT_FLAGS) -> str:
     """sha256 hex of source + archc version + toolchain fingerprint + compiler flags."""
-    return _digest({
-        "source": source,
-        "archc_version": archc_version,
-        "toolchain": toolchain_fingerprint(),
-        "flags": list(flags),
-    })
+    return _cache_key(source, archc_version, tuple(flags), _shared_enabled())
+
+
+@functools.lru_cache(maxsize=64)
+def _cache_key(source: str, archc_version: str, flags: tuple[str, ...], shared: bool) -> str:
+    # kept per source text: an estimate asks for its machine's kernel every time, and hashing
+    # ~100 kB of source cost a tenth of a millisecond of each (the kernel's text is the same
+    # string object each time, codegen/render.py, so the lookup hashes nothing)
+    fp = dict(_base_fingerprint())
+    fp["shared_utility"] = "on" if shared else "off"
+    return _digest({"source": source, "archc_version": archc_version, "toolchain": fp, "flags": list(flags)})
 
 
 def module_name(stem: str, key: str) -> str:

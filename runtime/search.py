@@ -225,7 +225,8 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
     if trials < 1:
         raise ArchcError(f"--trials must be at least 1; found {trials}")
     overrides = _as_dict(overrides)
-    design = api.check(path, overrides, run, include)
+    source, linked = api.link_file(path, include)  # read and linked once; each candidate re-checks the run only
+    design = api.check_linked(source, linked, overrides, run)
     names = [n for n, _ in design.runs]
     if run not in names:
         raise ArchcError(f"no run named '{run}'")
@@ -252,7 +253,7 @@ def search(path, run: str, overrides=None, trials: int = 200, seed: int = 0, pro
         reason = _precheck(cand, params)
         if reason is None:
             try:
-                r = dict(api.check(path, {**overrides, **{k: str(v) for k, v in cand.items()}}, run, include).runs)[run]
+                r = api.check_linked(source, linked, {**overrides, **{k: str(v) for k, v in cand.items()}}, run).run(run)
                 rep = evaluate_run(r, progress=progress)
                 c.latency_s, c.energy_j = float(rep.latency_s), float(rep.energy_j)
             except ArchcError as e:
