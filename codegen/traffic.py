@@ -26,6 +26,7 @@ norms, softmax and reductions stream: no re-reads."""
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass
 
 
@@ -36,6 +37,7 @@ class Tile:
     rereads: float  # bytes read beyond reading A and B once
 
 
+@lru_cache(maxsize=8192)  # a pure function of numbers: a sweep asks for the same GEMMs at every point
 def gemm_rereads(b: float, m: float, n: float, k: float, capacity: float, e_a: float, e_b: float,
                  e_c: float) -> Tile:
     """The output-stationary tiling of `b` GEMMs (m x n, summing k) with the fewest re-reads

@@ -128,40 +128,7 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
     in_memory = bool(chip.memory or m.memory)
     net = Network.of(m)
     comm_levels = [by_level(net, t.comm.steps, t.comm.nbytes) if t.comm else {} for t in plan.tasks]
-    rows: dict[str, dict] = {}
-    order: list[str] = []
-    names = [x.name for x in plan.memories]
-    step_levels = {n: {"bytes": 0.0, "time_s": 0.0} for n in names}
-    for i, task in enumerate(plan.tasks):
-        label = task.label
-        r = rows.get(label)
-        if r is None:
-            r = rows[label] = dict(kind=task.kind, time=0.0, flops=0.0, bytes=0.0, comm=0.0, link=0.0, energy=0.0,
-                                   bound_t={}, cls=task.cls.word, ideal=0.0, waved=0.0, clocked=0.0,
-                                   levels={n: {"bytes": 0.0, "time_s": 0.0} for n in names})
-            order.append(label)
-        for j, n in enumerate(names):  # bytes and time at each memory level
-            if j < len(task.levels):
-                for d in (r["levels"][n], step_levels[n]):
-                    d["bytes"] += task.levels[j] * reps[i]
-                    d["time_s"] += R[i, len(RESULTS) + j] * reps[i]
-        r["time"] += t_tot[i]
-        r["clocked"] += t_tot[i] * R[i, RC["clock"]]
-        r["flops"] += (task.mflops + task.vflops) * reps[i]
-        r["bytes"] += (task.mem_bytes if in_memory else task.sram_bytes) * reps[i]
-        r["comm"] += (task.comm.nbytes if task.comm else 0.0) * reps[i]
-        r["link"] += sum(b for b, _, _ in comm_levels[i].values()) * reps[i]
-        r["energy"] += R[i, RC["energy"]] * reps[i]
-        b = BOUNDS[int(R[i, RC["bound"]])]
-        r["bound_t"][b] = r["bound_t"].get(b, 0.0) + t_tot[i]
-        if task.mflops > 0:  # every pass (forward, backward, recompute), by its matrix work
-            r["ideal"] += task.mflops * reps[i]
-            r["waved"] += task.mflops * reps[i] * R[i, RC["wave"]]
-    ops = tuple(OpRow(name, r["kind"], r["time"], r["flops"], r["bytes"], r["comm"],
-                      max(sorted(r["bound_t"]), key=lambda k: r["bound_t"][k]), r["energy"],
-                      r["time"] / busy, eff.get(r["cls"]), r["ideal"] / r["waved"] if r["waved"] else 1.0,
-                      r["levels"], tile.clock_hz * (r["clocked"] / r["time"] if r["time"] else 1.0), r["link"])
-                for name, r in ((n, rows[n]) for n in order))
+    ops, step_levels = _op_rows(plan, R, reps, t_tot, busy, comm_levels, in_memory, eff, tile.clock_hz)
     by_res: dict[str, float] = {b: 0.0 for b in BOUNDS}
     for i in range(len(plan.tasks)):
         by_res[BOUNDS[int(R[i, RC["bound"]])]] += t_tot[i]
@@ -213,6 +180,69 @@ def make_report(plan: Plan, R: np.ndarray, step: dict, level: str) -> Report:
                  "derived": list(tile.derived)},
         notes=notes, ops=ops, memory_levels=step_levels,
         communication=_communication(plan, comm_levels, reps))
+
+
+def _op_rows(plan: Plan, R: np.ndarray, reps: np.ndarray, t_tot: np.ndarray, busy: float,
+             comm_levels: list[dict], in_memory: bool, eff: dict, clock_hz: float) -> tuple[tuple, dict]:
+    """The report's rows, one per op label in order of first appearance, each summing its tasks
+    (all passes), and the step's bytes and time at each memory level. Grouped sums with
+    np.bincount, which adds each group's terms in task order, as a loop over the tasks would."""
+    tasks = plan.tasks
+    n = len(tasks)
+    names = [x.name for x in plan.memories]
+    index: dict[str, int] = {}
+    group = np.fromiter((index.setdefault(t.label, len(index)) for t in tasks), dtype=np.int64, count=n)
+    k = len(index)
+
+    def total(w) -> np.ndarray:
+        return np.bincount(group, weights=w, minlength=k)
+    mflops = np.fromiter((t.mflops for t in tasks), dtype=np.float64, count=n)
+    flops = np.fromiter((t.mflops + t.vflops for t in tasks), dtype=np.float64, count=n)
+    moved = np.fromiter(((t.mem_bytes if in_memory else t.sram_bytes) for t in tasks), dtype=np.float64, count=n)
+    comm = np.fromiter(((t.comm.nbytes if t.comm else 0.0) for t in tasks), dtype=np.float64, count=n)
+    link = np.fromiter((sum(b for b, _, _ in c.values()) for c in comm_levels), dtype=np.float64, count=n)
+    bound = R[:, RC["bound"]].astype(np.int64)
+    time_g, clocked_g = total(t_tot), total(t_tot * R[:, RC["clock"]])
+    flops_g, bytes_g = total(flops * reps), total(moved * reps)
+    comm_g, link_g, energy_g = total(comm * reps), total(link * reps), total(R[:, RC["energy"]] * reps)
+    ideal_g = total(mflops * reps)
+    waved_g = total(np.where(mflops > 0, mflops * reps * R[:, RC["wave"]], 0.0))
+    bound_g = np.bincount(group * len(BOUNDS) + bound, weights=t_tot, minlength=k * len(BOUNDS)).reshape(k, len(BOUNDS))
+    touched = np.bincount(group * len(BOUNDS) + bound, minlength=k * len(BOUNDS)).reshape(k, len(BOUNDS)) > 0
+    lv_bytes = np.zeros((n, len(names)))
+    reached = np.zeros((n, len(names)), dtype=bool)
+    for i, t in enumerate(tasks):  # a task's levels: the innermost first, as many as it reaches
+        if t.levels:
+            lv_bytes[i, :len(t.levels)] = t.levels[:len(names)]
+            reached[i, :len(t.levels)] = True
+    lv_b = lv_bytes * reps[:, None]
+    lv_t = np.where(reached, R[:, len(RESULTS):len(RESULTS) + len(names)] * reps[:, None], 0.0)
+    lv_bg = [total(lv_b[:, j]) for j in range(len(names))]
+    lv_tg = [total(lv_t[:, j]) for j in range(len(names))]
+    first: dict[int, object] = {}
+    for g, t in zip(group.tolist(), tasks):
+        first.setdefault(g, t)
+    # plain lists: indexing NumPy arrays element by element costs more than the sums did
+    time_l, clocked_l, flops_l, bytes_l = time_g.tolist(), clocked_g.tolist(), flops_g.tolist(), bytes_g.tolist()
+    comm_l, link_l, energy_l = comm_g.tolist(), link_g.tolist(), energy_g.tolist()
+    ideal_l, waved_l = ideal_g.tolist(), waved_g.tolist()
+    bound_l, touched_l = bound_g.tolist(), touched.tolist()
+    lv_bl, lv_tl = [x.tolist() for x in lv_bg], [x.tolist() for x in lv_tg]
+    ops = []
+    for label, g in index.items():
+        t0 = first[g]
+        bound_t = {BOUNDS[b]: bound_l[g][b] for b in range(len(BOUNDS)) if touched_l[g][b]}
+        tm = time_l[g]
+        ops.append(OpRow(label, t0.kind, tm, flops_l[g], bytes_l[g], comm_l[g],
+                         max(sorted(bound_t), key=bound_t.__getitem__), energy_l[g], tm / busy,
+                         eff.get(t0.cls.word), ideal_l[g] / waved_l[g] if waved_l[g] else 1.0,
+                         {nm: {"bytes": lv_bl[j][g], "time_s": lv_tl[j][g]} for j, nm in enumerate(names)},
+                         clock_hz * (clocked_l[g] / tm if tm else 1.0), link_l[g]))
+    one = np.zeros(n, dtype=np.int64)  # the whole step as one group: summed in task order too
+    step_levels = {nm: {"bytes": float(np.bincount(one, weights=lv_b[:, j], minlength=1)[0]),
+                        "time_s": float(np.bincount(one, weights=lv_t[:, j], minlength=1)[0])}
+                   for j, nm in enumerate(names)}
+    return tuple(ops), step_levels
 
 
 _COLLECTIVE = {Collective.ALLREDUCE: "all-reduce", Collective.ALLGATHER: "all-gather",
