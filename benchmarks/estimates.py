@@ -18,7 +18,12 @@ its layers' formulas by hand, so it parses and checks nothing). It is a lower bo
 closed form costs; Calculon itself (github.com/calculon-ai/calculon, not on PyPI, so not run
 here) takes 2-4 ms for GPT-3 175B on this machine class by the issue's measurement.
 
-Usage: python benchmarks/estimates.py [--repeat N] [SAMPLE ...]"""
+Whole processes (h100.arch gpt_train, or the first run given): `archc run FILE --run NAME` at the
+shell (kernel cached: interpreter start, imports, the file read and checked, the estimate, the
+text report) against a Python process that imports NumPy, reads the peer's inputs from JSON and
+evaluates the closed form.
+
+Usage: python benchmarks/estimates.py [--repeat N] [--no-processes] [SAMPLE ...]"""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +82,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", type=Path)
     ap.add_argument("--repeat", type=int, default=15, help="estimates per run and column (median)")
+    ap.add_argument("--no-processes", action="store_true", help="skip the whole-process comparison")
     a = ap.parse_args()
     files = a.files or sorted((ROOT / "samples").glob("*.arch"))
     rows = []
@@ -107,7 +113,42 @@ def main() -> int:
     print(f"{len(rows)} runs: median {med[0]:.2f} ms per estimate (model kept), {med[1]:.2f} ms (model rebuilt); "
           f"peer {med[2]:.3f} ms; median ratio {statistics.median(r[2] / r[4] for r in rows):.0f}x; "
           f"slowest {worst[2]:.2f} ms ({worst[0]} {worst[1]})")
+    if not a.no_processes:
+        f = files[0] if a.files else ROOT / "samples" / "h100.arch"
+        name = next(iter(archc.load(f).runs)) if a.files else "gpt_train"
+        processes(f, name, archc.load(f).runs[name], max(3, a.repeat // 3))
     return 0
+
+
+PEER_CHILD = """import json, sys
+import numpy
+sys.path.insert(0, {here!r})
+from estimates import closed_form
+print(closed_form(json.load(open(sys.argv[1])))["step_s"])
+"""
+
+
+def processes(f: Path, name: str, handle, repeat: int) -> None:
+    """Whole processes, interleaved, medians: the archc command against the peer's process."""
+    import json
+    import subprocess
+    import tempfile
+    from archc.codegen.lower import lower
+    with tempfile.TemporaryDirectory(prefix="archc-peer-") as tmp:
+        inputs = Path(tmp) / "inputs.json"
+        inputs.write_text(json.dumps(peer_inputs(lower(handle.ir))))
+        ours_cmd = [sys.executable, "-m", "archc", "run", str(f), "--run", name]
+        peer_cmd = [sys.executable, "-c", PEER_CHILD.format(here=str(Path(__file__).resolve().parent)), str(inputs)]
+        subprocess.run(ours_cmd, check=True, capture_output=True)  # the kernel in the cache first
+        ours, peer = [], []
+        for _ in range(repeat):
+            for cmd, out in ((ours_cmd, ours), (peer_cmd, peer)):
+                t = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True)
+                out.append(time.perf_counter() - t)
+    o, p = statistics.median(ours), statistics.median(peer)
+    print(f"whole processes ({f.name} {name}, medians of {repeat}): archc run {o:.3f} s; "
+          f"peer (python, numpy, the closed form) {p:.3f} s; ratio {o / p:.1f}x")
 
 
 if __name__ == "__main__":

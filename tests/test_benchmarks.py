@@ -1,5 +1,6 @@
 """The benchmark scripts run and print what they promise: benchmarks/calibration.py at the
-event level on one fast entry (--only), and benchmarks/simulator.py --quick."""
+event level on one fast entry (--only), benchmarks/simulator.py --quick, benchmarks/estimates.py
+on one sample (and its peer's closed form by hand)."""
 from __future__ import annotations
 
 import os
@@ -68,6 +69,32 @@ def test_simulator_quick():
     assert p.returncode == 0, p.stderr + p.stdout
     assert re.search(r"^h100 gpt_train layers=1 dp=8\s+[\d,]+\s+[\d,]+\s+\d", p.stdout, re.M), p.stdout
     assert "ZigZag comparison skipped" in p.stdout
+
+
+@pytest.mark.build
+def test_estimates_prints_every_run_and_the_peer_ratio():
+    p = _run("estimates.py", "--repeat", "1", "--no-processes", str(ROOT / "samples" / "groq.arch"))
+    assert p.returncode == 0, p.stderr + p.stdout
+    for run in ("gemm", "llm_decode"):  # the runs samples/groq.arch declares
+        assert re.search(rf"^groq\.arch\s+{run}\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}x$", p.stdout, re.M), p.stdout
+    assert re.search(rf"^2 runs: median {NUM} ms per estimate", p.stdout, re.M), p.stdout
+
+
+def test_estimates_peer_closed_form_by_hand():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from estimates import closed_form
+    finally:
+        sys.path.remove(str(BENCH))
+    # one task: 2 TFLOP at 1 PFLOP/s = 2 ms against 1 GB at 1 TB/s = 1 ms -> 2 ms a micro-batch; a
+    # 1 GB all-reduce over 4 chips on 100 GB/s links: 2 * 3/4 * 10 ms = 15 ms; 2 stages, 4
+    # micro-batches: bubble (2 - 1) / 4 * 17 ms = 4.25 ms; 2 replicas exchange 0.5 GB of weights:
+    # 2 * 1/2 * 0.5 GB / 100 GB/s = 5 ms. Step: 2 + 15 + 4.25 + 5 = 26.25 ms.
+    x = dict(tasks=[(2e12, 1e9, 1.0, 1e9, 4, 0.5e9)], peak=1e15, bw=1e12, link=100e9, tp=1, pp=2, dp=2, m=4,
+             params=1e9, train=True)
+    got = closed_form(x)
+    assert got["step_s"] == pytest.approx(26.25e-3)
+    assert got["memory"] == pytest.approx(1e9 * 16 / 2)  # weights, gradients and Adam state over 2 stages
 
 
 def test_llama3_goodput_runs_and_the_readme_matches():
