@@ -101,3 +101,14 @@ def _programs(pp: int, m: int, v: int, gpipe: bool, train: bool) -> tuple[tuple[
             order = list(forwards)
         programs.append(tuple(order))
     return tuple(programs)
+
+
+# Weight streaming (Cerebras MemoryX): a task standing for `count` repeats of a layer is cut into
+# up to this many pieces, so that one repeat's weights stream in while the one before computes.
+STREAM_PIECES = 64
+
+
+def stream_pieces(task: Task) -> int:
+    """Pieces a weight-streaming run cuts a task into (the event level streams each piece's
+    weights while the piece before computes; double buffering)."""
+    return max(1, min(STREAM_PIECES, int(round(task.count))))

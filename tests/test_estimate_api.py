@@ -97,3 +97,19 @@ def test_declaration_errors_are_reported_every_time(tmp_path):
         with pytest.raises(ArchcError) as e:
             pipeline.check_linked(source, linked, {"M": m}, "r")
         assert "clock" in str(e.value)
+
+
+def test_the_documented_many_estimates_example_prints_what_the_doc_says(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from conftest import ROOT
+    doc = (ROOT / "docs" / "python.md").read_text(encoding="utf-8")
+    part = doc[doc.index("## Many estimates in one process"):]
+    code = re.search(r"```python\n(.*?)```", part, re.S).group(1)
+    printed = re.search(r"It prints:\n\n```\n(.*?)```", part, re.S).group(1)
+    script = tmp_path / "many.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == printed
