@@ -119,6 +119,16 @@ def _progress_printer(stream=None, after_s: float = 1.0):
     return cb
 
 
+def _set_option(p: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE`, repeatable: what check, run, accuracy, sweep and compare take."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _level_option(p: argparse.ArgumentParser, help: str) -> None:
+    """`--level`: the levels of runtime/pipeline.py LEVELS (not imported: `--help` stays fast)."""
+    p.add_argument("--level", choices=["analytic", "event"], default="analytic", help=help)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archc", description="Describe an AI machine, its number formats "
                                 "and its model in one .arch file; check it, generate and build Cython "
@@ -134,8 +144,7 @@ def _parser() -> argparse.ArgumentParser:
                             "file's own directory and before the directories of ARCHC_PATH; repeatable")
     c = sub.add_parser("check", parents=[reads], help="parse and check a design; exit 1 with located errors")
     c.add_argument("file")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run parameter (with --run)")
+    _set_option(c, "override a run parameter (with --run)")
     c.add_argument("--run", help="check only this run")
     c = sub.add_parser("compile", parents=[reads], help="generate the kernels and build them")
     c.add_argument("file")
@@ -147,11 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", parents=[reads], help="run a design's runs and report")
     r.add_argument("file")
     r.add_argument("--run", help="the run to execute (default: every run)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run parameter; repeatable")
-    r.add_argument("--level", choices=["analytic", "event"], default="analytic",
-                   help="simulation fidelity: analytic roofline per op, or event (the task graph "
-                        "simulated: pipelines, collectives as flows over shared links)")
+    _set_option(r, "override a run parameter; repeatable")
+    _level_option(r, "simulation fidelity: analytic roofline per op, or event (the task graph "
+                     "simulated: pipelines, collectives as flows over shared links)")
     r.add_argument("--trace", metavar="FILE",
                    help="with --level event: write the timeline as a Chrome trace (chrome://tracing, Perfetto); "
                         "at most 250,000 tasks: the first by start time and the critical path; " + _OUTPUT_RULES)
@@ -176,8 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("file")
     a.add_argument("--run", help="the run to evaluate (default: the design's only run)")
     a.add_argument("--seed", type=int, default=0, help="seed of the random weights, inputs and analog noise")
-    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter of the reduced instance; repeatable")
+    _set_option(a, "override a parameter of the reduced instance; repeatable")
     a.add_argument("--precision", action="append", default=[], metavar="GLOB=FORMAT",
                    help="compute the ops whose names match GLOB (fnmatch) in FORMAT; repeatable")
     a.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -225,9 +231,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--run", help="the run to sweep (default: the design's only run)")
     w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a run parameter and its values, separated by commas; repeatable (every combination runs)")
-    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run parameter at every point; repeatable")
-    w.add_argument("--level", choices=["analytic", "event"], default="analytic", help="simulation fidelity (as run's)")
+    _set_option(w, "override a run parameter at every point; repeatable")
+    _level_option(w, "simulation fidelity (as run's)")
     w.add_argument("--out", metavar="DIR", help="write sweep.json, sweep.csv and a plot per metric (PNG and SVG) "
                    "here, and take from an earlier sweep.json in DIR the points it already has; " + _DIR_RULES
                    + " (sweep.json is also rewritten while points finish, so that an interrupted sweep resumes)")
@@ -244,9 +249,8 @@ def _parser() -> argparse.ArgumentParser:
                        "bottleneck and the top 3 ops by time.", 100),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("targets", nargs="+", metavar="FILE:RUN", help="a design and one of its runs; two or more")
-    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a parameter of every run; repeatable")
-    v.add_argument("--level", choices=["analytic", "event"], default="analytic", help="simulation fidelity (as run's)")
+    _set_option(v, "override a parameter of every run; repeatable")
+    _level_option(v, "simulation fidelity (as run's)")
     v.add_argument("--out", metavar="DIR", help="also write compare.txt, compare.json, compare.csv and the plot "
                    "(compare.png, compare.svg: bars of throughput per chip, per kW and per million USD) here; "
                    + _DIR_RULES)
