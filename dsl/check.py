@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
@@ -1170,23 +1171,26 @@ def check(file: ast.File, source_name: str, overrides: dict | None = None, only:
 # declaration phase without errors is kept; at most _PREPARED_MAX files.
 _PREPARED: OrderedDict[tuple[int, str], tuple[ast.Linked, "Checker"]] = OrderedDict()
 _PREPARED_MAX = 32
+_PREPARED_LOCK = threading.Lock()
 
 
 def forget_models() -> None:
     """Drop the model instances the kept checkers hold (benchmarks/estimates.py times a model
     rebuilt with this; nothing else needs it)."""
-    for _, c in _PREPARED.values():
-        c.graphs.clear()
+    with _PREPARED_LOCK:
+        for _, c in _PREPARED.values():
+            c.graphs.clear()
 
 
 def _declarations(file: ast.Linked, source_name: str) -> "Checker":
     """A checker with the file's formats, tiles, chips, systems and callables checked: the part of
     checking no run parameter changes. A kept one is copied with its own diagnostics."""
     key = (id(file), source_name)
-    kept = _PREPARED.get(key)
-    if kept is not None and kept[0] is file:
-        _PREPARED.move_to_end(key)
-        return kept[1].fork()
+    with _PREPARED_LOCK:  # a sweep on a Dask cluster of threads checks points concurrently
+        kept = _PREPARED.get(key)
+        if kept is not None and kept[0] is file:
+            _PREPARED.move_to_end(key)
+            return kept[1].fork()
     c = Checker(file, source_name)
     c.collect(file.stmts)
     if not file.stmts:
@@ -1200,9 +1204,10 @@ def _declarations(file: ast.Linked, source_name: str) -> "Checker":
     c.check_callables()
     if c.diag.items:
         return c
-    _PREPARED[key] = (file, c)
-    if len(_PREPARED) > _PREPARED_MAX:
-        _PREPARED.popitem(last=False)
+    with _PREPARED_LOCK:
+        _PREPARED[key] = (file, c)
+        while len(_PREPARED) > _PREPARED_MAX:
+            _PREPARED.popitem(last=False)
     return c.fork()
 
 
