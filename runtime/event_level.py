@@ -167,10 +167,15 @@ class _Rows:
             self._n += int(cols[0].size)
 
     def arrays(self, width: int) -> tuple:
+        """The columns (read-only: shared by the callers until the next row is added)."""
         self._flush()
         if not self._blocks:
             return tuple(np.zeros(0, np.int64) for _ in range(width))
-        return tuple(np.concatenate([b[k] for b in self._blocks]) for k in range(width))
+        if len(self._blocks) > 1:
+            self._blocks = [tuple(np.concatenate([b[k] for b in self._blocks]) for k in range(width))]
+        for c in self._blocks[0]:
+            c.flags.writeable = False
+        return self._blocks[0]
 
     def __len__(self) -> int:
         return self._n
@@ -826,22 +831,19 @@ class _Builder:
                     if int(kk) not in by_key:
                         what_k = "B" if kk >= v else "F"
                         by_key[int(kk)] = self._record(s, what_k, int(kk) % v, one_pass, templates)
-                prev, lf, lb = self._emit(s, [by_key[int(kk)] for kk in ks], mb[lo:hi], back[lo:hi], prev)
+                prev, lf, lb = self._emit(s, ks, by_key, mb[lo:hi], back[lo:hi], prev)
                 last_f = lf if lf is not None else last_f
                 last_b = lb if lb is not None else last_b
         return prev, last_f, last_b, buckets_end
 
-    def _emit(self, s, tpl, mb, back, prev):
-        """The passes whose recordings are `tpl` (one per pass) for micro-batches `mb`, after the
-        task `prev`: added to the graph in bulk. Returns (last task, last forward's, last backward's)."""
-        J = len(tpl)
-        lib = {}  # recording index -> position in the library of this run
-        order = []
-        for t in tpl:
-            if t["index"] not in lib:
-                lib[t["index"]] = len(order)
-                order.append(t)
-        kk = np.fromiter((lib[t["index"]] for t in tpl), np.int64, J)
+    def _emit(self, s, keys, by_key, mb, back, prev):
+        """The passes of kinds `keys` (by_key: each kind's recording) for micro-batches `mb`,
+        after the task `prev`: added to the graph in bulk. Returns (last task, last forward's,
+        last backward's)."""
+        J = keys.size
+        uniq, kk = np.unique(keys, return_inverse=True)
+        kk = kk.reshape(-1)
+        order = [by_key[int(k)] for k in uniq]  # the library of this run of passes
         cat = lambda f: np.concatenate([t[f] for t in order])  # noqa: E731
         lens = lambda x: np.array([len(x(t)) for t in order], np.int64)  # noqa: E731
 
@@ -914,20 +916,29 @@ class _Builder:
             di, owner = gather(lens(lambda t: t[which][0]), ptr(lambda t: t[which][0]))
             if di.size == 0:
                 continue
-            ids = []
+            ids, drop = [], np.zeros(0, np.int64)
+            so = seg[owner]
             for x in (a_lib[di], b_lib[di]):
-                ids.append(np.where(x >= 0, seg[owner] + x, ext[owner, np.where(x < 0, -1 - x, 0)]))
-            keep = (ids[0] >= 0) & (ids[1] >= 0)
-            # a missing arrival or destination would be a bug: only the first pass's (direct) lack one
-            assert np.all(keep | (np.minimum(a_lib[di], b_lib[di]) == -1 - _MEM))
-            add(ids[0][keep], ids[1][keep])
+                y = so + x
+                neg = np.flatnonzero(x < 0)  # the outside tasks (a few per pass)
+                y[neg] = ext[owner[neg], -1 - x[neg]]
+                missing = neg[y[neg] < 0]
+                # only the memory flow before may be missing (none yet on the stage): that dependency is not made
+                assert np.all(x[missing] == -1 - _MEM)
+                drop = np.concatenate([drop, missing])
+                ids.append(y)
+            if drop.size:
+                ids = [np.delete(y, drop) for y in ids]
+            add(ids[0], ids[1])
         # instances, with offset ids
         ii, owner = gather(lens(lambda t: t["inst"][0]), ptr(lambda t: t["inst"][0]))
         if ii.size:
             row, stage, c0, lst, flow = (np.concatenate([t["inst"][k] for t in order])[ii] for k in range(5))
             o = seg[owner]
-            self.instances.add_block((row, stage, np.where(c0 >= 0, c0 + o, -1), lst + o,
-                                      np.where(flow >= 0, flow + o, -1)))
+            cc, ff = c0 + o, flow + o
+            cc[c0 < 0] = -1
+            ff[flow < 0] = -1
+            self.instances.add_block((row, stage, cc, lst + o, ff))
         self.collapsed += int(np.array([t["collapsed"] for t in order], np.int64)[kk].sum())
         # names: the recording's, the micro-batch put in
         tnames = [t["names"] for t in order]
@@ -1360,9 +1371,15 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     that runs it."""
     n = len(b.T)
     row, st, c, last, flow = b.instances.arrays(5)
-    lz, cz, fz = np.maximum(last, 0), np.maximum(c, 0), np.maximum(flow, 0)
+    op = c >= 0
+    # an op: from its compute's start to its last task's end
+    t = np.zeros(row.size)
+    k = np.flatnonzero(op)
+    t[k] = r.end[last[k]] - r.start[c[k]]
     # a collective alone (no compute): from its first flow's readiness to its end
-    t = np.where(last >= 0, r.end[lz] - r.ready[lz], 0.0)
+    solo = np.flatnonzero(~op)
+    lz, cz, fz = np.maximum(last, 0), np.maximum(c, 0), np.maximum(flow, 0)
+    t[solo] = np.where(last[solo] >= 0, r.end[lz[solo]] - r.ready[lz[solo]], 0.0)
     if b.exchanges and getattr(b, "ar_span", None):
         # the first gradient exchange: from the stage's last backward on (overlap_dp overlaps the rest)
         first = np.array([sp[0] if sp and sp[0] is not None else -1 for sp in b.ar_span], np.int64)
@@ -1370,13 +1387,12 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
         sc = np.minimum(st, len(b.ar_span))  # stages past ar_span: none
         x = (c < 0) & (row == b.exchanges[0]) & has[sc]
         f0 = np.where(x, first[np.minimum(sc, len(b.ar_span) - 1)], -1)
-        t = np.where(x & (f0 >= 0), np.maximum(0.0, r.end[lz] - r.end[np.maximum(f0, 0)]), t)
-    t = np.where(flow >= 0, r.end[fz] - r.start[fz], t)
-    # an op: from its compute's start to its last task's end; weight streaming (a memory flow)
-    # adds the wait for the weights beyond the end of the stage's op before it
-    op = c >= 0
-    t = np.where(op, r.end[lz] - r.start[cz], t)
-    k = np.flatnonzero(op)
+        x = np.flatnonzero(x & (f0 >= 0))
+        t[x] = np.maximum(0.0, r.end[lz[x]] - r.end[f0[x]])
+    x = solo[flow[solo] >= 0]
+    t[x] = r.end[fz[x]] - r.start[fz[x]]
+    # weight streaming (an op with a memory flow): the wait for the weights beyond the end of
+    # the stage's op before it
     if k.size and np.any(flow[k] >= 0):
         by = k[np.argsort(st[k], kind="stable")]  # each stage's ops in order
         prev_end = np.empty(by.size)
@@ -1391,10 +1407,10 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     for i, x in b.adjust:
         tot[i] += x
     # the stages (chips) each row runs on
-    rs = np.concatenate([row, adj_rows]), np.concatenate([st, np.zeros(adj_rows.size, np.int64)])
-    pairs = np.unique(rs[0] * (int(rs[1].max(initial=0)) + 1) + rs[1]) // (int(rs[1].max(initial=0)) + 1)
-    stages = np.bincount(pairs, minlength=n)[:n]
-    return tot / np.maximum(1, stages)
+    seen = np.zeros((n, int(st.max(initial=0)) + 1), bool)
+    seen[row, st] = True
+    seen[adj_rows, 0] = True
+    return tot / np.maximum(1, seen.sum(axis=1))
 
 
 # Wafer layouts: the estimate (codegen/layout.py) ranks candidate layouts; a long pipelined run simulates
@@ -1508,6 +1524,13 @@ def task_rows(b: _Builder) -> np.ndarray:
     ok = (lo >= 0) & (hi >= 0) & (lo < T)
     rows, lo, hi = rows[ok], lo[ok], np.minimum(hi[ok], T - 1)
     n = np.maximum(hi - lo + 1, 0)
+    by = np.argsort(lo, kind="stable")
+    if np.all(lo[by[1:]] > hi[by[:-1]]):  # disjoint: each task in one interval at most
+        rows, lo, n = rows[by], lo[by], n[by]
+        pos = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()), dtype=np.int64)
+        out = np.full(T, -1, np.int64)
+        out[pos] = np.repeat(rows, n)
+        return out
     pos = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()), dtype=np.int64)
     who = np.full(T, -1, np.int64)
     np.maximum.at(who, pos, np.repeat(np.arange(rows.size, dtype=np.int64), n))  # the last recorded wins
