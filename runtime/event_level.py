@@ -43,6 +43,15 @@ How a run becomes a task graph
   backward (each chunk's last, interleaved) runs layer instance by layer instance and each
   gradient bucket's all-reduce starts when its gradients are complete (codegen/buckets.py). On a
   bulk-synchronous chip (`bsp true`) an op is two tasks: compute and sync, then exchange.
+- Built in bulk (PIPELINE_BULK; ARCHC_EVENT_BULK=0 builds op by op, the reference): a stage's
+  passes differ only in their micro-batch and in the tasks outside them (the stage's task
+  before, the arrival barrier, the memory flow before, the next stage's arrival), so each kind
+  of pass (forward or backward of a chunk on a stage) is built once by the same code into a
+  scratch graph with placeholders for those (_record), and its tasks, dependencies (in the
+  order TaskGraph lists successors), op instances and names (lazy: a range whose formatter
+  puts the micro-batch in) are replicated with NumPy at offset ids for every pass (_emit);
+  the first pass of a stage, overlap_dp's bucketed backwards and the stage's end are built
+  directly. tests/test_event_bulk.py holds the result to the reference array for array.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
   link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
   op i computes (double buffering: the flow of op i waits for the compute of op i-2).
@@ -141,49 +150,50 @@ class _Labels:
 
 
 class _Rows:
-    """Tuples of ints (or None) in order: appended one at a time, or as a block of columns
-    (int64 arrays; -1 for None); arrays() gives the columns of all of them (None -> -1)."""
+    """Rows of ints (or None) in order: tuples appended one at a time, or blocks of columns
+    (int64 arrays, -1 for None) added at once. Iterating gives the tuples as appended (a
+    block's rows as tuples of ints); arrays() the columns of all rows (None -> -1)."""
 
     def __init__(self):
-        self._pend: list[tuple] = []
-        self._blocks: list[tuple] = []
+        self._parts: list = []  # list of tuples, or a tuple of columns
         self._n = 0
+        self._cols = None
 
     def append(self, row: tuple) -> None:
-        self._pend.append(row)
+        if not self._parts or not isinstance(self._parts[-1], list):
+            self._parts.append([])
+        self._parts[-1].append(row)
         self._n += 1
-
-    def _flush(self) -> None:
-        if self._pend:
-            cols = zip(*[tuple(-1 if x is None else x for x in r) for r in self._pend])
-            self._blocks.append(tuple(np.array(c, np.int64) for c in cols))
-            self._pend = []
+        self._cols = None
 
     def add_block(self, cols) -> None:
         cols = tuple(np.asarray(c, np.int64).reshape(-1) for c in cols)
         if cols and cols[0].size:
-            self._flush()
-            self._blocks.append(cols)
+            self._parts.append(cols)
             self._n += int(cols[0].size)
+            self._cols = None
 
     def arrays(self, width: int) -> tuple:
-        """The columns (read-only: shared by the callers until the next row is added)."""
-        self._flush()
-        if not self._blocks:
-            return tuple(np.zeros(0, np.int64) for _ in range(width))
-        if len(self._blocks) > 1:
-            self._blocks = [tuple(np.concatenate([b[k] for b in self._blocks]) for k in range(width))]
-        for c in self._blocks[0]:
-            c.flags.writeable = False
-        return self._blocks[0]
+        """The columns (read-only; cached until the next row)."""
+        if self._cols is None:
+            blocks = [p if not isinstance(p, list) else
+                      tuple(np.array(c, np.int64) for c in zip(*[[-1 if x is None else x for x in r] for r in p]))
+                      for p in self._parts]
+            self._cols = tuple(np.concatenate([b[k] for b in blocks]) if blocks else np.zeros(0, np.int64)
+                               for k in range(width))
+            for c in self._cols:
+                c.flags.writeable = False
+        return self._cols
 
     def __len__(self) -> int:
         return self._n
 
     def __iter__(self):
-        self._flush()
-        for b in self._blocks:
-            yield from zip(*(c.tolist() for c in b))
+        for p in self._parts:
+            if isinstance(p, list):
+                yield from p
+            else:
+                yield from zip(*(c.tolist() for c in p))
 
 
 class _MicroBatch:

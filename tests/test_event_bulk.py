@@ -303,3 +303,17 @@ def test_add_tasks_and_late_deps_order_successors_as_scalar_calls():
     assert list(ga.succ[ga.succ_ptr[0]:ga.succ_ptr[1]]) == [c3, f1, f1, d2, c4]
     with pytest.raises(ValueError, match="route_len"):
         b.add_tasks([1], [0.0], [-1], [1.0], [0.0], [2], [0])
+
+
+def test_rows_keep_tuples_and_give_columns():
+    rows = el._Rows()
+    rows.append((3, 0, None, 7, -1))
+    rows.add_block(([1, 2], [0, 1], [10, 11], [12, 13], [-1, 14]))
+    rows.append((4, 1, 15, 16, -1))
+    assert len(rows) == 4
+    assert list(rows) == [(3, 0, None, 7, -1), (1, 0, 10, 12, -1), (2, 1, 11, 13, 14), (4, 1, 15, 16, -1)]
+    cols = rows.arrays(5)
+    assert [c.tolist() for c in cols] == [[3, 1, 2, 4], [0, 0, 1, 1], [-1, 10, 11, 15], [7, 12, 13, 16],
+                                          [-1, -1, 14, -1]]
+    rows.append((5, 0, 1, 2, 3))
+    assert rows.arrays(5)[0].tolist() == [3, 1, 2, 4, 5]
