@@ -317,3 +317,14 @@ def test_rows_keep_tuples_and_give_columns():
                                           [-1, -1, 14, -1]]
     rows.append((5, 0, 1, 2, 3))
     assert rows.arrays(5)[0].tolist() == [3, 1, 2, 4, 5]
+
+
+def test_too_many_tasks_is_the_same_error(tmp_path, monkeypatch):
+    run, tiles = _run(tmp_path, "1f1b pp=4 m=8")
+    monkeypatch.setattr(el, "MAX_TASKS", 1000)  # the graph has 1,828
+    msgs = []
+    for bulk in (False, True):
+        with pytest.raises(el.EventLevelError) as ei:
+            _build(run, bulk, monkeypatch, tiles)
+        msgs.append(str(ei.value))
+    assert msgs[0] == msgs[1] and "exceeds 1000 tasks" in msgs[0]
