@@ -848,21 +848,31 @@ class _Builder:
 
     def _emit(self, s, keys, by_key, mb, back, prev):
         """The passes of kinds `keys` (by_key: each kind's recording) for micro-batches `mb`,
-        after the task `prev`: added to the graph in bulk. Returns (last task, last forward's,
-        last backward's)."""
+        after the task `prev`: added to the graph in bulk (the event kernel's tile and
+        replicate copy the recordings' columns, shifting task ids). Returns (last task, last
+        forward's, last backward's)."""
         J = keys.size
         uniq, kk = np.unique(keys, return_inverse=True)
-        kk = kk.reshape(-1)
+        kk = kk.reshape(-1).astype(np.int64)
         order = [by_key[int(k)] for k in uniq]  # the library of this run of passes
-        cat = lambda f: np.concatenate([t[f] for t in order])  # noqa: E731
-        lens = lambda x: np.array([len(x(t)) for t in order], np.int64)  # noqa: E731
+        mod = ev.kernel()
 
-        def ptr(x):
-            p = np.zeros(len(order) + 1, np.int64)
-            np.cumsum(lens(x), out=p[1:])
-            return p
-        n_k = lens(lambda t: t["kind"])
-        n_j = n_k[kk]
+        def lib(f, dt):
+            """A column of the recordings, one after the other, and where each one's starts."""
+            parts = [np.asarray(f(t), dt) for t in order]
+            ptr = np.zeros(len(order) + 1, np.int64)
+            np.cumsum([x.size for x in parts], out=ptr[1:])
+            return np.concatenate(parts), ptr
+
+        def tile(f, dt, offset=None, outside=None):
+            col, ptr = lib(f, dt)
+            out = np.empty(int(np.diff(ptr)[kk].sum()), dt)
+            if offset is None:
+                mod.tile(col, ptr, kk, out)
+            else:
+                mod.replicate(col, ptr, kk, offset, outside, out)
+            return out
+        n_j = np.array([t["n"] for t in order], np.int64)[kk]
         seg_rel = np.zeros(J, np.int64)
         np.cumsum(n_j[:-1], out=seg_rel[1:])
         total = int(n_j.sum())
@@ -871,26 +881,10 @@ class _Builder:
             raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
                                   f"simulate a smaller instance (--set)")
         seg = base + seg_rel
-        tptr = ptr(lambda t: t["kind"])
-
-        def gather(counts_k, ptr_k):
-            """Per pass j, its recording's entries: (index into the library, pass of each entry)."""
-            cnt = counts_k[kk]
-            tot = int(cnt.sum())
-            start = np.zeros(J, np.int64)
-            np.cumsum(cnt[:-1], out=start[1:])
-            owner = np.repeat(np.arange(J), cnt)
-            return np.repeat(ptr_k[kk] - start, cnt) + np.arange(tot, dtype=np.int64), owner
-        gi, _ = gather(n_k, tptr)
-        rlen = cat("rlen")[gi]
-        rstart = np.zeros(tptr[-1] + 1, np.int64)
-        np.cumsum(cat("rlen"), out=rstart[1:])
-        links_lib = cat("links")
-        starts = rstart[gi]
-        off = np.arange(int(rlen.sum()), dtype=np.int64) - np.repeat(np.cumsum(rlen) - rlen, rlen)
-        links = links_lib[np.repeat(starts, rlen) + off]
-        first = self.g.add_tasks(cat("kind")[gi], cat("dur")[gi], cat("res")[gi], cat("bytes")[gi], cat("lat")[gi],
-                                 rlen, links)
+        first = self.g.add_tasks(tile(lambda t: t["kind"], np.int8), tile(lambda t: t["dur"], np.float64),
+                                 tile(lambda t: t["res"], np.int32), tile(lambda t: t["bytes"], np.float64),
+                                 tile(lambda t: t["lat"], np.float64), tile(lambda t: t["rlen"], np.int64),
+                                 tile(lambda t: t["links"], np.int32))
         assert first == base
         # the outside tasks of each pass: the task before it, its arrival, the memory flow before, its destination
         ext = np.full((J, 4), -1, np.int64)
@@ -911,6 +905,11 @@ class _Builder:
                     ext[js, _DST] = self._arrivals_of(dfwd, ds)[dc, mb[js]]
                 else:
                     self._arrivals_of(dfwd, ds)[dc, mb[js]] = seg[js] + t["dst"]
+            # every outside task a pass depends on exists (the arrivals were made by the stages
+            # before), but the memory flow before, which may not yet (that dependency is not made)
+            used = np.unique(np.concatenate([t["dep"][0], t["dep"][1], t["late"][0], t["late"][1]]))
+            for code in used[used < 0]:
+                assert -1 - code == _MEM or np.all(ext[js, -1 - code] >= 0), (t["own"], code)
         mem_rel = np.array([t["mem"] for t in order], np.int64)[kk]
         mem0 = self._mem_prev.get(s)
         outs = np.where(mem_rel >= 0, seg + mem_rel, -1)
@@ -921,34 +920,18 @@ class _Builder:
         if after_j[-1] >= 0:
             self._mem_prev[s] = int(after_j[-1])
         for which, add in (("dep", self.g.add_deps), ("late", self.g.add_deps_late)):
-            a_lib = np.concatenate([t[which][0] for t in order])
-            b_lib = np.concatenate([t[which][1] for t in order])
-            di, owner = gather(lens(lambda t: t[which][0]), ptr(lambda t: t[which][0]))
-            if di.size == 0:
-                continue
-            ids, drop = [], np.zeros(0, np.int64)
-            so = seg[owner]
-            for x in (a_lib[di], b_lib[di]):
-                y = so + x
-                neg = np.flatnonzero(x < 0)  # the outside tasks (a few per pass)
-                y[neg] = ext[owner[neg], -1 - x[neg]]
-                missing = neg[y[neg] < 0]
-                # only the memory flow before may be missing (none yet on the stage): that dependency is not made
-                assert np.all(x[missing] == -1 - _MEM)
-                drop = np.concatenate([drop, missing])
-                ids.append(y)
-            if drop.size:
-                ids = [np.delete(y, drop) for y in ids]
-            add(ids[0], ids[1])
-        # instances, with offset ids
-        ii, owner = gather(lens(lambda t: t["inst"][0]), ptr(lambda t: t["inst"][0]))
-        if ii.size:
-            row, stage, c0, lst, flow = (np.concatenate([t["inst"][k] for t in order])[ii] for k in range(5))
-            o = seg[owner]
-            cc, ff = c0 + o, flow + o
-            cc[c0 < 0] = -1
-            ff[flow < 0] = -1
-            self.instances.add_block((row, stage, cc, lst + o, ff))
+            src = tile(lambda t: t[which][0], np.int64, seg, ext)
+            dst = tile(lambda t: t[which][1], np.int64, seg, ext)
+            if src.size:
+                missing = np.flatnonzero((src < 0) | (dst < 0))  # on the memory flow before: none yet
+                if missing.size:
+                    src, dst = np.delete(src, missing), np.delete(dst, missing)
+                add(src, dst)
+        # instances, with offset ids (-1 stays -1: no compute, no memory flow)
+        none = np.full((J, 1), -1, np.int64)
+        inst = [tile(lambda t, k=k: t["inst"][k], np.int64) for k in (0, 1)]
+        inst += [tile(lambda t, k=k: t["inst"][k], np.int64, seg, none) for k in (2, 3, 4)]
+        self.instances.add_block(inst)
         self.collapsed += int(np.array([t["collapsed"] for t in order], np.int64)[kk].sum())
         # names: the recording's, the micro-batch put in
         tnames = [t["names"] for t in order]
@@ -1466,6 +1449,8 @@ def simulate(plan: Plan, R: np.ndarray, progress=None) -> tuple["_Builder", ev.E
     (builder, EventResult). runtime/pipeline.py drives it."""
     run = plan.run
     b = _Builder(plan, R)
+    if PIPELINE_BULK and run.mapping.strategy != "spatial":
+        ev.kernel(progress=progress)  # _emit copies the recorded passes with it
     if run.mapping.strategy == "spatial":
         if _wafer_ok(run.machine):
             memo: dict = {}
