@@ -48,8 +48,9 @@ How a run becomes a task graph
   before, the arrival barrier, the memory flow before, the next stage's arrival), so each kind
   of pass (forward or backward of a chunk on a stage) is built once by the same code into a
   scratch graph with placeholders for those (_record), and its tasks, dependencies (in the
-  order TaskGraph lists successors), op instances and names (lazy: a range whose formatter
-  puts the micro-batch in) are replicated with NumPy at offset ids for every pass (_emit);
+  order TaskGraph lists successors) and op instances are copied for every pass at offset ids
+  by the event kernel's typed tile/replicate (_emit), its names kept lazy (a range whose
+  formatter puts the micro-batch into the recorded name when a trace or a note asks);
   the first pass of a stage, overlap_dp's bucketed backwards and the stage's end are built
   directly. tests/test_event_bulk.py holds the result to the reference array for array.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
@@ -105,8 +106,8 @@ MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
 STREAM_EVERY_TILE = False  # weight streaming: simulate every tile, not each row's last (tests check the two agree)
 TRACE_TASKS = 250_000  # tasks a trace holds at most (Perfetto / chrome://tracing stay responsive)
-# pipeline schedules (build_stages): each kind of pass recorded once and replicated with NumPy
-# (_passes_bulk); False (or ARCHC_EVENT_BULK=0): every pass built op by op, the reference the
+# pipeline schedules (build_stages): each kind of pass recorded once and copied for every
+# micro-batch (_passes_bulk, _emit); False (or ARCHC_EVENT_BULK=0): every pass built op by op, the reference the
 # tests hold the bulk graph to, array for array
 PIPELINE_BULK = os.environ.get("ARCHC_EVENT_BULK", "1") != "0"
 
@@ -805,8 +806,8 @@ class _Builder:
         """Stage s's passes `order` as build_stages' reference loop makes them, task for task:
         the first pass and overlap_dp's bucketed backwards by one_pass itself, the others in
         runs between them, each kind of pass (forward or backward of a chunk) recorded once
-        (_record) and its tasks, dependencies, names and instances replicated with offset ids
-        for every micro-batch. Returns (the last task, the last forward's, the last backward's,
+        (_record) and its tasks, dependencies, names and instances copied with offset ids
+        for every micro-batch (_emit). Returns (the last task, the last forward's, the last backward's,
         the last bucket's end)."""
         n = len(order)
         if n == 0:

@@ -328,3 +328,35 @@ def test_too_many_tasks_is_the_same_error(tmp_path, monkeypatch):
             _build(run, bulk, monkeypatch, tiles)
         msgs.append(str(ei.value))
     assert msgs[0] == msgs[1] and "exceeds 1000 tasks" in msgs[0]
+
+
+def test_kernel_tile_and_replicate_against_numpy():
+    """The event kernel's copies of recorded blocks against NumPy's fancy indexing."""
+    mod = ev.kernel()
+    rng = np.random.default_rng(1)
+    sizes = np.array([3, 0, 5, 2], np.int64)
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    which = rng.integers(0, 4, 50).astype(np.int64)
+    idx = np.concatenate([np.arange(ptr[w], ptr[w + 1]) for w in which]).astype(np.int64)
+    for dt in (np.int8, np.int32, np.int64, np.float64):
+        lib = rng.integers(-100, 100, ptr[-1]).astype(dt)
+        out = np.empty(idx.size, dt)
+        mod.tile(lib, ptr, which, out)
+        assert np.array_equal(out, lib[idx])
+    lib = rng.integers(-3, 40, ptr[-1]).astype(np.int64)  # -1..-3: outside tasks
+    lib[[0, 4, 9]] = [-3, -1, -2]
+    offset = rng.integers(0, 10**6, which.size).astype(np.int64)
+    outside = rng.integers(-1, 10**6, (which.size, 3)).astype(np.int64)
+    owner = np.repeat(np.arange(which.size), sizes[which])
+    expect = np.where(lib[idx] >= 0, lib[idx] + offset[owner], outside[owner, np.maximum(-1 - lib[idx], 0)])
+    out = np.empty(idx.size, np.int64)
+    mod.replicate(lib, ptr, which, offset, outside, out)
+    assert np.array_equal(out, expect)
+    with pytest.raises(ValueError, match="which of copy"):
+        mod.tile(lib, ptr, np.array([4], np.int64), np.empty(0, np.int64))
+    with pytest.raises(ValueError, match="out has"):
+        mod.tile(lib, ptr, which, np.empty(idx.size + 1, np.int64))
+    with pytest.raises(ValueError, match="beyond the 2 columns"):
+        mod.replicate(lib, ptr, which, offset, outside[:, :2].copy(), out)
+    with pytest.raises(TypeError, match="dtype"):
+        mod.tile(lib, ptr, which, np.empty(idx.size, np.float64))
