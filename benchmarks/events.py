@@ -13,8 +13,18 @@ Cases (each in its own process, so peak memory is its own; resource.getrusage ru
             O(n log n)); distinct sizes and distinct routes (each flow also has a private link:
             n classes in one component, every end re-rates the rest: O(n^2 log n), the worst case).
 
-Usage: python benchmarks/events.py [--quick] [--no-wafer]
+  pipeline  the event level of a GPT pipeline with 4,096 micro-batches (the issue's run:
+            archc run samples/h100.arch --run gpt_train --level event --set pp=4 --set dp=1
+            --set global_batch=4096 --set micro_batch=1): the task graph built pass by pass (the
+            reference, PIPELINE_BULK = False) and in bulk (each kind of pass recorded once and
+            replicated), alternately in one process (medians): graph build, finalize, engine,
+            the whole event level (graph, simulation, report), tasks, events/s; peak memory
+            (ru_maxrss) of a process doing one event level of each; and the whole command's
+            wall time (ARCHC_EVENT_BULK=0 and 1, alternately).
+
+Usage: python benchmarks/events.py [--quick] [--no-wafer] [--no-pipeline]
        python benchmarks/events.py --case mesh 757 996   (one case; ARCHC_EVENTS_LOCAL=0: no local repair)
+       python benchmarks/events.py --pipeline [--repeats N] [--global-batch N]   (the pipeline case only)
 Prints wall time (graph building and simulation separately), events/s and peak memory.
 """
 from __future__ import annotations
@@ -132,9 +142,126 @@ def run_case(case: list[str]) -> dict:
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+PIPELINE_SETS = {"pp": 4, "dp": 1, "global_batch": 4096, "micro_batch": 1}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _pipeline_run(global_batch: int):
+    from archc.runtime import pipeline as pl
+
+    sets = dict(PIPELINE_SETS, global_batch=global_batch)
+    return dict(pl.check(os.path.join(ROOT, "samples", "h100.arch"), sets, "gpt_train").runs)["gpt_train"]
+
+
+def _pipeline_once(run, bulk: bool) -> dict:
+    """One event level of `run`, timed stage by stage (the kernel warm)."""
+    from archc.codegen.lower import lower
+    from archc.runtime import event_level as el
+    from archc.runtime import events as ev
+    from archc.runtime import pipeline as pl
+    from archc.runtime.execute import analyze, event_report
+
+    el.PIPELINE_BULK = bulk
+    plan = lower(run)
+    R = analyze(pl.build(run.machine), plan)
+    t0 = time.perf_counter()
+    b = el._Builder(plan, R)
+    b.build_stages()
+    t1 = time.perf_counter()
+    g = b.g.finalize()
+    t2 = time.perf_counter()
+    r = ev.simulate(g)
+    t3 = time.perf_counter()
+    event_report(plan, R)  # the event level as `archc run` does it: graph, simulation, report
+    t4 = time.perf_counter()
+    return dict(build_s=t1 - t0, finalize_s=t2 - t1, sim_s=t3 - t2, kernel_s=r.stats["seconds"],
+                event_level_s=t4 - t3, tasks=g.n_tasks, events=r.stats["events"], makespan=r.makespan)
+
+
+def _hwm_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the
+    parent a subprocess was forked from)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pipeline_mem(bulk: bool, global_batch: int) -> dict:
+    """--pipeline-mem: a fresh process's peak memory after one event level."""
+    from archc.runtime import events as ev
+
+    run = _pipeline_run(global_batch)
+    ev.kernel()
+    before = _hwm_mb()
+    d = _pipeline_once(run, bulk)
+    d.update(peak_mb=_hwm_mb(), start_mb=before)
+    return d
+
+
+def pipeline(repeats: int = 3, global_batch: int = 4096) -> None:
+    from archc.runtime import events as ev
+
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    print(f"- GPT pipeline, h100 gpt_train pp=4 dp=1 micro_batch=1 global_batch={global_batch} "
+          f"({global_batch} micro-batches, 1F1B); in one process, reference and bulk alternately, "
+          f"medians of {repeats}; a shared 2-core machine (noisy)")
+    run = _pipeline_run(global_batch)
+    ev.kernel()
+    _pipeline_once(run, True)  # warm: imports, the analytic kernel
+    out = {False: [], True: []}
+    for _ in range(repeats):
+        for bulk in (False, True):
+            out[bulk].append(_pipeline_once(run, bulk))
+    mem = {}
+    for bulk in (False, True):
+        p = subprocess.run([sys.executable, __file__, "--pipeline-mem", "1" if bulk else "0", str(global_batch)],
+                           capture_output=True, text=True)
+        mem[bulk] = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
+    cli = {False: [], True: []}
+    cmd = [sys.executable, "-m", "archc", "run", os.path.join(ROOT, "samples", "h100.arch"), "--run", "gpt_train",
+           "--level", "event"] + [a for k, v in dict(PIPELINE_SETS, global_batch=global_batch).items()
+                                  for a in ("--set", f"{k}={v}")]
+    for _ in range(2):
+        for bulk in (False, True):
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, ARCHC_EVENT_BULK=str(int(bulk))))
+            cli[bulk].append((time.perf_counter() - t0, p.returncode, p.stdout))
+    same_cli = cli[False][0][2] == cli[True][0][2] and all(c[1] == 0 for b in cli for c in cli[b])
+    for bulk in (False, True):
+        d = out[bulk]
+        k = med([x["kernel_s"] for x in d])
+        m = mem[bulk]
+        print(f"    {'bulk     ' if bulk else 'reference'}: {d[0]['tasks']:,} tasks; graph build {med([x['build_s'] for x in d]):.3f} s, "
+              f"finalize {med([x['finalize_s'] for x in d]):.3f} s, simulate {med([x['sim_s'] for x in d]):.3f} s "
+              f"(engine {k:.3f} s, {d[0]['events'] / k / 1e6:.1f} M events/s); whole event level (graph, simulation, "
+              f"report) {med([x['event_level_s'] for x in d]):.3f} s; peak memory "
+              + (f"{m['peak_mb']:.0f} MB (process at start {m['start_mb']:.0f} MB)" if m else "n/a")
+              + f"; `archc run` whole process {med([c[0] for c in cli[bulk]]):.2f} s")
+    r, b = out[False], out[True]
+    print(f"    ratios reference / bulk: graph build {med([x['build_s'] for x in r]) / med([x['build_s'] for x in b]):.0f}x, "
+          f"build + finalize {med([x['build_s'] + x['finalize_s'] for x in r]) / med([x['build_s'] + x['finalize_s'] for x in b]):.0f}x, "
+          f"whole event level {med([x['event_level_s'] for x in r]) / med([x['event_level_s'] for x in b]):.1f}x, "
+          f"command {med([c[0] for c in cli[False]]) / med([c[0] for c in cli[True]]):.1f}x; bulk build / engine "
+          f"{med([x['build_s'] for x in b]) / med([x['kernel_s'] for x in b]):.2f}, (build + finalize) / engine "
+          f"{med([x['build_s'] + x['finalize_s'] for x in b]) / med([x['kernel_s'] for x in b]):.2f}; same makespan: "
+          f"{len({x['makespan'] for x in r + b}) == 1}; same report from the command: {same_cli}")
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--case":
         print(json.dumps(run_case(argv[1:])))
+        return 0
+    if argv and argv[0] == "--pipeline-mem":
+        print(json.dumps(pipeline_mem(argv[1] == "1", int(argv[2]))))
+        return 0
+    opt = lambda name, default: int(argv[argv.index(name) + 1]) if name in argv else default  # noqa: E731
+    if "--pipeline" in argv:
+        pipeline(opt("--repeats", 3), opt("--global-batch", 4096))
         return 0
     quick = "--quick" in argv
     cases = [["mesh", "64", "64"], ["mesh", "256", "256"], ["hop", "64", "64", "4"], ["hop", "256", "256", "4"],
@@ -160,6 +287,8 @@ def main(argv: list[str]) -> int:
               f"({d['expansions']:,} widened) over {d['component_links']:,} links in all; {d['classes']:,} route classes, "
               f"{d['rate_changes']:,} class rate changes ({d['flow_rate_changes']:,} flow rate changes); "
               f"makespan {d['makespan'] * 1e6:.3f} us; peak memory {d['peak_mb']:.0f} MB")
+    if "--no-pipeline" not in argv:
+        pipeline(opt("--repeats", 1 if quick else 3), opt("--global-batch", 4096))
     return 0
 
 

@@ -43,6 +43,16 @@ How a run becomes a task graph
   backward (each chunk's last, interleaved) runs layer instance by layer instance and each
   gradient bucket's all-reduce starts when its gradients are complete (codegen/buckets.py). On a
   bulk-synchronous chip (`bsp true`) an op is two tasks: compute and sync, then exchange.
+- Built in bulk (PIPELINE_BULK; ARCHC_EVENT_BULK=0 builds op by op, the reference): a stage's
+  passes differ only in their micro-batch and in the tasks outside them (the stage's task
+  before, the arrival barrier, the memory flow before, the next stage's arrival), so each kind
+  of pass (forward or backward of a chunk on a stage) is built once by the same code into a
+  scratch graph with placeholders for those (_record), and its tasks, dependencies (in the
+  order TaskGraph lists successors) and op instances are copied for every pass at offset ids
+  by the event kernel's typed tile/replicate (_emit), its names kept lazy (a range whose
+  formatter puts the micro-batch into the recorded name when a trace or a note asks);
+  the first pass of a stage, overlap_dp's bucketed backwards and the stage's end are built
+  directly. tests/test_event_bulk.py holds the result to the reference array for array.
 - Weight streaming: each op's weight (and, in the backward, gradient) traffic is a flow over a
   link of the memory's bandwidth, the op's compute waits for it; the flow of op i+1 runs while
   op i computes (double buffering: the flow of op i waits for the compute of op i-2).
@@ -96,6 +106,10 @@ MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
 STREAM_EVERY_TILE = False  # weight streaming: simulate every tile, not each row's last (tests check the two agree)
 TRACE_TASKS = 250_000  # tasks a trace holds at most (Perfetto / chrome://tracing stay responsive)
+# pipeline schedules (build_stages): each kind of pass recorded once and copied for every
+# micro-batch (_passes_bulk, _emit); False (or ARCHC_EVENT_BULK=0): every pass built op by op, the reference the
+# tests hold the bulk graph to, array for array
+PIPELINE_BULK = os.environ.get("ARCHC_EVENT_BULK", "1") != "0"
 
 
 class _Labels:
@@ -134,6 +148,66 @@ class _Labels:
 
     def __iter__(self):
         return (self[i] for i in range(self._n))
+
+
+class _Rows:
+    """Rows of ints (or None) in order: tuples appended one at a time, or blocks of columns
+    (int64 arrays, -1 for None) added at once. Iterating gives the tuples as appended (a
+    block's rows as tuples of ints); arrays() the columns of all rows (None -> -1)."""
+
+    def __init__(self):
+        self._parts: list = []  # list of tuples, or a tuple of columns
+        self._n = 0
+        self._cols = None
+
+    def append(self, row: tuple) -> None:
+        if not self._parts or not isinstance(self._parts[-1], list):
+            self._parts.append([])
+        self._parts[-1].append(row)
+        self._n += 1
+        self._cols = None
+
+    def add_block(self, cols) -> None:
+        cols = tuple(np.asarray(c, np.int64).reshape(-1) for c in cols)
+        if cols and cols[0].size:
+            self._parts.append(cols)
+            self._n += int(cols[0].size)
+            self._cols = None
+
+    def arrays(self, width: int) -> tuple:
+        """The columns (read-only; cached until the next row)."""
+        if self._cols is None:
+            blocks = [p if not isinstance(p, list) else
+                      tuple(np.array(c, np.int64) for c in zip(*[[-1 if x is None else x for x in r] for r in p]))
+                      for p in self._parts]
+            self._cols = tuple(np.concatenate([b[k] for b in blocks]) if blocks else np.zeros(0, np.int64)
+                               for k in range(width))
+            for c in self._cols:
+                c.flags.writeable = False
+        return self._cols
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        for p in self._parts:
+            if isinstance(p, list):
+                yield from p
+            else:
+                yield from zip(*(c.tolist() for c in p))
+
+
+class _MicroBatch:
+    """The micro-batch of a recorded pass: formats as NUL, which its names' formatter
+    replaces with the micro-batch of each copy."""
+
+    def __format__(self, spec) -> str:
+        return "\0"
+
+    __str__ = __repr__ = lambda self: "\0"
+
+
+_PREV, _ARR, _MEM, _DST = range(4)  # a recorded pass's outside tasks (ids of placeholders)
 
 
 class EventLevelError(Exception):
@@ -335,8 +409,8 @@ class _Builder:
         self.collapsed = 0  # op collectives simulated as one delay
         self.streaming = self.mp.strategy == "weight_streaming"
         self.mem_links: dict[int, int] = {}
-        self.instances: list[tuple] = []  # (row, stage, first compute, last task, flow or -1)
-        self.extents: list[tuple[int, int, int]] = []  # (row, first task, last task) of jobs made of many tasks
+        self.instances = _Rows()  # (row, stage, first compute, last task, flow or -1)
+        self.extents = _Rows()  # (row, first task, last task) of jobs made of many tasks
         self.max_tasks = MAX_TASKS
         self.tile_notes: list[str] = []
         self.adjust: list[tuple[int, float]] = []  # (row, seconds) added to a row's event time
@@ -554,7 +628,10 @@ class _Builder:
                 d[(i, s_, c)] = self.barrier([], f"{what} {i} chunk {c} arrives at stage {s_}")
             return d[(i, s_, c)]
 
-        def send(x_after, i, s_, c, forward):
+        def arrive_ref(forward, i, s_, c):
+            return arrive(f_in if forward else b_in, "forward" if forward else "backward", i, s_, c)
+
+        def send(x_after, i, s_, c, forward, arrive):
             """The hand-over of micro-batch i after chunk c on stage s_ to the next virtual stage
             (forward) or the one before (backward); returns nothing, wires the arrival."""
             nbytes = T[xfer].comm_bytes
@@ -570,8 +647,11 @@ class _Builder:
                 lo = s_ if forward else s_ - 1  # the groups of the lower stage of the pair
                 x = self.collective(Collective.P2P, nbytes, 2, stride, lo, 1.0, x_after,
                                     f"send {'forward' if forward else 'backward'} mb {i} stage {s_}->{dst[0]}")
-            self.g.add_dep(x, arrive(f_in if forward else b_in, "forward" if forward else "backward", i, *dst))
+            self.g.add_dep(x, arrive(forward, i, *dst))
         self.stage_res, self.stage_end, self.last_f, self.last_b, self.ar_span = [], [], [], [], []
+        bulk = PIPELINE_BULK and not (self.streaming and self.wafer is not None)
+        if bulk:
+            self._arrivals = {}  # (forward, stage) -> int64[v, m]: the arrival barriers made so far (-1: none)
         for s in range(pp):
             res = self.resource(f"stage {s} (chip {s * mp.tp * mp.dp})")
             self.stage_res.append(res)
@@ -589,26 +669,38 @@ class _Builder:
                 last_b_at = {c: k for k, (what, _, c) in enumerate(order) if what == "B"}
                 held = {c: weights_of(self.plan, rows(c, True), scale) for c in last_b_at}
                 share = {c: x / (sum(held.values()) or 1.0) for c, x in held.items()}
-            prev, last_f, last_b, buckets_end = None, None, None, None
-            for at, (what, i, c) in enumerate(order):
+
+            def one_pass(what, i, c, prev, arrive, bucketed=False, buckets_end=None, s=s, res=res, rows=rows,
+                         scale=scale, share=share):
+                """Pass (what, i, c) of stage s after the task `prev`: its tasks, its hand-over to
+                the next virtual stage; returns (its last task, the last bucket's end)."""
                 vs = c * pp + s
                 tag = f"mb {i}" + (f" chunk {c}" if v > 1 else "")
                 if what == "F":
-                    dep = [prev, arrive(f_in, "forward", i, s, c)] if vs > 0 else [prev]
+                    dep = [prev, arrive(True, i, s, c)] if vs > 0 else [prev]
                     prev = self.seq(rows(c, False), s, res, dep, f"forward {tag}", scale)
                     if vs < last_v and xfer is not None:
-                        send(prev, i, s, c, True)
-                    last_f = prev
+                        send(prev, i, s, c, True, arrive)
                 else:
-                    dep = [prev, arrive(b_in, "backward", i, s, c)] if vs < last_v else [prev]
-                    if last_b_at.get(c) == at:
+                    dep = [prev, arrive(False, i, s, c)] if vs < last_v else [prev]
+                    if bucketed:
                         prev, buckets_end = self.bucketed_backward(rows(c, True), s, res, dep, f"backward {tag}",
                                                                    scale, ar, share[c], buckets_end)
                     else:
                         prev = self.seq(rows(c, True), s, res, dep, f"backward {tag}", scale)
                     if vs > 0 and xfer is not None:
-                        send(prev, i, s, c, False)
-                    last_b = prev
+                        send(prev, i, s, c, False, arrive)
+                return prev, buckets_end
+            if bulk:
+                prev, last_f, last_b, buckets_end = self._passes_bulk(s, order, last_b_at, one_pass, v, last_v)
+            else:
+                prev, last_f, last_b, buckets_end = None, None, None, None
+                for at, (what, i, c) in enumerate(order):
+                    prev, buckets_end = one_pass(what, i, c, prev, arrive_ref, last_b_at.get(c) == at, buckets_end)
+                    if what == "F":
+                        last_f = prev
+                    else:
+                        last_b = prev
             end = prev
             span = None
             if train and ar is not None:
@@ -636,6 +728,222 @@ class _Builder:
             self.last_f.append(last_f)
             self.last_b.append(last_b if train else last_f)
             self.ar_span.append(span)
+
+    # -- the pipeline schedule in bulk
+    def _record(self, s, what, c, one_pass, templates) -> dict:
+        """Pass (what, c) of stage s built once by one_pass (the reference code) into a scratch
+        graph, for any micro-batch: its tasks, dependencies (in both of TaskGraph's orders), names
+        (NUL for the micro-batch), instances, with the tasks outside the pass as placeholders
+        (_PREV: the stage's task before, _ARR: its arrival barrier if another stage makes it,
+        _MEM: the stage's memory flow before, _DST: the next virtual stage's arrival barrier if
+        that stage made it). Links and resources are made in the real graph, in the order the
+        reference makes them (on first use; passes are recorded where they first occur)."""
+        pp = self.mp.pp
+        real = (self.g, self.names, self.instances, self.extents, self.collapsed, self._mem_prev.get(s))
+        g = ev.TaskGraph()
+        names = _Labels()
+        for _ in range(4):
+            g.add_delay(0.0)
+            names.append("")
+        self.g, self.names, self.instances, self.extents, self.collapsed = g, names, _Rows(), _Rows(), 0
+        self._mem_prev[s] = _MEM
+        made = {"arr": -1, "dst": -1, "dst_at": None}
+
+        def arrive(forward, i, s_, c_):
+            # the stage built first makes an arrival barrier: the sender (forward to stages > 0,
+            # backward to the last stage: its sender, stage 0, comes first) or the receiver
+            word = "forward" if forward else "backward"
+            if s_ == s:  # this pass's own arrival
+                if (forward and s == 0) or (not forward and s < pp - 1):
+                    made["arr"] = self.barrier([], f"{word} {i} chunk {c_} arrives at stage {s_}")
+                    return made["arr"]
+                return _ARR
+            made["dst_at"] = (forward, s_, c_)
+            if (forward and s_ > 0) or (not forward and s_ == pp - 1):
+                made["dst"] = self.barrier([], f"{word} {i} chunk {c_} arrives at stage {s_}")
+                return made["dst"]
+            return _DST
+        try:
+            last, _ = one_pass(what, _MicroBatch(), c, _PREV, arrive)
+            mem_out = self._mem_prev.get(s)
+            collapsed = self.collapsed
+            inst = self.instances.arrays(5)
+        finally:
+            self.g, self.names, self.instances, self.extents, self.collapsed, mem = real
+            if mem is None:
+                self._mem_prev.pop(s, None)
+            else:
+                self._mem_prev[s] = mem
+        g._flush()
+        cols = [np.concatenate([ch[k] for ch in g._chunks]) for k in range(7)]
+        n = g.n_tasks - 4
+        rel = lambda x: np.where(np.asarray(x, np.int64) < 4, -1 - np.asarray(x, np.int64),  # noqa: E731
+                                 np.asarray(x, np.int64) - 4)
+        src = np.concatenate([d[0] for d in g._dep_chunks] + [np.zeros(0, np.int32)])
+        dst = np.concatenate([d[1] for d in g._dep_chunks] + [np.zeros(0, np.int32)])
+        row, stage, c0, lst, flow = inst
+        k = len(templates)
+        t = dict(index=k, n=n, kind=cols[0][4:], dur=cols[1][4:], res=cols[2][4:], bytes=cols[3][4:],
+                 lat=cols[4][4:], rlen=cols[5][4:], links=cols[6],
+                 dep=(rel(src), rel(dst)), late=(rel(g._dep_src), rel(g._dep_dst)),
+                 names=[names[j] for j in range(4, len(names))], last=int(last) - 4,
+                 mem=int(mem_out) - 4 if mem_out is not None and mem_out >= 4 else -1,
+                 arr=made["arr"] - 4 if made["arr"] >= 0 else -1, dst=made["dst"] - 4 if made["dst"] >= 0 else -1,
+                 dst_at=made["dst_at"], own=(what == "F", s, c), collapsed=collapsed,
+                 inst=(row, stage, np.where(c0 >= 4, c0 - 4, -1), lst - 4, np.where(flow >= 4, flow - 4, -1)))
+        assert t["last"] >= 0 and np.all(lst >= 4) and (mem_out is None or mem_out == _MEM or mem_out >= 4)
+        templates.append(t)
+        return t
+
+    def _arrivals_of(self, forward, s):
+        a = self._arrivals.get((forward, s))
+        if a is None:
+            a = self._arrivals[(forward, s)] = np.full((self.plan.schedule.chunks, self.plan.micro_batches), -1,
+                                                       np.int64)
+        return a
+
+    def _passes_bulk(self, s, order, last_b_at, one_pass, v, last_v):
+        """Stage s's passes `order` as build_stages' reference loop makes them, task for task:
+        the first pass and overlap_dp's bucketed backwards by one_pass itself, the others in
+        runs between them, each kind of pass (forward or backward of a chunk) recorded once
+        (_record) and its tasks, dependencies, names and instances copied with offset ids
+        for every micro-batch (_emit). Returns (the last task, the last forward's, the last backward's,
+        the last bucket's end)."""
+        n = len(order)
+        if n == 0:
+            return None, None, None, None
+
+        def arrive(forward, i, s_, c):  # the reference's arrival barriers, in arrays
+            a = self._arrivals_of(forward, s_)
+            if a[c, i] < 0:
+                a[c, i] = self.barrier([], f"{'forward' if forward else 'backward'} {i} chunk {c} arrives at stage {s_}")
+            return int(a[c, i])
+        back = np.fromiter((w == "B" for w, _, _ in order), bool, n)
+        mb = np.fromiter((i for _, i, _ in order), np.int64, n)
+        ch = np.fromiter((c for _, _, c in order), np.int64, n)
+        key = back * v + ch
+        direct = sorted({0} | {k for k in last_b_at.values()})
+        templates: list[dict] = []
+        by_key: dict[int, dict] = {}
+        prev = last_f = last_b = buckets_end = None
+        cuts = direct + [n]
+        for d, nxt in zip(direct, cuts[1:]):
+            what, i, c = order[d]
+            prev, buckets_end = one_pass(what, i, c, prev, arrive, what == "B" and last_b_at.get(c) == d, buckets_end)
+            if what == "F":
+                last_f = prev
+            else:
+                last_b = prev
+            if nxt > d + 1:
+                lo, hi = d + 1, nxt
+                ks = key[lo:hi]
+                uniq, first = np.unique(ks, return_index=True)
+                for kk in uniq[np.argsort(first)]:  # recorded in the order they first occur
+                    if int(kk) not in by_key:
+                        what_k = "B" if kk >= v else "F"
+                        by_key[int(kk)] = self._record(s, what_k, int(kk) % v, one_pass, templates)
+                prev, lf, lb = self._emit(s, ks, by_key, mb[lo:hi], back[lo:hi], prev)
+                last_f = lf if lf is not None else last_f
+                last_b = lb if lb is not None else last_b
+        return prev, last_f, last_b, buckets_end
+
+    def _emit(self, s, keys, by_key, mb, back, prev):
+        """The passes of kinds `keys` (by_key: each kind's recording) for micro-batches `mb`,
+        after the task `prev`: added to the graph in bulk (the event kernel's tile and
+        replicate copy the recordings' columns, shifting task ids). Returns (last task, last
+        forward's, last backward's)."""
+        J = keys.size
+        uniq, kk = np.unique(keys, return_inverse=True)
+        kk = kk.reshape(-1).astype(np.int64)
+        order = [by_key[int(k)] for k in uniq]  # the library of this run of passes
+        mod = ev.kernel()
+
+        def lib(f, dt):
+            """A column of the recordings, one after the other, and where each one's starts."""
+            parts = [np.asarray(f(t), dt) for t in order]
+            ptr = np.zeros(len(order) + 1, np.int64)
+            np.cumsum([x.size for x in parts], out=ptr[1:])
+            return np.concatenate(parts), ptr
+
+        def tile(f, dt, offset=None, outside=None):
+            col, ptr = lib(f, dt)
+            out = np.empty(int(np.diff(ptr)[kk].sum()), dt)
+            if offset is None:
+                mod.tile(col, ptr, kk, out)
+            else:
+                mod.replicate(col, ptr, kk, offset, outside, out)
+            return out
+        n_j = np.array([t["n"] for t in order], np.int64)[kk]
+        seg_rel = np.zeros(J, np.int64)
+        np.cumsum(n_j[:-1], out=seg_rel[1:])
+        total = int(n_j.sum())
+        base = self.g.n_tasks
+        if len(self.names) + total > self.max_tasks:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
+                                  f"simulate a smaller instance (--set)")
+        seg = base + seg_rel
+        first = self.g.add_tasks(tile(lambda t: t["kind"], np.int8), tile(lambda t: t["dur"], np.float64),
+                                 tile(lambda t: t["res"], np.int32), tile(lambda t: t["bytes"], np.float64),
+                                 tile(lambda t: t["lat"], np.float64), tile(lambda t: t["rlen"], np.int64),
+                                 tile(lambda t: t["links"], np.int32))
+        assert first == base
+        # the outside tasks of each pass: the task before it, its arrival, the memory flow before, its destination
+        ext = np.full((J, 4), -1, np.int64)
+        last_rel = np.array([t["last"] for t in order], np.int64)[kk]
+        lasts = seg + last_rel
+        ext[0, _PREV] = -1 if prev is None else prev
+        ext[1:, _PREV] = lasts[:-1]
+        for k, t in enumerate(order):
+            js = np.flatnonzero(kk == k)
+            fwd, st, c = t["own"]
+            if t["arr"] < 0:
+                ext[js, _ARR] = self._arrivals_of(fwd, st)[c, mb[js]]
+            else:
+                self._arrivals_of(fwd, st)[c, mb[js]] = seg[js] + t["arr"]
+            if t["dst_at"] is not None:
+                dfwd, ds, dc = t["dst_at"]
+                if t["dst"] < 0:
+                    ext[js, _DST] = self._arrivals_of(dfwd, ds)[dc, mb[js]]
+                else:
+                    self._arrivals_of(dfwd, ds)[dc, mb[js]] = seg[js] + t["dst"]
+            # every outside task a pass depends on exists (the arrivals were made by the stages
+            # before), but the memory flow before, which may not yet (that dependency is not made)
+            used = np.unique(np.concatenate([t["dep"][0], t["dep"][1], t["late"][0], t["late"][1]]))
+            for code in used[used < 0]:
+                assert -1 - code == _MEM or np.all(ext[js, -1 - code] >= 0), (t["own"], code)
+        mem_rel = np.array([t["mem"] for t in order], np.int64)[kk]
+        mem0 = self._mem_prev.get(s)
+        outs = np.where(mem_rel >= 0, seg + mem_rel, -1)
+        at = np.maximum.accumulate(np.where(outs >= 0, np.arange(J), -1))
+        after_j = np.where(at >= 0, outs[np.maximum(at, 0)], -1 if mem0 is None else mem0)
+        ext[0, _MEM] = -1 if mem0 is None else mem0
+        ext[1:, _MEM] = after_j[:-1]
+        if after_j[-1] >= 0:
+            self._mem_prev[s] = int(after_j[-1])
+        for which, add in (("dep", self.g.add_deps), ("late", self.g.add_deps_late)):
+            src = tile(lambda t: t[which][0], np.int64, seg, ext)
+            dst = tile(lambda t: t[which][1], np.int64, seg, ext)
+            if src.size:
+                missing = np.flatnonzero((src < 0) | (dst < 0))  # on the memory flow before: none yet
+                if missing.size:
+                    src, dst = np.delete(src, missing), np.delete(dst, missing)
+                add(src, dst)
+        # instances, with offset ids (-1 stays -1: no compute, no memory flow)
+        none = np.full((J, 1), -1, np.int64)
+        inst = [tile(lambda t, k=k: t["inst"][k], np.int64) for k in (0, 1)]
+        inst += [tile(lambda t, k=k: t["inst"][k], np.int64, seg, none) for k in (2, 3, 4)]
+        self.instances.add_block(inst)
+        self.collapsed += int(np.array([t["collapsed"] for t in order], np.int64)[kk].sum())
+        # names: the recording's, the micro-batch put in
+        tnames = [t["names"] for t in order]
+
+        def name(k, seg_rel=seg_rel, kk=kk, mb=mb, tnames=tnames):
+            j = int(np.searchsorted(seg_rel, k, side="right")) - 1
+            return tnames[kk[j]][k - seg_rel[j]].replace("\0", str(int(mb[j])))
+        self.names.add_range(total, name)
+        lf = lasts[np.flatnonzero(~back)[-1]] if np.any(~back) else None
+        lb = lasts[np.flatnonzero(back)[-1]] if np.any(back) else None
+        return int(lasts[-1]), (None if lf is None else int(lf)), (None if lb is None else int(lb))
 
     def _spatial_link(self) -> tuple:
         """The pipeline-transfer task of a spatial run, the link between its chips (bandwidth
@@ -1053,28 +1361,50 @@ class _Builder:
 
 
 def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
-    """Event time of each task-table row summed over its instances, per chip that runs it."""
-    tot = np.zeros(len(b.T))
-    stages: list[set] = [set() for _ in range(len(b.T))]
-    prev_end_on_chain: dict = {}
-    for i, s, c, last, flow in b.instances:
-        if c is None:  # a collective alone: from its first flow's readiness to its end
-            t = r.end[last] - r.ready[last] if last is not None else 0.0
-            if b.exchanges and i == b.exchanges[0] and b.ar_span and b.ar_span[s]:
-                t = max(0.0, r.end[last] - r.end[b.ar_span[s][0]]) if b.ar_span[s][0] is not None else t
-            if flow >= 0:
-                t = r.end[flow] - r.start[flow]
-        else:
-            t = r.end[last] - r.start[c]
-            if flow >= 0:  # weight streaming: the wait for the weights beyond the previous op
-                t += max(0.0, r.start[c] - prev_end_on_chain.get(s, r.start[c]))
-            prev_end_on_chain[s] = r.end[last]
-        tot[i] += t
-        stages[i].add(s)
-    for i, t in b.adjust:
-        tot[i] += t
-        stages[i].add(0)
-    return np.array([tot[i] / max(1, len(stages[i])) for i in range(len(tot))])
+    """Event time of each task-table row summed over its instances (in their order), per chip
+    that runs it."""
+    n = len(b.T)
+    row, st, c, last, flow = b.instances.arrays(5)
+    op = c >= 0
+    # an op: from its compute's start to its last task's end
+    t = np.zeros(row.size)
+    k = np.flatnonzero(op)
+    t[k] = r.end[last[k]] - r.start[c[k]]
+    # a collective alone (no compute): from its first flow's readiness to its end
+    solo = np.flatnonzero(~op)
+    lz, cz, fz = np.maximum(last, 0), np.maximum(c, 0), np.maximum(flow, 0)
+    t[solo] = np.where(last[solo] >= 0, r.end[lz[solo]] - r.ready[lz[solo]], 0.0)
+    if b.exchanges and getattr(b, "ar_span", None):
+        # the first gradient exchange: from the stage's last backward on (overlap_dp overlaps the rest)
+        first = np.array([sp[0] if sp and sp[0] is not None else -1 for sp in b.ar_span], np.int64)
+        has = np.array([bool(sp) for sp in b.ar_span] + [False])
+        sc = np.minimum(st, len(b.ar_span))  # stages past ar_span: none
+        x = (c < 0) & (row == b.exchanges[0]) & has[sc]
+        f0 = np.where(x, first[np.minimum(sc, len(b.ar_span) - 1)], -1)
+        x = np.flatnonzero(x & (f0 >= 0))
+        t[x] = np.maximum(0.0, r.end[lz[x]] - r.end[f0[x]])
+    x = solo[flow[solo] >= 0]
+    t[x] = r.end[fz[x]] - r.start[fz[x]]
+    # weight streaming (an op with a memory flow): the wait for the weights beyond the end of
+    # the stage's op before it
+    if k.size and np.any(flow[k] >= 0):
+        by = k[np.argsort(st[k], kind="stable")]  # each stage's ops in order
+        prev_end = np.empty(by.size)
+        prev_end[1:] = r.end[last[by[:-1]]]
+        new = np.ones(by.size, bool)
+        new[1:] = st[by[1:]] != st[by[:-1]]
+        prev_end[new] = r.start[c[by[new]]]
+        w = flow[by] >= 0
+        t[by[w]] += np.maximum(0.0, r.start[c[by[w]]] - prev_end[w])
+    tot = np.bincount(row, weights=t, minlength=n)[:n] if row.size else np.zeros(n)
+    adj_rows = np.array([i for i, _ in b.adjust], np.int64)
+    for i, x in b.adjust:
+        tot[i] += x
+    # the stages (chips) each row runs on
+    seen = np.zeros((n, int(st.max(initial=0)) + 1), bool)
+    seen[row, st] = True
+    seen[adj_rows, 0] = True
+    return tot / np.maximum(1, seen.sum(axis=1))
 
 
 # Wafer layouts: the estimate (codegen/layout.py) ranks candidate layouts; a long pipelined run simulates
@@ -1120,6 +1450,8 @@ def simulate(plan: Plan, R: np.ndarray, progress=None) -> tuple["_Builder", ev.E
     (builder, EventResult). runtime/pipeline.py drives it."""
     run = plan.run
     b = _Builder(plan, R)
+    if PIPELINE_BULK and run.mapping.strategy != "spatial":
+        ev.kernel(progress=progress)  # _emit copies the recorded passes with it
     if run.mapping.strategy == "spatial":
         if _wafer_ok(run.machine):
             memo: dict = {}
@@ -1140,27 +1472,24 @@ def simulate(plan: Plan, R: np.ndarray, progress=None) -> tuple["_Builder", ev.E
 def step_figures(plan: Plan, b: _Builder, r: ev.EventResult) -> dict:
     m = plan.micro_batches
     bubble = exchange = once = 0.0
+    row, st, c, last, _ = b.instances.arrays(5)
+    per_mb = np.array([t.phase.per_micro_batch for t in plan.tasks] + [False])
+    is_opt = np.array([t.phase == Phase.OPTIMIZER for t in plan.tasks] + [False])
     if hasattr(b, "stage_res"):
         ends = [r.end[x] for x in b.last_b if x is not None]
         window = max(ends) if ends else 0.0
         if b.mp.pp > 1:
             # idle time of a stage before its last backward (inference: forward): the window less
             # its op instances (compute and the collectives inside ops), averaged over the stages
-            busy = np.zeros(b.mp.pp)
-            for i, s, c, last, flow in b.instances:
-                if c is not None and plan.tasks[i].phase.per_micro_batch:
-                    busy[s] += r.end[last] - r.start[c]
+            mine = (c >= 0) & per_mb[row]
+            busy = np.bincount(st[mine], weights=r.end[last[mine]] - r.start[c[mine]], minlength=b.mp.pp)
             bubble = max(0.0, window - float(busy.mean()))
         for span in b.ar_span:
             if span and span[0] is not None:
                 exchange = max(exchange, r.end[span[1]] - r.end[span[0]])
-        for i, s, c, last, flow in b.instances:
-            if plan.tasks[i].phase == Phase.OPTIMIZER and c is not None:
-                once = max(once, r.end[c] - r.start[c])
-    else:
-        for i, s, c, last, flow in b.instances:
-            if plan.tasks[i].phase == Phase.OPTIMIZER and c is not None:
-                once = max(once, r.end[c] - r.start[c])
+    opt = (c >= 0) & is_opt[row]
+    if np.any(opt):
+        once = max(once, float((r.end[c[opt]] - r.start[c[opt]]).max()))
     return {"latency_s": r.makespan, "bubble_s": bubble, "dp_exchange_s": exchange, "step_once_s": once,
             "micro_batches": m}
 
@@ -1176,25 +1505,58 @@ def event_R(plan: Plan, R: np.ndarray, b: _Builder, r: ev.EventResult) -> np.nda
     return R2
 
 
+def task_rows(b: _Builder) -> np.ndarray:
+    """The plan task (row) each event task belongs to (-1: none): an op instance's tasks are
+    made in a row, from its first compute to its last task (its collective's flows and barriers
+    included); a job's (extents) from its first to its last; where these overlap, the one
+    recorded last."""
+    T = len(b.names)
+    row, _, c, last, flow = b.instances.arrays(5)
+    first = np.where(c >= 0, c, np.where(flow >= 0, flow, last))
+    er, ef, el_ = b.extents.arrays(3)
+    rows = np.concatenate([row, er])
+    lo = np.concatenate([first, ef])
+    hi = np.concatenate([last, el_])
+    ok = (lo >= 0) & (hi >= 0) & (lo < T)
+    rows, lo, hi = rows[ok], lo[ok], np.minimum(hi[ok], T - 1)
+    n = np.maximum(hi - lo + 1, 0)
+    by = np.argsort(lo, kind="stable")
+    if np.all(lo[by[1:]] > hi[by[:-1]]):  # disjoint: each task in one interval at most
+        rows, lo, n = rows[by], lo[by], n[by]
+        pos = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()), dtype=np.int64)
+        out = np.full(T, -1, np.int64)
+        out[pos] = np.repeat(rows, n)
+        return out
+    pos = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()), dtype=np.int64)
+    who = np.full(T, -1, np.int64)
+    np.maximum.at(who, pos, np.repeat(np.arange(rows.size, dtype=np.int64), n))  # the last recorded wins
+    out = np.full(T, -1, np.int64)
+    out[who >= 0] = rows[who[who >= 0]]
+    return out
+
+
 def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int = 3) -> list[str]:
     notes = list(b.tile_notes)
     # the plan task each event task belongs to: an op instance's tasks are made in a row, from
     # its first compute to its last task (its collective's flows and barriers included)
-    row = np.full(len(b.names), -1, dtype=np.int64)
-    for i, _s, c, last, flow in b.instances:
-        first = c if c is not None else (flow if flow is not None and flow >= 0 else last)
-        if first is not None and last is not None and first >= 0:
-            row[first:last + 1] = i
-    for i, first, last in b.extents:
-        row[first:last + 1] = i
-    path = []
-    for t in r.critical_path:
-        t = int(t)
-        if r.kind[t] == 2 and r.end[t] == r.start[t]:
-            continue  # barriers
-        op = b.plan.tasks[row[t]].label if t < row.size and row[t] >= 0 else b.names[t]
-        if not path or path[-1] != op:
-            path.append(op)
+    row = task_rows(b)
+    cp = r.critical_path.astype(np.int64)
+    cp = cp[~((r.kind[cp] == 2) & (r.end[cp] == r.start[cp]))]  # not the barriers
+    rw = np.where(cp < row.size, row[np.minimum(cp, row.size - 1)], -1) if row.size else np.full(cp.size, -1)
+    # each task's op label (or its own name), as a code: consecutive repeats are one entry
+    labels, code = [], {}
+    row_code = np.array([code.setdefault(t.label, len(code)) for t in b.plan.tasks] + [-1], np.int64)
+    labels = list(code)
+    codes = row_code[rw]
+    for j in np.flatnonzero(rw < 0):
+        name = b.names[int(cp[j])]
+        codes[j] = code.get(name, -1)
+        if codes[j] < 0:
+            codes[j] = code[name] = len(labels)
+            labels.append(name)
+    keep = np.ones(codes.size, bool)
+    keep[1:] = codes[1:] != codes[:-1]
+    path = [labels[k] for k in codes[keep]]
     shown = path if len(path) <= n_path else path[:n_path // 2] + ["…"] + path[-n_path // 2:]
     notes.append(f"event level: critical path ({len(r.critical_path)} tasks): {' -> '.join(shown)}")
     notes.append(critical_split(b, r))
@@ -1222,11 +1584,14 @@ def critical_split(b: _Builder, r: ev.EventResult) -> str:
     dur = r.end[cp] - r.start[cp]
     kind = r.kind[cp]
     flows = cp[kind == 1]
-    ideal = np.zeros(flows.size)
-    for j, f in enumerate(flows):
-        links = g.route_links[g.route_ptr[f]:g.route_ptr[f + 1]]
-        bw = float(g.link_bw[links].min()) if links.size else math.inf
-        ideal[j] = g.latency[f] + (g.bytes[f] / bw if bw > 0 else 0.0)
+    lens = g.route_ptr[flows + 1] - g.route_ptr[flows]
+    bw = np.full(flows.size, math.inf)
+    has = lens > 0
+    if np.any(has):  # the slowest link of each route
+        lk = g.route_links[np.repeat(g.route_ptr[flows[has]], lens[has])
+                           + np.arange(int(lens[has].sum())) - np.repeat(np.cumsum(lens[has]) - lens[has], lens[has])]
+        bw[has] = np.minimum.reduceat(g.link_bw[lk], np.cumsum(lens[has]) - lens[has])
+    ideal = g.latency[flows] + g.bytes[flows] / bw
     fdur = dur[kind == 1]
     parts = {"compute": float(dur[kind == 0].sum()),
              "transfers": float(np.minimum(fdur, ideal).sum()),

@@ -179,6 +179,7 @@ class TaskGraph:
         self._dep_chunks: list[tuple[np.ndarray, np.ndarray]] = []
         self._dep_src: list[int] = []
         self._dep_dst: list[int] = []
+        self._late: list[tuple[np.ndarray, np.ndarray]] = []  # add_deps_late, before the scalar ones left
         self._n = 0
         self._final: FinalGraph | None = None
 
@@ -304,8 +305,8 @@ class TaskGraph:
         route_ptr = np.zeros(T + 1, np.int64)
         np.cumsum(route_len, out=route_ptr[1:])
         bw = np.concatenate(self._bw) if self._bw else np.zeros(0, _F64)
-        srcs = [c[0] for c in self._dep_chunks] + [np.array(self._dep_src, _I32)]
-        dsts = [c[1] for c in self._dep_chunks] + [np.array(self._dep_dst, _I32)]
+        srcs = [c[0] for c in self._dep_chunks] + [c[0] for c in self._late] + [np.array(self._dep_src, _I32)]
+        dsts = [c[1] for c in self._dep_chunks] + [c[1] for c in self._late] + [np.array(self._dep_dst, _I32)]
         src, dst = np.concatenate(srcs), np.concatenate(dsts)
         _validate(T, kind, dur, res, nb, lat, route_links, bw, src, dst, self.n_resources)
         # CSR of successors, each task's successors in the order the dependencies were added
@@ -318,6 +319,36 @@ class TaskGraph:
         self._final = FinalGraph(kind, dur, res, nb, lat, route_ptr, route_links, succ_ptr, succ, n_preds,
                                  bw, self.n_resources, flow_class, class_ptr, class_links)
         return self._final
+
+
+    # bulk building: blocks of tasks of any kind (a pipeline schedule's passes replicated)
+    def add_tasks(self, kind, duration, resource, nbytes, latency, route_len, route_links) -> int:
+        """Tasks of any kinds from arrays (one per task; route_links: their routes one after
+        the other, route_len[i] links each); returns the first task's id (ids are consecutive)."""
+        kind = np.asarray(kind, np.int8).reshape(-1)
+        n = kind.size
+        route_len = np.asarray(route_len, np.int64).reshape(-1)
+        route_links = np.asarray(route_links, _I32).reshape(-1)
+        if route_len.size != n or int(route_len.sum()) != route_links.size:
+            raise ValueError("add_tasks: route_len must have one entry per task and sum to len(route_links)")
+        self._flush()
+        col = lambda v, dt: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dt), (n,)))  # noqa: E731
+        self._chunks.append((kind, col(duration, _F64), col(resource, _I32), col(nbytes, _F64), col(latency, _F64),
+                             route_len, route_links))
+        first = self._n
+        self._n += n
+        self._final = None
+        return first
+
+    def add_deps_late(self, before, after) -> None:
+        """Dependencies as if added now one by one with add_dep: a task's successors list the
+        add_deps ones first, then the add_dep (and add_deps_late) ones, each in call order."""
+        if self._dep_src:
+            self._late.append((np.array(self._dep_src, _I32), np.array(self._dep_dst, _I32)))
+            self._dep_src, self._dep_dst = [], []
+        s, d = np.broadcast_arrays(np.asarray(before, _I32), np.asarray(after, _I32))
+        self._late.append((s.reshape(-1).copy(), d.reshape(-1).copy()))
+        self._final = None
 
 
 _H1 = np.uint64(0x9E3779B97F4A7C15)
