@@ -181,7 +181,7 @@ class Plan:
         return np.array([_row(t, spatial, n) for t in self.tasks], dtype=np.float64).reshape(
             len(self.tasks), len(COLUMNS) + n)
 
-    @property
+    @cached_property
     def labels(self) -> tuple[str, ...]:
         return tuple(t.label for t in self.tasks)
 
