@@ -256,11 +256,10 @@ class NumberFormat:
         c = np.asarray(bits)
         if c.dtype.kind not in "ui":
             raise ValueError("decode takes integer code points")
-        flat = np.ascontiguousarray(c.reshape(-1).astype(np.uint64))
-        if flat.size and int(flat.max()) >> self._info.bits:
-            raise ValueError(f"code points of {self.name} have {self._info.bits} bits")
+        flat = np.ascontiguousarray(c.reshape(-1).astype(np.uint64, copy=False))
         out = np.empty(flat.size)
-        getattr(self._m, f"decode_{self._info.index}")(flat, out)
+        if getattr(self._m, f"decode_{self._info.index}")(flat, out):  # codes wider than the format
+            raise ValueError(f"code points of {self.name} have {self._info.bits} bits")
         return out.reshape(c.shape)
 
 
