@@ -2,7 +2,8 @@
 from the same input to the same output (ml_dtypes' and NumPy's astype for bf16, fp8 E4M3 and
 fp16; softposit element by element for posit16), run in the same process: medians of
 interleaved repeats, and the ratio baseline time / archc time. Each row is timed with archc's
-default threads and with one thread, and every output is compared with the baseline's.
+default threads (at most the CPUs not busy with other tasks), with one thread and with two
+(set_threads), and every output is compared with the baseline's.
 
 Two sections: "quiet" (nothing started by this script; other processes may run) and "loaded"
 (a spinning process this script starts keeps one core busy, and is stopped at the end, also on
@@ -122,26 +123,26 @@ def run(section: str, n: int, repeat: int, all_cases: list[Case]) -> list[tuple]
     cap, adapt = F.threads()
     print(f"\n{section}: {n:,} values; medians of {repeat} interleaved repeats; load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start; archc threads: up to {cap}"
-          f"{', fewer when CPUs are busy' if adapt else ''} ('1 thread': set_threads(1))")
+          f"{', fewer when CPUs are busy' if adapt else ''} ('1 thread', '2 threads': set_threads(1), (2))")
     print(f"  {'format':9s} {'kernel':11s} {'what both compute':24s} {'baseline':>9s} {'archc':>9s} {'ratio':>6s} "
-          f"{'1 thread':>9s} {'ratio':>6s}  same output  baseline")
+          f"{'1 thread':>9s} {'ratio':>6s} {'2 threads':>9s} {'ratio':>6s}  same output  baseline")
     rows = []
     for c in all_cases:
-        tb, to, t1 = [], [], []
+        times = {"b": [], "o": [], "1": [], "2": []}
         ok = True
         for r in range(repeat):
-            order = [("b", c.base), ("o", c.ours), ("1", c.ours)]
+            order = [("b", c.base), ("o", c.ours), ("1", c.ours), ("2", c.ours)]
             if r % 2:
                 order.reverse()  # interleaved, alternating which side goes first
             for tag, fn in order:
-                if tag == "1":
-                    F.set_threads(1)
+                if tag in "12":
+                    F.set_threads(int(tag))
                 try:
                     dt, res = timed(fn)
                 finally:
-                    if tag == "1":
+                    if tag in "12":
                         F.set_threads(None)
-                (tb if tag == "b" else to if tag == "o" else t1).append(dt)
+                times[tag].append(dt)
                 if r == 0:
                     if tag == "b":
                         ref = res
@@ -149,11 +150,12 @@ def run(section: str, n: int, repeat: int, all_cases: list[Case]) -> list[tuple]
                         ok = ok and same(res, ref)
                     else:
                         ok = ok and same(np.asarray(res)[: len(ref)], ref)
-        b = statistics.median(tb) * c.per
-        o, one = statistics.median(to), statistics.median(t1)
+        b = statistics.median(times["b"]) * c.per
+        o, one, two = (statistics.median(times[k]) for k in "o12")
         rows.append((c.fmt, c.kernel, b / o, b / one, ok))
         print(f"  {c.fmt:9s} {c.kernel:11s} {c.work:24s} {n / b / 1e6:7.1f}M/s {n / o / 1e6:7.1f}M/s {b / o:5.2f}x "
-              f"{n / one / 1e6:7.1f}M/s {b / one:5.2f}x  {'yes' if ok else 'NO':11s}  {c.baseline}", flush=True)
+              f"{n / one / 1e6:7.1f}M/s {b / one:5.2f}x {n / two / 1e6:7.1f}M/s {b / two:5.2f}x  "
+              f"{'yes' if ok else 'NO':11s}  {c.baseline}", flush=True)
     return rows
 
 

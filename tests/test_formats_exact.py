@@ -404,6 +404,19 @@ def test_two_threads_match_gfloat(name, threads_reset, rng):
     assert np.array_equal(F.get(name).encode(xs), ref.astype(np.uint64))
 
 
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3", "fp16", "fp32", "cfp8_152"])
+def test_quantize_in_place(name, rng):
+    # out may be x itself: the fast path copies the values it does not round, then rounds them
+    fi, sat = REFS[name]
+    fmt = F.get(name)
+    x = sample_values(name, fi, rng)[:300_000]
+    rng.shuffle(x)
+    y = x.copy()
+    getattr(fmt._m, f"quantize_{fmt._info.index}")(y, y, 0, np.zeros(1, dtype=np.uint64), 0)
+    ref = round_ndarray(fi, x, RoundMode.TiesToEven, sat)
+    assert same(y, ref), first_difference(x, y, ref)
+
+
 def test_matmul_does_not_depend_on_the_thread_count(threads_reset, rng):
     fs = F.standard()
     a = F.get("bf16").quantize(rng.standard_normal((64, 80)))
