@@ -148,6 +148,24 @@ def test_every_encoding_decodes_as_gfloat_says(name):
     assert same(F.get(name).decode(codes), decode_ndarray(fi, codes))
 
 
+@pytest.mark.parametrize("name", [n for n in sorted(REFS) if REFS[n][0].k > 16])
+def test_wide_codes_decode_as_gfloat_says(name, rng):
+    # formats of more than 16 bits: random codes, and those around every special one
+    fi, _ = REFS[name]
+    k = fi.k
+    t = fi.precision - 1
+    top = ((1 << (k - 1 - t)) - 1) << t  # the all-ones exponent field
+    near = [0, 1, 2, (1 << t) - 1, 1 << t, (1 << t) + 1, top - 1, top, top + 1, top + (1 << t) - 2,
+            top + (1 << t) - 1]
+    special = np.array(near, dtype=np.uint64)
+    codes = np.concatenate([rng.integers(0, 2**k, N_VALUES, dtype=np.uint64, endpoint=False), special,
+                            special | np.uint64(1 << (k - 1))])
+    assert same(F.get(name).decode(codes), decode_ndarray(fi, codes))
+    if k < 64:
+        with pytest.raises(ValueError, match=f"code points of {name} have {k} bits"):
+            F.get(name).decode(np.array([1, 2**k + 5], dtype=np.uint64))
+
+
 @pytest.mark.parametrize("name", sorted(REFS))
 def test_encoding_matches_gfloat(name, rng):
     fi, sat = REFS[name]
