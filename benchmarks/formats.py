@@ -127,6 +127,8 @@ def run(section: str, n: int, repeat: int, all_cases: list[Case]) -> list[tuple]
     print(f"  {'format':9s} {'kernel':11s} {'what both compute':24s} {'baseline':>9s} {'archc':>9s} {'ratio':>6s} "
           f"{'1 thread':>9s} {'ratio':>6s} {'2 threads':>9s} {'ratio':>6s}  same output  baseline")
     rows = []
+    took = {}  # threads the default would take, read just before each of its calls
+    probe = F.get("bf16")._m.threads_for
     for c in all_cases:
         times = {"b": [], "o": [], "1": [], "2": []}
         ok = True
@@ -137,6 +139,9 @@ def run(section: str, n: int, repeat: int, all_cases: list[Case]) -> list[tuple]
             for tag, fn in order:
                 if tag in "12":
                     F.set_threads(int(tag))
+                elif tag == "o":
+                    t = probe(n)
+                    took[t] = took.get(t, 0) + 1
                 try:
                     dt, res = timed(fn)
                 finally:
@@ -156,6 +161,8 @@ def run(section: str, n: int, repeat: int, all_cases: list[Case]) -> list[tuple]
         print(f"  {c.fmt:9s} {c.kernel:11s} {c.work:24s} {n / b / 1e6:7.1f}M/s {n / o / 1e6:7.1f}M/s {b / o:5.2f}x "
               f"{n / one / 1e6:7.1f}M/s {b / one:5.2f}x {n / two / 1e6:7.1f}M/s {b / two:5.2f}x  "
               f"{'yes' if ok else 'NO':11s}  {c.baseline}", flush=True)
+    print("  archc's default, just before its calls, would take: " +
+          ", ".join(f"{t} thread{'s' if t > 1 else ''} {k} times" for t, k in sorted(took.items())))
     return rows
 
 
