@@ -1,17 +1,75 @@
 """Number formats at run time: NumberFormat objects over a design's generated format kernels
-(quantize, encode, decode, dot products), with the format's range and precision."""
+(quantize, encode, decode, dot products), with the format's range and precision, and the
+number of threads those kernels may use."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from archc.codegen.numerics import ROUNDINGS, FormatInfo, exact_window_ok, render_formats
 from archc.codegen.mangle import identifier
-from archc.dsl.diagnostics import BuildError
+from archc.dsl.diagnostics import ArchcError, BuildError
 from archc.dsl.ir import Format
 
 from . import cache
+
+
+class ThreadsError(ArchcError):
+    """A thread count that is not a whole number >= 1 (ARCHC_THREADS, OMP_NUM_THREADS or
+    set_threads): `archc: error: ...`."""
+
+
+def _count(text: str, where: str) -> int:
+    try:
+        n = int(text.strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ThreadsError(f"{where}: a thread count is a whole number >= 1")
+    return n
+
+
+def default_threads() -> tuple[int, bool]:
+    """(threads, adapt): the most threads a format kernel call uses unless set_threads says
+    otherwise, and whether a call takes fewer when other tasks keep CPUs busy. ARCHC_THREADS,
+    if set, is exact (no adapting); else the cap is OMP_NUM_THREADS (its first, outermost level)
+    or the CPUs this process may run on (os.sched_getaffinity where there is one), adapting."""
+    text = os.environ.get("ARCHC_THREADS")
+    if text is not None and text.strip():
+        return _count(text, f"ARCHC_THREADS={text!r}"), False
+    text = os.environ.get("OMP_NUM_THREADS")
+    if text is not None and text.strip():
+        # a count per nesting level may be listed: the first is the kernels'
+        return _count(text.split(",")[0], f"OMP_NUM_THREADS={text!r}"), True
+    try:
+        return max(1, len(os.sched_getaffinity(0))), True
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1), True
+
+
+_threads: list[tuple[int, bool]] = []  # set_threads' setting, if it was called
+_modules: list = []  # every format-kernel module this process loaded, to tell a new setting
+
+
+def threads() -> tuple[int, bool]:
+    """(the most threads a format kernel call uses, whether it adapts to the free CPUs):
+    set_threads' setting, else default_threads()."""
+    return _threads[0] if _threads else default_threads()
+
+
+def set_threads(n: int | None, adapt: bool = False) -> None:
+    """Format kernel calls of this process use n threads (from 2 * 131072 elements, one per
+    131072), or with `adapt` at most n, no more than the CPUs not busy with other tasks when the
+    call starts; None goes back to default_threads(). Results do not depend on it: every element
+    is rounded on its own (stochastic rounding with its own random value)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ThreadsError(f"set_threads takes a whole number of threads >= 1 (or None); found {n!r}")
+    _threads[:] = [] if n is None else [(n, bool(adapt))]
+    count, adapting = threads()
+    for module in _modules:
+        module.set_threads(count, adapting)
 
 
 def _as_f64(x) -> tuple[np.ndarray, tuple]:
@@ -198,11 +256,10 @@ class NumberFormat:
         c = np.asarray(bits)
         if c.dtype.kind not in "ui":
             raise ValueError("decode takes integer code points")
-        flat = np.ascontiguousarray(c.reshape(-1).astype(np.uint64))
-        if flat.size and int(flat.max()) >> self._info.bits:
-            raise ValueError(f"code points of {self.name} have {self._info.bits} bits")
+        flat = np.ascontiguousarray(c.reshape(-1).astype(np.uint64, copy=False))
         out = np.empty(flat.size)
-        getattr(self._m, f"decode_{self._info.index}")(flat, out)
+        if getattr(self._m, f"decode_{self._info.index}")(flat, out):  # codes wider than the format
+            raise ValueError(f"code points of {self.name} have {self._info.bits} bits")
         return out.reshape(c.shape)
 
 
@@ -217,6 +274,9 @@ class FormatSet(dict):
         except cache.BuildError as e:
             raise BuildError(f"building the format kernels failed: {e}") from None
         super().__init__()
+        module.set_threads(*threads())
+        if module not in _modules:
+            _modules.append(module)
         self.module = module
         self.source = src
         mx_names = [n for n in sorted(formats) if n in mx]

@@ -491,3 +491,10 @@ def test_cli_bad_precision():
     assert r.code == 1, r
     assert "<--precision>:1:19: error: unknown format 'fp9'" in r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_cli_bad_thread_count():
+    r = run_cli("accuracy", H100, "--run", "gpt_train", env={"ARCHC_THREADS": "two"})
+    assert r.code == 1, r
+    assert "archc: error: ARCHC_THREADS='two': a thread count is a whole number >= 1" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""

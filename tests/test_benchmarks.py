@@ -123,3 +123,20 @@ def test_the_scale_document_is_what_its_script_prints():
     assert m and int(m.group(1)) >= 90, doc
     for png in ("gpt_training.png", "llama_decode.png"):
         assert (ROOT / "docs" / "scale" / png).stat().st_size > 0
+
+
+@pytest.mark.build
+def test_formats_benchmark_quiet_and_loaded():
+    """benchmarks/formats.py: both sections, every output the same as its baseline's, and the
+    spinning process it starts for the loaded section stopped at the end."""
+    p = _run("formats.py", "300000", "--repeat", "1", timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout
+    assert "\nquiet: 300,000 values" in out and "\nloaded (one core kept busy" in out, out
+    rows = [ln for ln in out.splitlines() if re.match(r"  (bf16|fp8_e4m3|fp16|posit16) ", ln)]
+    assert len(rows) == 2 * 14, out
+    assert all(" yes " in ln for ln in rows), out
+    m = re.search(r"spinner pid (\d+) stopped", out)
+    assert m, out
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(m[1]), 0)

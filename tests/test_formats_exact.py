@@ -4,6 +4,7 @@ rational arithmetic for quire dot products."""
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -145,6 +146,24 @@ def test_every_encoding_decodes_as_gfloat_says(name):
     fi, _ = REFS[name]
     codes = np.arange(2**fi.k, dtype=np.uint64)
     assert same(F.get(name).decode(codes), decode_ndarray(fi, codes))
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(REFS) if REFS[n][0].k > 16])
+def test_wide_codes_decode_as_gfloat_says(name, rng):
+    # formats of more than 16 bits: random codes, and those around every special one
+    fi, _ = REFS[name]
+    k = fi.k
+    t = fi.precision - 1
+    top = ((1 << (k - 1 - t)) - 1) << t  # the all-ones exponent field
+    near = [0, 1, 2, (1 << t) - 1, 1 << t, (1 << t) + 1, top - 1, top, top + 1, top + (1 << t) - 2,
+            top + (1 << t) - 1]
+    special = np.array(near, dtype=np.uint64)
+    codes = np.concatenate([rng.integers(0, 2**k, N_VALUES, dtype=np.uint64, endpoint=False), special,
+                            special | np.uint64(1 << (k - 1))])
+    assert same(F.get(name).decode(codes), decode_ndarray(fi, codes))
+    if k < 64:
+        with pytest.raises(ValueError, match=f"code points of {name} have {k} bits"):
+            F.get(name).decode(np.array([1, 2**k + 5], dtype=np.uint64))
 
 
 @pytest.mark.parametrize("name", sorted(REFS))
@@ -323,6 +342,141 @@ def test_stochastic_accumulation_is_reproducible(rng):
     r1 = fs.dot(a, b, acc="bf16", rounding="stochastic", random_bits=bits)
     r2 = fs.dot(a, b, acc="bf16", rounding="stochastic", random_bits=bits)
     assert r1 == r2
+
+
+# ---- threads ---------------------------------------------------------------------------------
+
+# More than 2 * 131072 values, so set_threads(2) splits every element-wise kernel over two
+# threads (in chunks handed out dynamically), and not a multiple of the 32768-value chunk.
+N_THREADED = 300_001
+
+
+@pytest.fixture
+def threads_reset():
+    yield F.set_threads
+    F.set_threads(None)
+
+
+def by_threads(threads_reset, fn):
+    """fn() with one thread and with two (checking that two are taken), as raw bytes."""
+    out = []
+    for n in (1, 2):
+        threads_reset(n)
+        assert F.get("bf16")._m.threads_for(N_THREADED) == n
+        out.append(np.ascontiguousarray(fn()).tobytes())
+    return out
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3", "fp16", "fp32", "fp4_e2m1", "tf32", "cfp8_152",
+                                  "posit16", "posit32", "int8", "mxfp8_e4m3", "mxint8"])
+def test_results_do_not_depend_on_the_thread_count(name, threads_reset, rng):
+    # every kernel, every rounding mode; stochastic rounding reads each value's own random bits
+    # (given by the caller from a seed), so it is reproducible whatever the thread count
+    fmt = F.get(name)
+    x = rng.standard_normal(N_THREADED) * np.exp2(rng.integers(-20, 20, N_THREADED))
+    x[::997] = 0.0
+    if fmt.has_nan:
+        x[::1009] = np.nan
+    bits = np.random.default_rng(7).integers(0, 2**13, N_THREADED).astype(np.uint64)
+    for mode in ["rne", "rna", "rtz", "rup", "rdown", "stochastic"]:
+        def q():
+            return fmt.quantize(x, rounding=mode, random_bits=bits if mode == "stochastic" else None,
+                                random_width=13)
+        one, two = by_threads(threads_reset, q)
+        assert one == two, f"{name} {mode}"
+        if fmt.kind != "mx" and hasattr(fmt._m, f"quantize32_{fmt._info.index}"):
+            x32 = x.astype(np.float32)
+            one, two = by_threads(threads_reset, lambda: fmt.quantize32(
+                x32, rounding=mode, random_bits=bits if mode == "stochastic" else None, random_width=13))
+            assert one == two, f"{name} quantize32 {mode}"
+    if fmt.kind == "mx":
+        one, two = by_threads(threads_reset, lambda: np.concatenate([c.ravel().astype(np.float64)
+                                                                     for c in fmt.encode(x.reshape(-1, 1))]))
+        assert one == two
+        return
+    one, two = by_threads(threads_reset, lambda: fmt.encode(x))
+    assert one == two
+    codes = np.frombuffer(one, dtype=np.uint64)
+    one, two = by_threads(threads_reset, lambda: fmt.decode(codes))
+    assert one == two and np.array_equal(np.frombuffer(one), fmt.decode(codes), equal_nan=True)
+    if hasattr(fmt._m, f"encode32_{fmt._info.index}"):
+        one, two = by_threads(threads_reset, lambda: fmt.encode32(x.astype(np.float32)))
+        assert one == two
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3", "fp16"])
+def test_two_threads_match_gfloat(name, threads_reset, rng):
+    # the split kernels against the independent reference (the tests above run with the default
+    # threads, which on a busy machine may be one)
+    fi, sat = REFS[name]
+    threads_reset(2)
+    x = sample_values(name, fi, rng)
+    assert x.size >= 2 * 131072
+    for mode, rnd in MODES.items():
+        assert same(F.get(name).quantize(x, rounding=mode), round_ndarray(fi, x, rnd, sat)), mode
+    bits = rng.integers(0, 2**13, x.size).astype(np.uint64)
+    xs = x[~np.isnan(x)]
+    ours = F.get(name).quantize(xs, rounding="stochastic", random_bits=bits[:xs.size], random_width=13)
+    assert same(ours, round_ndarray(fi, xs, RoundMode.Stochastic, sat, bits[:xs.size].astype(np.int64), 13))
+    ref = encode_ndarray(fi, round_ndarray(fi, xs, RoundMode.TiesToEven, sat))
+    assert np.array_equal(F.get(name).encode(xs), ref.astype(np.uint64))
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3", "fp16", "fp32", "cfp8_152"])
+def test_quantize_in_place(name, rng):
+    # out may be x itself: the fast path copies the values it does not round, then rounds them
+    fi, sat = REFS[name]
+    fmt = F.get(name)
+    x = sample_values(name, fi, rng)[:300_000]
+    rng.shuffle(x)
+    y = x.copy()
+    getattr(fmt._m, f"quantize_{fmt._info.index}")(y, y, 0, np.zeros(1, dtype=np.uint64), 0)
+    ref = round_ndarray(fi, x, RoundMode.TiesToEven, sat)
+    assert same(y, ref), first_difference(x, y, ref)
+
+
+def test_matmul_does_not_depend_on_the_thread_count(threads_reset, rng):
+    fs = F.standard()
+    a = F.get("bf16").quantize(rng.standard_normal((64, 80)))
+    b = F.get("bf16").quantize(rng.standard_normal((80, 64)))  # 64 * 64 * 80 >= 2 * 131072
+    for exact in (False, True):
+        one, two = by_threads(threads_reset, lambda: fs.matmul(a, b, acc="bf16", exact=exact))
+        assert one == two
+        assert np.frombuffer(one)[5 * 64 + 7] == fs.dot(a[5], b[:, 7], acc="bf16", exact=exact)
+
+
+def test_thread_settings(monkeypatch, threads_reset):
+    from archc.runtime.numerics import ThreadsError
+    for var in ("ARCHC_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    import os
+    assert F.default_threads() == (len(os.sched_getaffinity(0)), True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3,2")  # one count per nesting level: the first
+    assert F.default_threads() == (3, True)
+    monkeypatch.setenv("ARCHC_THREADS", "5")  # archc's own setting wins, and is exact
+    assert F.default_threads() == (5, False)
+    threads_reset(None)
+    assert F.get("bf16")._m.get_threads() == (5, False)
+    threads_reset(1)
+    assert F.threads() == (1, False) and F.get("fp16")._m.get_threads() == (1, False)
+    assert F.get("bf16")._m.threads_for(10**7) == 1
+    threads_reset(4, adapt=True)
+    assert F.get("bf16")._m.get_threads() == (4, True)
+    assert 1 <= F.get("bf16")._m.threads_for(10**7) <= 4
+    assert F.get("bf16")._m.threads_for(1000) == 1
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("ARCHC_THREADS", bad)
+        with pytest.raises(ThreadsError, match=rf"ARCHC_THREADS='{re.escape(bad)}': a thread count is a whole number"):
+            F.default_threads()
+    monkeypatch.delenv("ARCHC_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(ThreadsError, match="OMP_NUM_THREADS='many'"):
+        F.default_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    for bad in (0, 2.0, "2", True):
+        with pytest.raises(ThreadsError, match="set_threads takes a whole number"):
+            F.set_threads(bad)
+    assert str(ThreadsError("x")).startswith("archc: error: x")
 
 
 # ---- the API's errors ------------------------------------------------------------------------

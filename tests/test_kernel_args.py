@@ -3,7 +3,7 @@
 The kernels' loops are compiled with boundscheck=False and check nothing, so every public entry
 point of codegen/templates/*.pyx.j2 (analytic: analyze; events:
 simulate, critical_path; formats: quantize_*, quantize32_*, encode32_*, encode_*, decode_*,
-mx_quantize_*, dot, matmul) checks its arrays once, at the boundary: type, dtype, dimensions,
+mx_quantize_*, dot, matmul; set_threads) checks its arrays (its thread count) once, at the boundary: type, dtype, dimensions,
 contiguity, writability of outputs, shapes against each other and against the task table's and
 results' columns, and the indices the loops follow. A wrong argument is a TypeError or a
 ValueError naming the entry point, never a crash.
@@ -266,5 +266,8 @@ def test_format_kernel_entry_points():
         ("matmul: an unknown accumulator format", "mod.matmul(-1, A, B, C, 0, 0)", "ValueError"),
         ("matmul: exact, values beyond the quire", "mod.matmul(acc, np.full((4, 3), 1e300), B, C, 0, 1)",
          "ValueError"),
+        ("set_threads: valid", "mod.set_threads(2, True)", None),
+        ("set_threads: no thread", "mod.set_threads(0, False)", "ValueError"),
+        ("decode: codes wider than the format, counted", "dec(np.full(8, 1 << 40, np.uint64), np.empty(8))", None),
     ]
     check_messages(run_cases(FORMATS, cases))
