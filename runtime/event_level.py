@@ -85,7 +85,7 @@ from archc.codegen.plan import Phase, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
-from archc.codegen.layout import layout, regions, visits
+from archc.codegen.layout import layouts, regions, visits
 from archc.codegen.schedule import stream_pieces
 from archc.codegen.render import RC, RESULTS  # noqa: F401  (RESULTS: the column names, for callers of event_R)
 
@@ -1010,10 +1010,13 @@ class _Builder:
             rects, wrapped = [None] * len(want), False
             for c in range(chips):
                 ids = [r for r in range(len(want)) if on_chip[r] == c]
-                sub, wr = layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
-                                  [entry[r] for r in ids], m, -(-self.mp.region_rows // s),
-                                  self.mp.placement == "serpentine",
-                                  chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, rank)
+                if ("ranked", s, c) not in memo:  # every rank's, worked out once
+                    memo["ranked", s, c] = layouts(
+                        nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
+                        [entry[r] for r in ids], m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
+                        chip.noc.latency_s * s if self.mp.placement != "adjacent" else None)
+                ranked, wr = memo["ranked", s, c]
+                sub = ranked[rank] if rank < len(ranked) else None
                 if sub is None:
                     return None, wr
                 wrapped |= wr
