@@ -66,7 +66,16 @@ How a run becomes a task graph
   the run says so. With placement = raster | serpentine (not the default adjacent) a region
   that starts a band gets its input carried from the band before (_handover: a flow per row
   over a staircase of fabric links, contending with the other samples' flows); serpentine
-  bands run east to west in turn.
+  bands run east to west in turn. The rows of a band are indistinguishable: the same tasks,
+  each row's on its own blocks and links, which no other row uses (_bands has the argument),
+  so each band's top row stands for the band and only those rows' blocks and links are made;
+  the figures of the whole grid (busiest tile, most loaded links, the heatmaps) are read from
+  them (_Wafer.tile_grid, link_grid, top_links). Exact: the report equals every row simulated
+  (REGION_EVERY_ROW; tests/test_wafer_scale.py). Not where an input is carried between bands
+  (its flows take a different staircase per row) or regions share blocks: there every row is
+  simulated. So the graph grows with the regions' widths, not their areas. The block size s
+  is the one the graph of every row would need, so the figures stay those of that graph.
+  A sample's tasks are built once and repeated for each sample (TaskGraph.add_repeated).
   Weight streaming: each matmul row runs on every tile of the wafer, after its weights have
   streamed in (one flow per tile row: the memory link, then that row's west edge link) and
   passed along the row to it (one hop a tile); the tiles of a row differ only in that arrival,
@@ -960,7 +969,8 @@ class _Builder:
         region size, in op order, packed left to right in bands), see _region_op. `rank`: the
         layout codegen/layout.py's estimate ranks rank-th best (False if there is none); `samples`: pass
         only that many samples (a trial of the layout; the block size stays the whole run's);
-        `memo`: layouts already worked out for this plan, by (block size, rank)."""
+        `memo`: layouts (and a sample's tasks) already worked out for this plan, by block size
+        and rank. Each band is simulated as its top row where that is exact (_bands)."""
         T, R, n = self.T, self.R, len(self.T)
         m = self.plan.micro_batches
         phase = [t.phase for t in T]
