@@ -145,18 +145,24 @@ def _band_cases(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["decode", "bands", "trials", "two chips"])
+@pytest.mark.parametrize("case", ["decode", "bands", "trials", "two chips", "blocks"])
 def test_band_top_rows_stand_for_every_row(tmp_path, monkeypatch, case):
     """A spatial run simulated as each band's top row (_bands) reports exactly what every row
     simulated (REGION_EVERY_ROW) does: the same step, per-op times, critical path, busiest
     tile, most loaded links and every other figure (the whole report, bit for bit), each
-    tile's and each link's busy time; with fewer tasks."""
-    run = _band_cases(tmp_path)[case]
+    tile's and each link's busy time; with fewer tasks. "blocks": a budget that makes the
+    event level group tiles in 2 x 2 blocks."""
+    if case == "blocks":
+        monkeypatch.setattr(el, "TILE_TASKS", 5_000)
+        run = _band_cases(tmp_path)["bands"]
+    else:
+        run = _band_cases(tmp_path)[case]
     d, b, r = _report(run)
     monkeypatch.setattr(el, "REGION_EVERY_ROW", True)
     df, bf, rf = _report(run)
     assert b.wafer.bands is not None and bf.wafer.bands is None
     assert len(b.wafer.bands) < b.wafer.rows and r.start.size < rf.start.size
+    assert (b.wafer.s > 1) == (case == "blocks") and b.wafer.s == bf.wafer.s
     assert d == df
     assert r.makespan == rf.makespan and r.critical_path.size == rf.critical_path.size
     W, Wf = b.wafer, bf.wafer
