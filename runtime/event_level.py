@@ -1130,7 +1130,7 @@ class _Builder:
                                   f"simulate a smaller instance (--set)")
         self.g.add_repeated(tg, times)
         self.names.add_range(times * nt, lambda k, t=tnames, nt=nt: t[k % nt].replace(SAMPLE, str(k // nt)))
-        if times > 1:  # a sample enters once the one before has left the first region
+        if times > 1 and entry is not None:  # a sample enters once the one before has left the first region
             j = np.arange(times - 1, dtype=np.int64)
             self.g.add_deps(base + j * nt + first, base + (j + 1) * nt + entry)
         for j in range(times):
@@ -1138,7 +1138,7 @@ class _Builder:
             self.instances += [(i, s_, None if c is None else c + o, None if x is None else x + o,
                                 f + o if f >= 0 else f) for i, s_, c, x, f in tinst]
             self.adjust += tadj
-        self._spatial_optimizer([base + j * nt + last for j in range(times)])
+        self._spatial_optimizer([base + j * nt + last for j in range(times)] if last is not None else [])
         return True
 
     def _stream_tiles(self, i, s, after, tag, prev2, scale):
