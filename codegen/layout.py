@@ -9,9 +9,53 @@ from __future__ import annotations
 import math
 
 
+REFERENCE = False  # layout(): the bisections one band height at a time, as written (tests check they agree)
+
+
+def _largest_shares(Hs: list[int], d: list[float], nr: int, nc: int) -> list[float]:
+    """For each band height H of Hs, layout()'s bisection for the largest share a that fits
+    (40 halvings of [0, nr nc / min d]), all heights at once in NumPy: the same floating-point
+    operations in the same order as fits() (a * demand / H - 1e-9, rounded up, at least 1;
+    regions left to right, a band full when the next does not fit), so the same a."""
+    import numpy as np
+
+    if not Hs:
+        return []
+    H = np.asarray(Hs, np.int64)
+    dd = np.asarray(d, np.float64)
+    cap = nr // H
+
+    def fits(a):
+        w = np.maximum(1.0, np.ceil(a[:, None] * dd[None, :] / H[:, None] - 1e-9))
+        ok = (w <= nc).all(axis=1)
+        bands = np.ones(H.size, np.int64)
+        x = np.zeros(H.size)
+        for r in range(dd.size):
+            over = x + w[:, r] > nc
+            bands += over
+            x = np.where(over, 0.0, x) + w[:, r]
+        return ok & (bands <= cap)
+    lo = np.zeros(H.size)
+    hi = np.full(H.size, nr * nc / min(d))
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        ok = fits(mid)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return [float(x) for x in lo]
+
+
 def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None,
             rank: int = 0) -> tuple[list | None, bool]:
+    """The rank-th layout of layouts() (None if there are not that many), and whether regions
+    share blocks."""
+    ranked, shared = layouts(nr, nc, s, tiles, work, entry, samples, band, serpentine, hop)
+    return (ranked[rank] if rank < len(ranked) else None), shared
+
+
+def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
+            samples: int = 1, band: int = 0, serpentine: bool = False,
+            hop: float | None = None) -> tuple[list, bool]:
     """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
     the grid is cut into bands of H block rows, regions are placed left to right in a
     band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
@@ -27,16 +71,16 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     bands run right to left (their regions mirrored), so that consecutive regions meet at
     the band ends. With `hop` (seconds a block) a region that starts a band also pays its
     input's carriage from the band before (the event level's hand-over flows): its NoC input time again and the hops.
-    With more regions than blocks, regions share blocks: (rectangles, True). `rank` > 0: the
-    layout the estimate ranks rank-th best instead (None if there are not that many)."""
+    With more regions than blocks, regions share blocks: ([rectangles], True). Returns the
+    distinct layouts, the estimate's best first, and False."""
     d = [max(t, 1e-9) / (s * s) for t in tiles]
     n = len(d)
     if not n:
-        return ([], False) if rank == 0 else (None, False)
+        return [[]], False
     work = work if work is not None else [1.0] * n
     entry = entry if entry is not None else [0.0] * n
     if n > nr * nc:
-        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
+        return [[((k // nc) % nr, k % nc, 1, 1) for k in range(n)]], True
 
     def widths(H, a):
         return [max(1, math.ceil(a * x / H - 1e-9)) for x in d]
@@ -86,6 +130,8 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 ws[r] += extra[r]
         return lay(H, bands, ws)
 
+    split: dict = {}  # band count K -> (bands, widths) of balanced(): they depend on K only
+
     def balanced(H):
         """The regions, in order, split into the bands so that the largest band demand is
         least (each band at most nc regions), a band's columns shared in proportion to demand
@@ -93,6 +139,13 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
         K = nr // H
         if K < 1 or n > K * nc:
             return None
+        if REFERENCE or K not in split:
+            split[K] = balanced_split(K)
+        got = split[K]
+        return None if got is None else lay(H, *got)
+
+    def balanced_split(K):
+        """balanced()'s bands and widths for K bands (None if impossible)."""
 
         def groups(cap):
             out, cur, tot = [], [], 0.0
@@ -120,7 +173,7 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 ws[max(regs, key=lambda r: (ws[r], -r))] -= 1
             for r in sorted(regs, key=lambda r: (-(want[r] - ws[r]), r))[:nc - sum(ws[r] for r in regs)]:
                 ws[r] += 1
-        return lay(H, bands, ws)
+        return bands, ws
 
     every = n * nr <= 20_000
     cands = sorted(set(range(1, nr + 1)) if every else
@@ -129,13 +182,13 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     if band > 0 and fits(min(band, nr), 0.0):
         cands = [min(band, nr)]
     found = []  # (slowest region's time, H, a)
-    for H in cands:
-        if not fits(H, 0.0):
-            continue
-        lo, hi = 0.0, nr * nc / min(d)
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
+    cands = [H for H in cands if fits(H, 0.0)]
+    for H, lo in zip(cands, _largest_shares(cands, d, nr, nc) if not REFERENCE else [None] * len(cands)):
+        if REFERENCE:
+            lo, hi = 0.0, nr * nc / min(d)
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
         for rects in (place(H, lo), balanced(H)):
             if rects is None:
                 continue
@@ -147,13 +200,13 @@ def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                     t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
             found.append((sum(t) + (samples - 1) * max(t), H, rects))
     if not found:  # not even one block per region in a band of one row: share blocks
-        return ([((k // nc) % nr, k % nc, 1, 1) for k in range(n)] if rank == 0 else None), True
+        return [[((k // nc) % nr, k % nc, 1, 1) for k in range(n)]], True
     ranked, seen = [], set()
     for f in sorted(found, key=lambda f: (f[0], f[1])):
         if tuple(f[2]) not in seen:  # both packings can give the same rectangles
             seen.add(tuple(f[2]))
             ranked.append(f[2])
-    return (ranked[rank] if rank < len(ranked) else None), False
+    return ranked, False
 
 
 def regions(T, fwd, bwd) -> tuple[list[int], dict[int, list[int]]]:

@@ -76,7 +76,16 @@ How a run becomes a task graph
   the run says so. With placement = raster | serpentine (not the default adjacent) a region
   that starts a band gets its input carried from the band before (_handover: a flow per row
   over a staircase of fabric links, contending with the other samples' flows); serpentine
-  bands run east to west in turn.
+  bands run east to west in turn. The rows of a band are indistinguishable: the same tasks,
+  each row's on its own blocks and links, which no other row uses (_bands has the argument),
+  so each band's top row stands for the band and only those rows' blocks and links are made;
+  the figures of the whole grid (busiest tile, most loaded links, the heatmaps) are read from
+  them (_Wafer.tile_grid, link_grid, top_links). Exact: the report equals every row simulated
+  (REGION_EVERY_ROW; tests/test_wafer_scale.py). Not where an input is carried between bands
+  (its flows take a different staircase per row) or regions share blocks: there every row is
+  simulated. So the graph grows with the regions' widths, not their areas. The block size s
+  is the one the graph of every row would need, so the figures stay those of that graph.
+  A sample's tasks are built once and repeated for each sample (TaskGraph.add_repeated).
   Weight streaming: each matmul row runs on every tile of the wafer, after its weights have
   streamed in (one flow per tile row: the memory link, then that row's west edge link) and
   passed along the row to it (one hop a tile); the tiles of a row differ only in that arrival,
@@ -95,7 +104,7 @@ from archc.codegen.plan import Phase, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
-from archc.codegen.layout import layout, regions, visits
+from archc.codegen.layout import layouts, regions, visits
 from archc.codegen.schedule import stream_pieces
 from archc.codegen.render import RC, RESULTS  # noqa: F401  (RESULTS: the column names, for callers of event_R)
 
@@ -105,6 +114,8 @@ from .report import si
 MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
 STREAM_EVERY_TILE = False  # weight streaming: simulate every tile, not each row's last (tests check the two agree)
+REGION_EVERY_ROW = False  # spatial: simulate every row of a region, not its band's top row (tests check they agree)
+SAMPLE = "\x00"  # a sample's number in the names of a spatial run's per-sample tasks (build_spatial_tiles)
 TRACE_TASKS = 250_000  # tasks a trace holds at most (Perfetto / chrome://tracing stay responsive)
 # pipeline schedules (build_stages): each kind of pass recorded once and copied for every
 # micro-batch (_passes_bulk, _emit); False (or ARCHC_EVENT_BULK=0): every pass built op by op, the reference the
@@ -307,9 +318,15 @@ class _Wafer:
     Between vertically adjacent blocks a south and a north link (placed layouts carry inputs
     over them); weight streaming (row_tiles) makes only the edge links. `chips` grids are stacked (rows of
     chip c: c x the chip's block rows onwards); no link joins them (chip-to-chip transfers
-    are flows of their own)."""
+    are flows of their own).
 
-    def __init__(self, b: "_Builder", s: int, chips: int = 1, row_tiles: bool = False):
+    `bands` [(top row, height)] (sorted, disjoint): only each band's top row is made (its
+    blocks, their east, west and edge links; no south or north links), standing for the band's
+    rows (_Builder.build_spatial_tiles, which proves them indistinguishable); a block of another
+    row of a band is its top row's block. Without `bands` every row is made. Figures per block
+    or link of the whole grid: tile_grid, link_grid, top_links."""
+
+    def __init__(self, b: "_Builder", s: int, chips: int = 1, row_tiles: bool = False, bands=None):
         chip = b.m.chip
         self.s = s
         self.chip_rows = -(-chip.rows // s)
@@ -320,6 +337,8 @@ class _Wafer:
         # row_tiles (weight streaming): a resource per row of blocks, standing for the row's
         # easternmost block, whose timeline bounds the others' (_stream_tiles); no fabric links
         self.row_tiles = row_tiles
+        self.bands = None if bands is None else [(int(y), int(h)) for y, h in bands]
+        self.q = None  # row -> index of the simulated row (bands), None: every row is simulated
         if row_tiles:
             self.res0 = int(b.g.add_resources(nr)[0])
             b.res_names.add_range(nr, lambda k, nc=nc, s=s: (
@@ -328,37 +347,63 @@ class _Wafer:
             self.e0 = self.w0 = self.x0 = int(b.g.add_links(np.full(nr, self.bw))[0])
             b.net.names.add_range(nr, lambda k: f"wafer west edge row {k}")
             return
-        self.res0 = int(b.g.add_resources(nr * nc)[0])
-        b.res_names.add_range(nr * nc, lambda k, nc=nc, s=s: (
-            f"tile ({k // nc}, {k % nc})" if s == 1 else f"tiles ({k // nc * s}.., {k % nc * s}..) [{s}x{s} block]"))
-        ne = nr * max(0, nc - 1)
-        ns = max(0, nr - 1) * nc
-        ids = b.g.add_links(np.full(2 * ne + nr + 2 * ns, self.bw))
+        if self.bands is not None:
+            made = np.array([y for y, _ in self.bands], np.int64)  # the rows made, in order
+            self.q = np.full(nr, -1, np.int64)
+            self.q[made] = np.arange(made.size)
+            self.cls = np.full(nr, -1, np.int64)  # row -> the made row standing for it
+            for k, (y, h) in enumerate(self.bands):
+                self.cls[y:y + h] = k
+        else:
+            made = np.arange(nr, dtype=np.int64)
+        self.made = made
+        nq = made.size
+        self.res0 = int(b.g.add_resources(nq * nc)[0])
+        b.res_names.add_range(nq * nc, lambda k, nc=nc, s=s, rows=made: (
+            f"tile ({rows[k // nc]}, {k % nc})" if s == 1 else
+            f"tiles ({rows[k // nc] * s}.., {k % nc * s}..) [{s}x{s} block]"))
+        ne = nq * max(0, nc - 1)
+        ns = max(0, nr - 1) * nc if self.bands is None else 0
+        ids = b.g.add_links(np.full(2 * ne + nq + 2 * ns, self.bw))
         self.e0 = int(ids[0])
         self.w0 = self.e0 + ne
         self.x0 = self.e0 + 2 * ne
-        self.s0 = self.x0 + nr
+        self.s0 = self.x0 + nq
         self.n0 = self.s0 + ns
+        self.n_links = 2 * ne + nq + 2 * ns
         names = b.net.names
-        names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1)}) east")
-        names.add_range(ne, lambda k, nc=nc: f"fabric ({k // (nc - 1)}, {k % (nc - 1) + 1}) west")
-        names.add_range(nr, lambda k: f"wafer west edge row {k}")
+        names.add_range(ne, lambda k, nc=nc, rows=made: f"fabric ({rows[k // (nc - 1)]}, {k % (nc - 1)}) east")
+        names.add_range(ne, lambda k, nc=nc, rows=made: f"fabric ({rows[k // (nc - 1)]}, {k % (nc - 1) + 1}) west")
+        names.add_range(nq, lambda k, rows=made: f"wafer west edge row {rows[k]}")
         names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc}, {k % nc}) south")
         names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc + 1}, {k % nc}) north")
 
+    def _row(self, a):
+        """The index among the made rows of row(s) a (every row: a itself)."""
+        if self.q is None:
+            return a
+        q = self.q[a]
+        assert np.all(q >= 0), "a row that is not a band's top row"
+        return q
+
+    def tile(self, a, c):   # the resource of block (a, c)
+        return self.res0 + self._row(a) * self.cols + c
+
     def east(self, a, b):   # link (a, b) -> (a, b + 1)
-        return self.e0 + a * (self.cols - 1) + b
+        return self.e0 + self._row(a) * (self.cols - 1) + b
 
     def west(self, a, b):   # link (a, b + 1) -> (a, b)
-        return self.w0 + a * (self.cols - 1) + b
+        return self.w0 + self._row(a) * (self.cols - 1) + b
 
     def edge(self, a):
-        return self.x0 + a
+        return self.x0 + self._row(a)
 
     def south(self, a, b):  # link (a, b) -> (a + 1, b)
+        assert self.bands is None
         return self.s0 + a * self.cols + b
 
     def north(self, a, b):  # link (a + 1, b) -> (a, b)
+        assert self.bands is None
         return self.n0 + a * self.cols + b
 
     def along(self, r: int, c0: int, c1: int) -> np.ndarray:
@@ -378,6 +423,88 @@ class _Wafer:
         along that column to row r1, along row r1 to c1 (a staircase; flows given different
         turning columns cross between rows in parallel)."""
         return np.concatenate([self.along(r0, c0, turn), self.down(r0, r1, turn), self.along(r1, turn, c1)])
+
+    # figures of the whole grid (a band's rows are its top row's)
+    def _spread(self, made_rows: np.ndarray, width: int) -> np.ndarray:
+        """(rows x width) grid of per-made-row values (nq x width): a band's rows alike, rows
+        outside the bands (no region) 0."""
+        if self.q is None:
+            return made_rows
+        out = np.zeros((self.rows, width), dtype=made_rows.dtype)
+        on = self.cls >= 0
+        out[on] = made_rows[self.cls[on]]
+        return out
+
+    def tile_grid(self, per_resource) -> np.ndarray:
+        """(rows x cols) grid of a per-resource figure (busy time, utilisation) of the blocks."""
+        v = np.asarray(per_resource)
+        return self._spread(v[self.res0:self.res0 + self.made.size * self.cols].reshape(-1, self.cols), self.cols)
+
+    def link_grid(self, per_link, direction: str) -> np.ndarray:
+        """(rows x cols - 1) grid of a per-link figure of the east (west) links between blocks."""
+        v = np.asarray(per_link)
+        base = self.e0 if direction == "east" else self.w0
+        n = self.made.size * (self.cols - 1)
+        return self._spread(v[base:base + n].reshape(-1, self.cols - 1), self.cols - 1)
+
+    def top_links(self, per_link, n: int, names) -> list[tuple[str, float]]:
+        """The n links with the highest figure, (name, figure), in the order the whole grid's
+        links (every row made) would rank them: by figure, ties by the link id they would have
+        (east links row by row, west links, edge links, then any made after the grid). A link
+        of a band's top row stands for the same link of each row of the band."""
+        v = np.asarray(per_link, dtype=float)
+        top = np.argsort(-v, kind="stable")[:n]
+        if self.q is None or self.row_tiles:
+            return [(names[int(l)], float(v[l])) for l in top]
+        nr, nc, nq = self.rows, self.cols, self.made.size
+        ne, ne_all = nq * (nc - 1), nr * (nc - 1)
+        full = 2 * ne_all + nr + 2 * max(0, nr - 1) * nc  # the links of every row
+        cand = []  # (figure, full id, name)
+        ids = np.arange(v.size)
+        inside = (ids >= self.e0) & (ids < self.e0 + self.n_links)
+        out_ids = ids[~inside]
+        for l in out_ids[np.argsort(-v[out_ids], kind="stable")[:n]]:
+            l = int(l)
+            cand.append((v[l], l if l < self.e0 else l - self.n_links + full, names[l]))
+        ins = ids[inside]
+        for l in ins[np.argsort(-v[ins], kind="stable")[:n]]:
+            k = int(l) - self.e0
+            kind, k = (0, k) if k < ne else (1, k - ne) if k < 2 * ne else (2, k - 2 * ne)
+            q, b = (k // (nc - 1), k % (nc - 1)) if kind < 2 else (k, 0)
+            y, h = self.bands[q]
+            for a in range(y, y + min(h, n)):
+                if kind == 0:
+                    cand.append((v[l], self.e0 + a * (nc - 1) + b, f"fabric ({a}, {b}) east"))
+                elif kind == 1:
+                    cand.append((v[l], self.e0 + ne_all + a * (nc - 1) + b, f"fabric ({a}, {b + 1}) west"))
+                else:
+                    cand.append((v[l], self.e0 + 2 * ne_all + a, f"wafer west edge row {a}"))
+        cand.sort(key=lambda c: (-c[0], c[1]))
+        return [(name, float(x)) for x, _, name in cand[:n]]
+
+def _bands(rects):
+    """The bands [(top row, height)] of a layout's regions, sorted, if every two regions' rows
+    are the same or disjoint (None otherwise): a band's top row then stands for its rows.
+
+    Why that is exact (build_spatial_tiles, _region_op), when no input is carried between
+    bands (_handover) and no two regions share a block: a region's rows y..y+h-1 get the same
+    tasks (the same durations; flows of the same bytes and latencies), depending on the same
+    tasks (the visit's start, the one before's end) and ending into the same barrier; row a's
+    tasks run on the blocks of row a, which no other row's tasks use, and row a's flows use
+    the east, west and edge links of row a between and at the region's columns, which only
+    that region's row a uses (a region's entry link is the link into its first column, which
+    no other region enters by). So the rows share no resource and no link, each row's
+    max-min rates are those of its own links alone, and the engine (events at equal times in
+    task-id order) gives every row the same times as the top row: the barriers (visit
+    starts, ends) see the same times when only the top row is simulated, and every other
+    block's and link's busy time is its top row's counterpart's. tests/test_wafer_scale.py
+    checks it against every row simulated (REGION_EVERY_ROW)."""
+    bands = sorted({(y, h) for (y, _, h, _) in rects})
+    for (y0, h0), (y1, _) in zip(bands, bands[1:]):
+        if y1 < y0 + h0:
+            return None
+    return bands
+
 
 def _wafer_ok(m) -> bool:
     chip = m.chip
@@ -1041,12 +1168,13 @@ class _Builder:
         region's first column already (_handover), no boundary link to cross."""
         W, T, R, g = self.wafer, self.T, self.R, self.g
         y, x, h, w = rect
-        n = h * w
+        hs = 1 if W.bands is not None else h  # the rows simulated: a band's top row stands for all
+        n = hs * w
         S = self._name(g.add_delay(0.0, after=[a for a in after if a is not None]), f"{label} start")
-        a = np.repeat(np.arange(y, y + h, dtype=np.int64), w)
-        k = np.tile(np.arange(w, dtype=np.int64), h)  # blocks from the entry side
+        a = np.repeat(np.arange(y, y + hs, dtype=np.int64), w)
+        k = np.tile(np.arange(w, dtype=np.int64), hs)  # blocks from the entry side
         col = x + k if direction > 0 else x + w - 1 - k
-        res = (W.res0 + a * W.cols + col).astype(np.int32)
+        res = np.asarray(W.tile(a, col)).astype(np.int32)
 
         def at(j, y=y, x=x, w=w, d=direction):  # the tile of entry j of a (rows x w) range
             return f"({y + j // w}, {x + j % w if d > 0 else x + w - 1 - j % w})"
@@ -1080,7 +1208,7 @@ class _Builder:
             m_ = k >= 1
             ca, ck = a[m_], k[m_]
             cc = col[m_]
-            chain = g.add_flows(nbytes / n, np.arange(ca.size + 1, dtype=np.int64),
+            chain = g.add_flows(nbytes / (h * w), np.arange(ca.size + 1, dtype=np.int64),
                                 (W.west(ca, cc - 1) if direction > 0 else W.east(ca, cc)).astype(np.int32),
                                 latency=W.hop)
             self._range(chain, lambda j, label=label, y=y, x=x, w=w, d=direction: (
@@ -1096,12 +1224,22 @@ class _Builder:
             g.add_deps(comp[first], E)
             if inflow is not None:
                 g.add_deps(inflow[first], E)
-            g.add_deps(chain[np.arange(h) * (w - 1)], E)
+            g.add_deps(chain[np.arange(hs) * (w - 1)], E)
         else:
             g.add_deps(comp, E)
             if inflow is not None:
                 g.add_deps(inflow, E)
         return S, E
+
+    def _carries(self, src, d_src, dst, d_dst, i) -> bool:
+        """Whether _handover carries the input of row i from region src to region dst over
+        the fabric (flows of their own): dst does not start where src ends in the same band,
+        and the op has an input."""
+        y0, x0, h0, w0 = src
+        y1, x1, h1, w1 = dst
+        exit_col = x0 + w0 - 1 if d_src > 0 else x0
+        outside = x1 - 1 if d_dst > 0 else x1 + w1
+        return not ((y0, h0) == (y1, h1) and exit_col == outside) and self.T[i].noc_bytes > 0
 
     def _handover(self, src, d_src, dst, d_dst, i, after, label):
         """The input of the op of row i carried from the region before, src = (y, x, h, w) of
@@ -1116,12 +1254,9 @@ class _Builder:
         y0, x0, h0, w0 = src
         y1, x1, h1, w1 = dst
         exit_col = x0 + w0 - 1 if d_src > 0 else x0
-        outside = x1 - 1 if d_dst > 0 else x1 + w1
-        if (y0, h0) == (y1, h1) and exit_col == outside:
+        if not self._carries(src, d_src, dst, d_dst, i):
             return after, False
         nbytes = self.T[i].noc_bytes
-        if nbytes <= 0:
-            return after, False
         first = x1 if d_dst > 0 else x1 + w1 - 1
         lo, hi = min(x0, x1, exit_col, first), max(x0 + w0, x1 + w1, exit_col + 1, first + 1) - 1
         routes = [W.route(y0 + j * h0 // h1, exit_col, y1 + j, first, lo + (hi - lo) * (2 * j + 1) // (2 * h1))
@@ -1142,7 +1277,8 @@ class _Builder:
         region size, in op order, packed left to right in bands), see _region_op. `rank`: the
         layout codegen/layout.py's estimate ranks rank-th best (False if there is none); `samples`: pass
         only that many samples (a trial of the layout; the block size stays the whole run's);
-        `memo`: layouts already worked out for this plan, by (block size, rank)."""
+        `memo`: layouts (and a sample's tasks) already worked out for this plan, by block size
+        and rank. Each band is simulated as its top row where that is exact (_bands)."""
         T, R, n = self.T, self.R, len(self.T)
         m = self.plan.micro_batches
         phase = [t.phase for t in T]
@@ -1192,10 +1328,13 @@ class _Builder:
             rects, wrapped = [None] * len(want), False
             for c in range(chips):
                 ids = [r for r in range(len(want)) if on_chip[r] == c]
-                sub, wr = layout(nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
-                                  [entry[r] for r in ids], m, -(-self.mp.region_rows // s),
-                                  self.mp.placement == "serpentine",
-                                  chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, rank)
+                if ("ranked", s, c) not in memo:  # every rank's, worked out once
+                    memo["ranked", s, c] = layouts(
+                        nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
+                        [entry[r] for r in ids], m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
+                        chip.noc.latency_s * s if self.mp.placement != "adjacent" else None)
+                ranked, wr = memo["ranked", s, c]
+                sub = ranked[rank] if rank < len(ranked) else None
                 if sub is None:
                     return None, wr
                 wrapped |= wr
@@ -1227,7 +1366,6 @@ class _Builder:
                 return False
             tasks, _ = graph_size(rects, wrapped, s)
         self.max_tasks = max(MAX_TASKS, int(tasks * 1.05) + 100_000)
-        self.wafer = _Wafer(self, s, chips)
         # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
         # region size over the tiles it got
         given = [min(h * w * s * s, chip.rows * chip.cols) for (_, _, h, w) in rects]
@@ -1252,28 +1390,63 @@ class _Builder:
         if self.mp.region_rows and not wrapped and any(h != asked for (_, _, h, _) in rects):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
                                    f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
+        # the rows simulated: each band's top row for the band (see _bands), unless an input is
+        # carried between bands (its flows differ row by row) or regions share blocks
+        hand = self.mp.placement != "adjacent" and not wrapped
+        visited = [row_regs[order[v][0]][order[v][1]] for v, _ in groups]
+        carried = hand and any(q != r and on_chip[q] == on_chip[r] and
+                               self._carries(rects[q], sign[q], rects[r], sign[r], order[v][0])
+                               for q, r, (v, _) in zip(visited, visited[1:], groups[1:]))
+        bands = None if REGION_EVERY_ROW or wrapped or carried else _bands(rects)
+        self.wafer = _Wafer(self, s, chips, bands=bands)
         xfer, xlink, lat_s = self._spatial_link()
-        ends = []
-        feed = None  # a sample enters once the one before has left the first region
-        for j in range(samples or m):
-            prev, first, was = feed, None, None
-            for v, fol in groups:
-                i, k = order[v]
-                r = row_regs[i][k]
-                routed = False
-                if was is not None and was != r and on_chip[was] == on_chip[r] and not wrapped \
-                        and self.mp.placement != "adjacent":
-                    prev, routed = self._handover(rects[was], sign[was], rects[r], sign[r], i, prev,
-                                                  f"{self.plan.labels[i]} sample {j}")
-                was = r
-                st, prev = self._region_op(i, rects[r], [prev], f"{self.plan.labels[i]} sample {j}",
-                                           R[i, RC["region"]] / given[r],
-                                           [(f, R[f, RC["region"]] / given[r]) for f in fol], sign[r], routed)
-                first = prev if first is None else first
-                self.instances.append((i, 0, st, prev, -1))
-            feed = first
-            ends.append(self._to_next_chip(xfer, xlink, lat_s, prev, j))
-        self._spatial_optimizer(ends)
+
+        def one_sample():
+            """The tasks of one sample, its number written SAMPLE, into a graph of their own:
+            (graph, names, instances, adjust, the first task (its entry), the first region's
+            end, the last task). Every sample's tasks are the same but for their ids."""
+            main = self.g, self.names, self.instances, self.adjust
+            self.g, self.names, self.instances, self.adjust = ev.TaskGraph(), _Labels(), [], []
+            try:
+                prev, first, entry, was = None, None, None, None
+                for v, fol in groups:
+                    i, k = order[v]
+                    r = row_regs[i][k]
+                    label = f"{self.plan.labels[i]} sample {SAMPLE}"
+                    routed = False
+                    if was is not None and was != r and on_chip[was] == on_chip[r] and hand:
+                        prev, routed = self._handover(rects[was], sign[was], rects[r], sign[r], i, prev, label)
+                    was = r
+                    st, prev = self._region_op(i, rects[r], [prev], label, R[i, RC["region"]] / given[r],
+                                               [(f, R[f, RC["region"]] / given[r]) for f in fol], sign[r], routed)
+                    entry = st if entry is None else entry
+                    first = prev if first is None else first
+                    self.instances.append((i, 0, st, prev, -1))
+                last = self._to_next_chip(xfer, xlink, lat_s, prev, SAMPLE)
+                return self.g, self.names, self.instances, self.adjust, entry, first, last
+            finally:
+                self.g, self.names, self.instances, self.adjust = main
+        key = ("sample", s, rank)
+        if key not in memo:  # the same tasks (links and resources are made in the same order) for any samples
+            memo[key] = one_sample()
+        tg, tnames, tinst, tadj, entry, first, last = memo[key]
+        # the samples in turn, sample j's tasks at base + j nt: as if built one by one
+        nt, times, base = tg.n_tasks, samples or m, self.g.n_tasks
+        assert base == len(self.names)
+        if base + times * nt > self.max_tasks:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
+                                  f"simulate a smaller instance (--set)")
+        self.g.add_repeated(tg, times)
+        self.names.add_range(times * nt, lambda k, t=tnames, nt=nt: t[k % nt].replace(SAMPLE, str(k // nt)))
+        if times > 1 and entry is not None:  # a sample enters once the one before has left the first region
+            j = np.arange(times - 1, dtype=np.int64)
+            self.g.add_deps(base + j * nt + first, base + (j + 1) * nt + entry)
+        for j in range(times):
+            o = base + j * nt
+            self.instances += [(i, s_, None if c is None else c + o, None if x is None else x + o,
+                                f + o if f >= 0 else f) for i, s_, c, x, f in tinst]
+            self.adjust += tadj
+        self._spatial_optimizer([base + j * nt + last for j in range(times)] if last is not None else [])
         return True
 
     def _stream_tiles(self, i, s, after, tag, prev2, scale):
@@ -1561,9 +1734,11 @@ def summary_notes(b: _Builder, r: ev.EventResult, n_path: int = 12, n_links: int
     notes.append(f"event level: critical path ({len(r.critical_path)} tasks): {' -> '.join(shown)}")
     notes.append(critical_split(b, r))
     if r.link_busy.size:
-        top = np.argsort(-r.link_busy, kind="stable")[:n_links]
-        loaded = [f"{b.net.names[l]} {r.link_busy[l] / r.makespan:.0%} busy" for l in top
-                  if r.link_busy[l] > 0 and r.makespan > 0]
+        if b.wafer is not None:  # its links as the whole grid's (a band's top row stands for its rows)
+            top = b.wafer.top_links(r.link_busy, n_links, b.net.names)
+        else:
+            top = [(b.net.names[l], r.link_busy[l]) for l in np.argsort(-r.link_busy, kind="stable")[:n_links]]
+        loaded = [f"{name} {busy / r.makespan:.0%} busy" for name, busy in top if busy > 0 and r.makespan > 0]
         if loaded:
             notes.append("event level: most loaded links: " + ", ".join(loaded))
     if b.collapsed:

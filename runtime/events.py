@@ -320,6 +320,34 @@ class TaskGraph:
                                  bw, self.n_resources, flow_class, class_ptr, class_links)
         return self._final
 
+    def add_repeated(self, other: "TaskGraph", times: int) -> np.ndarray:
+        """`times` copies of the tasks of `other`, one after the other, each with the
+        dependencies among its own tasks (as if `other`'s calls were made `times` times on this
+        graph). `other` holds tasks only: its compute tasks' resources and its flows' links are
+        this graph's. Returns the first task id of each copy."""
+        if other.n_resources or other.n_links:
+            raise ValueError("add_repeated: the repeated graph's resources and links must be this graph's")
+        other._flush()
+        self._flush()
+        times, nt = int(times), other._n
+        first = self._n + nt * np.arange(times, dtype=np.int64)
+        if times <= 0 or nt == 0:
+            return first
+        cat = lambda i, dt: np.concatenate([c[i] for c in other._chunks]).astype(dt, copy=False)  # noqa: E731
+        cols = [cat(0, np.int8), cat(1, _F64), cat(2, _I32), cat(3, _F64), cat(4, _F64), cat(5, np.int64),
+                cat(6, _I32)]
+        self._chunks.append(tuple(np.tile(c, times) for c in cols))
+        src = np.concatenate([c[0] for c in other._dep_chunks] + [np.array(other._dep_src, _I32)]).astype(np.int64)
+        dst = np.concatenate([c[1] for c in other._dep_chunks] + [np.array(other._dep_dst, _I32)]).astype(np.int64)
+        if src.size:
+            if self._n + times * nt >= 2**31:
+                raise ValueError(f"add_repeated: {self._n + times * nt} tasks do not fit 32-bit ids")
+            self._dep_chunks.append(((first[:, None] + src[None, :]).reshape(-1).astype(_I32),
+                                     (first[:, None] + dst[None, :]).reshape(-1).astype(_I32)))
+        self._n += times * nt
+        self._final = None
+        return first
+
 
     # bulk building: blocks of tasks of any kind (a pipeline schedule's passes replicated)
     def add_tasks(self, kind, duration, resource, nbytes, latency, route_len, route_links) -> int:

@@ -155,7 +155,6 @@ def utilisation_grid(run, builder, result):
     """(grid of busy fractions (NaN: unused), title) of the run's resources on the machine."""
     import numpy as np
     util = np.asarray(result.utilization(), dtype=float)
-    names = list(builder.res_names)
     m = run.machine
     mp = run.mapping
     W = getattr(builder, "wafer", None)
@@ -164,7 +163,7 @@ def utilisation_grid(run, builder, result):
         if W.row_tiles:  # weight streaming: a row's tiles are busy alike (their row's resource)
             grid = np.repeat(util[W.res0:W.res0 + W.rows, None], W.cols, axis=1)
             return grid, f"busy fraction per {unit} ({W.rows} x {W.cols}; on the grid, the tiles of a row alike)"
-        grid = util[W.res0:W.res0 + W.rows * W.cols].reshape(W.rows, W.cols)
+        grid = W.tile_grid(util)  # a band's rows as its top row, which stands for them
         chips = W.rows // W.chip_rows
         stack = f", {chips} chips stacked" if chips > 1 else ""
         return grid, f"busy fraction per {unit} ({W.rows} x {W.cols}{stack}; on the grid)"
@@ -181,6 +180,7 @@ def utilisation_grid(run, builder, result):
                     grid[r, c] = util[builder.stage_res[s]]
         return grid, f"busy fraction per chip ({mp.chips} of {m.chips} chips, system grid)"
     # on a chip's tile grid: each resource's share of the tiles in row-major order
+    names = list(builder.res_names)
     chips = max(1, mp.chips)
     rows, cols = m.chip.rows, m.chip.cols * chips
     regions = [k for k, n in enumerate(names) if n != "optimizer"] or list(range(len(names)))
@@ -241,9 +241,7 @@ def wafer_link_grid(builder, result):
     if W is None or W.cols < 2 or W.row_tiles:  # weight streaming makes no fabric links
         return None
     util = np.asarray(result.link_utilization(), dtype=float)
-    ne = W.rows * (W.cols - 1)
-    east = util[W.e0:W.e0 + ne].reshape(W.rows, W.cols - 1)
-    west = util[W.w0:W.w0 + ne].reshape(W.rows, W.cols - 1)
+    east, west = W.link_grid(util, "east"), W.link_grid(util, "west")
     unit = "tile" if W.s == 1 else f"{W.s} x {W.s} block"
     return np.maximum(east, west), (f"east-west links between neighbouring {unit}s ({W.rows} x {W.cols - 1}), "
                                     f"busier direction")

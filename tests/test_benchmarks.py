@@ -1,6 +1,7 @@
 """The benchmark scripts run and print what they promise: benchmarks/calibration.py at the
 event level on one fast entry (--only), benchmarks/simulator.py --quick, benchmarks/estimates.py
-on one sample (and its peer's closed form by hand)."""
+on one sample (and its peer's closed form by hand), benchmarks/formats.py quiet and loaded, and
+benchmarks/wafer.py --quick."""
 from __future__ import annotations
 
 import os
@@ -140,3 +141,25 @@ def test_formats_benchmark_quiet_and_loaded():
     assert m, out
     with pytest.raises(ProcessLookupError):
         os.kill(int(m[1]), 0)
+
+
+@pytest.mark.build
+def test_wafer_quick():
+    """benchmarks/wafer.py --quick: both decodes, both ways, a row each with its tasks and
+    phase times; the bands' graph far smaller than every row's; the reports checked equal."""
+    p = _run("wafer.py", "--quick", "--no-memory", timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = {}
+    for ln in p.stdout.splitlines():
+        m = re.match(rf"(decode hidden [\d,]+)\s+(bands|every row)\s+({NUM})\s+({NUM})\s+({NUM})\s+({NUM})\s+({NUM})"
+                     rf"\s+({NUM})", ln)
+        if m:
+            tasks = int(m[3].replace(",", ""))
+            build, fin, engine, report, total = (float(m[k]) for k in range(4, 9))
+            assert total == pytest.approx(build + fin + engine + report, abs=2e-3)
+            rows[m[1], m[2]] = tasks
+    assert set(rows) == {(c, w) for c in ("decode hidden 1,024", "decode hidden 12,288")
+                         for w in ("bands", "every row")}, p.stdout
+    for c in ("decode hidden 1,024", "decode hidden 12,288"):
+        assert rows[c, "bands"] * 100 < rows[c, "every row"]
+    assert "reports of the two ways equal: yes" in p.stdout

@@ -568,3 +568,43 @@ def test_route_crossing_a_link_twice_uses_it_twice():
     r = simulate(g)
     # both at 1/3 GB/s: both end at 3 s
     assert close(r.end[a], 3.0) and close(r.end[b], 3.0)
+
+
+def test_add_repeated_equals_the_copies_built_one_by_one():
+    """TaskGraph.add_repeated: `times` copies of a graph of tasks (scalar and array calls,
+    flows over the host's links, computes on its resources, dependencies of both kinds) give
+    the same graph as making the same calls `times` times, and the same simulation; the host's
+    own tasks before and dependencies between the copies stay where they are."""
+    def calls(g, tag):
+        c = g.add_compute(1e-6 * (1 + tag), 0)
+        f = g.add_flow(1000.0, [0, 1], latency=5e-9, after=[c])
+        ids = g.add_computes([2e-6, 3e-6], [1, 0])
+        fl = g.add_flows([500.0, 700.0], [0, 1, 3], [1, 0, 1], latency=1e-9)
+        g.add_deps([f, f], ids)
+        g.add_deps(ids, fl)
+        return g.add_delay(0.0, after=[int(fl[0]), int(fl[1])])
+
+    def host():
+        g = TaskGraph(n_resources=2, link_bw=[1e9, 2e9])
+        g.add_compute(5e-7, 1)
+        return g
+    ref = host()
+    for _ in range(3):
+        calls(ref, 0)
+    ref.add_deps([1 + 7 * 0 + 6, 1 + 7 * 1 + 6], [1 + 7 * 1, 1 + 7 * 2])  # copy k + 1 after copy k's end
+    rep = host()
+    part = TaskGraph()
+    calls(part, 0)
+    first = rep.add_repeated(part, 3)
+    assert list(first) == [1, 8, 15] and rep.n_tasks == ref.n_tasks == 22
+    rep.add_deps(first[:2] + 6, first[1:])
+    a, b = ref.finalize(), rep.finalize()
+    for name in ("kind", "duration", "resource", "bytes", "latency", "route_ptr", "route_links", "n_preds",
+                 "succ_ptr", "link_bw", "flow_class", "class_ptr", "class_links"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    for t in range(a.n_tasks):  # the same successors (their order within a task may differ)
+        assert sorted(a.succ[a.succ_ptr[t]:a.succ_ptr[t + 1]]) == sorted(b.succ[b.succ_ptr[t]:b.succ_ptr[t + 1]])
+    ra, rb = simulate(a), simulate(b)
+    assert np.array_equal(ra.end, rb.end) and ra.makespan == rb.makespan
+    with pytest.raises(ValueError, match="resources and links must be"):
+        rep.add_repeated(TaskGraph(n_resources=1), 2)

@@ -69,3 +69,34 @@ def draw_layout(text: str) -> str:
 @pytest.mark.parametrize("path", LAYOUTS, ids=[p.stem for p in LAYOUTS])
 def test_layout_cases(path, update_golden):
     check_cases(path, lambda name, text: draw_layout(text), update_golden)
+
+
+def test_layouts_equal_the_reference_bisections(monkeypatch):
+    """codegen/layout.py finds each band height's largest share for all heights at once
+    (_largest_shares, NumPy) and splits balanced bands once per band count; with REFERENCE it
+    bisects height by height as written. Both give the same ranked layouts, rank by rank, on
+    random grids, demands, sample counts, band heights, placements and block sizes (and on a
+    WSE-2-sized grid)."""
+    import random
+
+    from archc.codegen import layout as L
+    rng = random.Random(7)
+    cases = [(757, 996, 1, [1000.0 * (k % 7 + 1) for k in range(12)], {})]
+    for _ in range(120):
+        nr, nc, n = rng.randint(1, 40), rng.randint(1, 60), rng.randint(1, 25)
+        tiles = [rng.uniform(0.3, 1.5 * nr * nc / n) for _ in range(n)]
+        kw = dict(samples=rng.choice([1, 8, 240]), band=rng.choice([0, 0, rng.randint(1, nr)]),
+                  serpentine=rng.random() < 0.3, hop=rng.choice([None, 1e-9]),
+                  work=[rng.random() for _ in range(n)], entry=[rng.random() * 1e-6 for _ in range(n)])
+        cases.append((nr, nc, rng.choice([1, 1, 2]), tiles, kw))
+    compared = 0
+    for nr, nc, s, tiles, kw in cases:
+        monkeypatch.setattr(L, "REFERENCE", True)
+        want = L.layouts(-(-nr // s), -(-nc // s), s, tiles, **kw)
+        monkeypatch.setattr(L, "REFERENCE", False)
+        got = L.layouts(-(-nr // s), -(-nc // s), s, tiles, **kw)
+        assert got == want, (nr, nc, s, tiles, kw)
+        assert L.layout(-(-nr // s), -(-nc // s), s, tiles, **kw, rank=1) == \
+            ((want[0][1] if len(want[0]) > 1 else None), want[1])
+        compared += len(want[0])
+    assert compared > 500  # many layouts ranked, not just the best

@@ -90,10 +90,11 @@ def test_event_level_cli_out(tmp_path):
     _svg_text(d / "utilisation.svg")
 
 
-def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
+def test_wafer_heatmaps_have_the_grid_geometry(tmp_path, monkeypatch):
     """A tile-granular run on a 16 x 16 wafer: the utilisation heatmap is the tile grid (each
     cell a tile's busy fraction, where it is), the link heatmap its east-west links; the
-    hottest link is the one the simulation found busiest."""
+    hottest link is the one the simulation found busiest. A band's rows, simulated as its top
+    row, show as every row simulated does (el.REGION_EVERY_ROW)."""
     import numpy as np
 
     from archc import __version__
@@ -112,13 +113,20 @@ def test_wafer_heatmaps_have_the_grid_geometry(tmp_path):
     plan, R, b, r = simulate_run(run, __version__)
     grid, what = utilisation_grid(run, b, r)
     assert grid.shape == (16, 16) and "per tile" in what
-    util = r.utilization()
-    W = b.wafer
-    assert grid[3, 5] == util[W.res0 + 3 * 16 + 5]
     links, lwhat = wafer_link_grid(b, r)
     assert links.shape == (16, 15) and "east-west" in lwhat
-    lu = r.link_utilization()
-    assert links.max() == max(lu[W.e0:W.e0 + 16 * 15].max(), lu[W.w0:W.w0 + 16 * 15].max())
+    monkeypatch.setattr(el, "REGION_EVERY_ROW", True)
+    _, _, bf, rf = simulate_run(run, __version__)
+    W = bf.wafer
+    assert W.bands is None and b.wafer.bands is not None
+    util = rf.utilization()
+    full, _ = utilisation_grid(run, bf, rf)
+    assert full[3, 5] == util[W.res0 + 3 * 16 + 5]
+    assert np.array_equal(grid, full)
+    lu = rf.link_utilization()
+    full_links, _ = wafer_link_grid(bf, rf)
+    assert full_links.max() == max(lu[W.e0:W.e0 + 16 * 15].max(), lu[W.w0:W.w0 + 16 * 15].max())
+    assert np.array_equal(links, full_links)
     rep = make_report(plan, el.event_R(plan, R, b, r), el.step_figures(plan, b, r), "event")
     write_plots(tmp_path, rep, run, (b, r))
     assert "east-west links" in _svg_text(tmp_path / "links.svg")

@@ -46,10 +46,16 @@ def test_small_wafer_agrees_with_analytic(tmp_path):
     assert any("of the tiles the analytic level sizes them to" in n for n in e.notes)
 
 
-def test_task_graph_is_tile_granular(tmp_path):
+def test_task_graph_is_tile_granular(tmp_path, monkeypatch):
+    """Every row simulated (REGION_EVERY_ROW): a task per tile; by default only each band's
+    top row (test_band_top_rows_stand_for_every_row shows the two agree)."""
     run = check(_small_wafer(tmp_path), SMALL, "llm_decode").run("llm_decode")
+    _, _, bq, rq = simulate_run(run, __version__)
+    assert bq.wafer.bands is not None and bq.g.n_resources == 16 * len(bq.wafer.bands)
+    monkeypatch.setattr(el, "REGION_EVERY_ROW", True)
     plan, R, b, r = simulate_run(run, __version__)
-    assert b.wafer is not None and b.wafer.s == 1
+    assert b.wafer is not None and b.wafer.s == 1 and b.wafer.bands is None
+    assert rq.start.size < r.start.size
     assert b.g.n_resources >= 16 * 16
     T = plan.tasks
     rc = el.RC["region"]
@@ -112,6 +118,73 @@ def test_streaming_rows_stand_for_every_tile(tmp_path, monkeypatch):
         along = [t for t in np.flatnonzero(fg.kind == 2) if "weights along row 0 to" in builder.names[int(t)]]
         assert along and len(along) % len(want) == 0
         assert fg.duration[along[:len(want)]] == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def _report(run):
+    """The event-level report of `run` as its JSON object, and (builder, result)."""
+    cap = {}
+    rep = run_event(run, __version__, capture=cap)
+    return json.loads(rep.to_json()), cap["builder"], cap["result"]
+
+
+def _band_cases(tmp_path):
+    placed = _placed_wafer(tmp_path)
+    return {
+        # one sample through 16 x 16 tiles in one band
+        "decode": check(_small_wafer(tmp_path), SMALL, "llm_decode").run("llm_decode"),
+        # 8 samples pipelined through bands of 4 rows: a region's flows of consecutive samples
+        # share its links
+        "bands": check(placed, {"batch": "8", "region_rows": "4", "placement": "adjacent"},
+                       "bert_infer").run("bert_infer"),
+        # the layout chosen by simulating trials (el.TRIAL_MIN_SAMPLES samples)
+        "trials": check(placed, {"batch": str(el.TRIAL_MIN_SAMPLES), "placement": "adjacent"},
+                        "bert_infer").run("bert_infer"),
+        # two chips, their grids stacked, a sample sent from one to the other
+        "two chips": check(placed, {"batch": "4", "chips": "2", "placement": "adjacent"},
+                           "bert_infer").run("bert_infer"),
+    }
+
+
+@pytest.mark.parametrize("case", ["decode", "bands", "trials", "two chips", "blocks"])
+def test_band_top_rows_stand_for_every_row(tmp_path, monkeypatch, case):
+    """A spatial run simulated as each band's top row (_bands) reports exactly what every row
+    simulated (REGION_EVERY_ROW) does: the same step, per-op times, critical path, busiest
+    tile, most loaded links and every other figure (the whole report, bit for bit), each
+    tile's and each link's busy time; with fewer tasks. "blocks": a budget that makes the
+    event level group tiles in 2 x 2 blocks."""
+    if case == "blocks":
+        monkeypatch.setattr(el, "TILE_TASKS", 5_000)
+        run = _band_cases(tmp_path)["bands"]
+    else:
+        run = _band_cases(tmp_path)[case]
+    d, b, r = _report(run)
+    monkeypatch.setattr(el, "REGION_EVERY_ROW", True)
+    df, bf, rf = _report(run)
+    assert b.wafer.bands is not None and bf.wafer.bands is None
+    assert len(b.wafer.bands) < b.wafer.rows and r.start.size < rf.start.size
+    assert (b.wafer.s > 1) == (case == "blocks") and b.wafer.s == bf.wafer.s
+    assert d == df
+    assert r.makespan == rf.makespan and r.critical_path.size == rf.critical_path.size
+    W, Wf = b.wafer, bf.wafer
+    assert np.array_equal(W.tile_grid(r.busy), Wf.tile_grid(rf.busy))
+    for side in ("east", "west"):
+        assert np.array_equal(W.link_grid(r.link_busy, side), Wf.link_grid(rf.link_busy, side))
+        assert np.array_equal(W.link_grid(r.link_bytes, side), Wf.link_grid(rf.link_bytes, side))
+    # a band's rows alike, and its rows are tiles that worked
+    grid = Wf.tile_grid(rf.busy)
+    for y, h in W.bands:
+        assert np.array_equal(grid[y:y + h], np.repeat(grid[y:y + 1], h, axis=0))
+    assert grid.max() > 0
+
+
+def test_carried_inputs_keep_every_row(tmp_path):
+    """Bands whose regions get their input carried from the band before (placement raster,
+    _handover: a flow per row over its own staircase) cannot stand for one another: every
+    row is simulated there."""
+    run = check(_placed_wafer(tmp_path), {"batch": "2", "region_rows": "4"}, "bert_infer").run("bert_infer")
+    _, _, b, r = simulate_run(run, __version__)
+    assert b.wafer.bands is None
+    assert any("input carried to" in b.names[int(t)] for t in np.flatnonzero(r.kind == 1))
 
 
 def _placed_wafer(tmp_path, rows=16, cols=24):
