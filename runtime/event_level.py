@@ -1441,11 +1441,15 @@ class _Builder:
         if times > 1 and entry is not None:  # a sample enters once the one before has left the first region
             j = np.arange(times - 1, dtype=np.int64)
             self.g.add_deps(base + j * nt + first, base + (j + 1) * nt + entry)
-        for j in range(times):
-            o = base + j * nt
-            self.instances += [(i, s_, None if c is None else c + o, None if x is None else x + o,
-                                f + o if f >= 0 else f) for i, s_, c, x, f in tinst]
-            self.adjust += tadj
+        if tinst:  # the sample's op instances for every sample, task ids offset (-1: none, stays -1)
+            cols = [np.array([-1 if r[k] is None else r[k] for r in tinst], np.int64) for k in range(5)]
+            off = np.repeat(base + np.arange(times, dtype=np.int64) * nt, len(tinst))
+            block = [np.tile(cols[0], times), np.tile(cols[1], times)]
+            for c in cols[2:]:
+                t = np.tile(c, times)
+                block.append(np.where(t >= 0, t + off, -1))
+            self.instances.add_block(block)
+        self.adjust += tadj * times
         self._spatial_optimizer([base + j * nt + last for j in range(times)] if last is not None else [])
         return True
 
