@@ -368,6 +368,9 @@ def test_hostile_names_generate_no_user_code(hostile, tmp_path):
     assert "x__import__os" in evil_pyx  # the machine is named, in comments
     for line in evil_pyx.splitlines():
         code = line.split("#", 1)[0]
+        # the one file the kernels open: the format kernels read /proc/loadavg (a fixed path,
+        # read-only) to count idle CPUs before a threaded call (codegen/templates/formats.pyx.j2)
+        code = code.replace('open("/proc/loadavg", O_RDONLY)', "")
         assert "import os" not in code and "open(" not in code, line
         assert not re.search(r"\b(__import__|__builtins__|x__import__os)\b", code), line
 
