@@ -37,7 +37,7 @@ class Run:
         if not params:
             return self.ir
         s = self.design.stages
-        merged = {**self.design.overrides, **{k: _set_value(v) for k, v in params.items()}}
+        merged = {**self.design.overrides, **params}
         return pipeline.check_linked(s.source, s.ast, merged, self.name).run(self.name)
 
     def estimate(self, level: str = "analytic", trace=None, **params):
@@ -54,11 +54,6 @@ class Run:
         return [self.estimate(level, **p) for p in points]
 
 
-def _set_value(v) -> str:
-    """A Python value as `--set` text: booleans lower-case, everything else as str()."""
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
 class Design:
     """A checked design with its kernels built: `runs` (name -> Run, each with `estimate`),
     formats and generated modules."""
@@ -66,7 +61,7 @@ class Design:
     def __init__(self, path: str | Path, overrides=None, progress=None, include=()):
         self.path = str(path)
         self.include = tuple(include)  # `-I` directories imports are looked for in
-        self.overrides = {k: _set_value(v) for k, v in _pairs(overrides)}
+        self.overrides = dict(pipeline.override_pairs(overrides))
         self.stages = pipeline.front(path, overrides, include=self.include)
         self.ir = self.stages.ir
         self.runs: dict[str, Run] = {n: Run(self, n, r) for n, r in self.ir.runs}
@@ -96,13 +91,6 @@ class Design:
         if name not in self.runs:
             raise ValueError(f"no run '{name}'; this design has: {', '.join(self.runs)}")
         return self.runs[name].estimate(level, trace, **params)
-
-
-def _pairs(overrides) -> list:
-    """`load`'s overrides (KEY=VALUE strings or a dict) as (key, value) pairs."""
-    if not overrides:
-        return []
-    return list(overrides.items()) if isinstance(overrides, dict) else [split_set(s) for s in overrides]
 
 
 def load(path: str | Path, overrides=None, progress=None, include=()) -> Design:

@@ -119,6 +119,13 @@ def _progress_printer(stream=None, after_s: float = 1.0):
     return cb
 
 
+def _described(sub, name: str, description: str, **kw) -> argparse.ArgumentParser:
+    """A subcommand whose --help prints `description` filled to 100 columns and its epilog as
+    written (test, sweep, compare)."""
+    return sub.add_parser(name, description=textwrap.fill(description, 100),
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
 def _set_option(p: argparse.ArgumentParser, help: str) -> None:
     """`--set KEY=VALUE`, repeatable: what check, run, accuracy, sweep and compare take."""
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
@@ -190,15 +197,15 @@ def _parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="print the op and block reference (every op's signature, defaults and cost; "
                        "the standard library's blocks and models)")
     o.add_argument("--markdown", action="store_true", help="as Markdown (docs/ops.md is this output)")
-    t = sub.add_parser("test", help="run every run of the designs in DIR and compare latency, throughput, energy "
+    t = _described(sub, "test", help="run every run of the designs in DIR and compare latency, throughput, energy "
                        "and memory with their NAME.expected.json files",
-                       description=textwrap.fill("Golden regression tests of designs: every run of every design DIR's expectation "
+                       description=("Golden regression tests of designs: every run of every design DIR's expectation "
                        "files cover (and of every .arch file in DIR) is run at the file's level and its figures "
                        "compared with the expected ones within the file's tolerances. Prints one line per file and "
                        "a table of every figure that drifted (file, run, metric, expected, got, relative change, "
                        "status); exits 6 on a drift, a vanished run or a run without an expectation, and with the "
-                       "error's code (1: FILE:LINE:COL: error: ...) when a design or an expectation file has one.", 100),
-                       epilog=TEST_SCHEMA, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "error's code (1: FILE:LINE:COL: error: ...) when a design or an expectation file has one."),
+                       epilog=TEST_SCHEMA)
     t.add_argument("dir", metavar="DIR", help="a directory of NAME.expected.json files and/or .arch designs")
     t.add_argument("--rtol", type=_tolerance, default=None, metavar="X",
                    help="relative tolerance of every figure, over each file's \"rtol\" (a file's "
@@ -217,16 +224,16 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                    help="the size of a dynamic input dimension named NAME (batch=8); repeatable")
     m.add_argument("--name", help="the model's name (default: the file's, made an identifier)")
-    w = sub.add_parser("sweep", parents=[reads], help="run a run at every combination of parameter values "
+    w = _described(sub, "sweep", parents=[reads], help="run a run at every combination of parameter values "
                        "(a local process pool or a Dask cluster); a table, CSV, JSON and plots",
-                       description=textwrap.fill("Estimate a run at every combination of the --grid values (run "
+                       description=("Estimate a run at every combination of the --grid values (run "
                        "parameters, as --set takes them), each point on a local process pool or on an existing Dask "
                        "cluster. Progress on stderr; on stdout a table with one line per point (latency, throughput, "
                        "utilisation, energy per item, power, memory per chip, bottleneck, status) and the errors of "
                        "the points that failed (a mapping that needs more chips than the machine has, memory that "
                        "does not fit): a failed point is a result, and the sweep goes on. Exit 0 when every point "
-                       "ran, 70 if a point met an internal error.", 100),
-                       epilog=SWEEP_OUTPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "ran, 70 if a point met an internal error."),
+                       epilog=SWEEP_OUTPUTS)
     w.add_argument("file")
     w.add_argument("--run", help="the run to sweep (default: the design's only run)")
     w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
@@ -240,14 +247,13 @@ def _parser() -> argparse.ArgumentParser:
                    "ADDRESS (such as tcp://10.0.0.5:8786); its workers need archc and must read FILE at the same path")
     w.add_argument("--workers", type=_count, metavar="N", help="local worker processes (default: the cores this "
                    "process may run on, os.sched_getaffinity)")
-    v = sub.add_parser("compare", parents=[reads], help="runs of the same model on different machines side by side: "
+    v = _described(sub, "compare", parents=[reads], help="runs of the same model on different machines side by side: "
                        "figures per chip, per watt and per declared cost, and top ops",
-                       description=textwrap.fill("Run each FILE:RUN (with the same --set values and level) and print one "
+                       description=("Run each FILE:RUN (with the same --set values and level) and print one "
                        "table, a column per run: system and chips, latency, throughput and that throughput per chip, "
                        "per kW and per million USD of the chips the run uses (a machine's declared `cost`, or \"not "
                        "declared\"), utilisation, energy per step and per item, power, memory per chip, cost, "
-                       "bottleneck and the top 3 ops by time.", 100),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "bottleneck and the top 3 ops by time."))
     v.add_argument("targets", nargs="+", metavar="FILE:RUN", help="a design and one of its runs; two or more")
     _set_option(v, "override a parameter of every run; repeatable")
     _level_option(v, "simulation fidelity (as run's)")

@@ -70,10 +70,6 @@ def closed_form(x: dict) -> dict:
     return {"step_s": step, "memory": memory}
 
 
-def param_text(v) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
 def main() -> int:
     import archc
     from archc.codegen.lower import lower
@@ -91,7 +87,7 @@ def main() -> int:
     for f in files:
         design = archc.load(f)
         for name, handle in design.runs.items():
-            params = {k: param_text(v) for k, v in handle.estimate().params.items()}
+            params = dict(handle.estimate().params)  # every parameter, as --set values (booleans too)
             x = peer_inputs(lower(handle.resolve(**params)))
             ours, rebuilt, peer = [], [], []
             for _ in range(a.repeat):  # interleaved: the machine's load falls on all three alike

@@ -9,9 +9,7 @@ back, a lower bound) and two assumed restarts are shown. The README's table is t
 Usage: python benchmarks/llama3_goodput.py"""
 from __future__ import annotations
 
-import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent

@@ -45,7 +45,6 @@ WAYS = ("bands", "every row")
 
 
 def _prepare(name: str):
-    from archc import __version__  # noqa: F401
     from archc.api import check
     from archc.runtime import events as ev
     from archc.runtime import pipeline as P

@@ -1549,7 +1549,7 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
     t[k] = r.end[last[k]] - r.start[c[k]]
     # a collective alone (no compute): from its first flow's readiness to its end
     solo = np.flatnonzero(~op)
-    lz, cz, fz = np.maximum(last, 0), np.maximum(c, 0), np.maximum(flow, 0)
+    lz, fz = np.maximum(last, 0), np.maximum(flow, 0)
     t[solo] = np.where(last[solo] >= 0, r.end[lz[solo]] - r.ready[lz[solo]], 0.0)
     if b.exchanges and getattr(b, "ar_span", None):
         # the first gradient exchange: from the stage's last backward on (overlap_dp overlaps the rest)

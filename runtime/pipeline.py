@@ -40,13 +40,16 @@ def read(path: str | Path) -> Source:
 
 def parse_overrides(items: list[str] | dict | None) -> dict:
     """`KEY=VALUE` strings (or a dict) -> {key: AST value}; each value is parsed like source."""
-    out = {}
+    return {key: parse_value(key, value) for key, value in override_pairs(items)}
+
+
+def override_pairs(items: list[str] | dict | None) -> list[tuple[str, str]]:
+    """`KEY=VALUE` strings (or a dict of Python values) -> [(key, value text)], the text as
+    `--set` takes it (booleans lower-case)."""
     if not items:
-        return out
+        return []
     pairs = items.items() if isinstance(items, dict) else [split_set(s) for s in items]
-    for key, value in pairs:
-        out[key] = parse_value(key, str(value).lower() if isinstance(value, bool) else str(value))
-    return out
+    return [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in pairs]
 
 
 def split_set(s: str) -> tuple[str, str]:
