@@ -1,20 +1,26 @@
 """Speed and memory of the wafer event level (runtime/event_level.py's spatial lowering on
 samples/wse2.arch, the full 757 x 996 WSE-2): one-layer decodes of hidden 1,024, 4,096 and
-12,288, and resnet50_infer (256 samples: the layout chosen by simulating the 5 best-estimated
-layouts with 8 and 16 samples, then the run).
+12,288, the sample's llm_decode as written (32 layers of hidden 4,096), and resnet50_infer
+(256 samples: the layout chosen by simulating the 5 best-estimated layouts with 8 and 16
+samples, then the run).
 
 Two ways to simulate each, interleaved in one process (kernels warm, the run checked, lowered
 and analysed once, outside the timings), `--reps` times each, medians printed:
-  bands      each band's top row stands for the band's rows (the default; exact, _bands)
-  every row  every row of every region simulated (el.REGION_EVERY_ROW) and the layouts' band
-             heights bisected one by one (codegen/layout.py REFERENCE): the per-tile graph the
-             event level built before, without its sample-by-sample construction (a spatial
-             run's samples are one sample's tasks repeated either way)
-Phases: build (layouts, trial simulations included, and the task graph), finalize (the CSR
-arrays), engine (the kernel), report (step, per-op times, notes). Tasks: the run's graph
-(trials' graphs not counted). Memory: in a process of its own per case and way, the peak of
-what the event level allocates (tracemalloc, which sees numpy's arrays) and the process's
-peak RSS (VmHWM: Python, archc, numpy, the kernels and the event level).
+  bands      each band's top row stands for the band's rows (the default; exact, _bands), a
+             sample's region visits made in one kernel call (_region_ops) and the layouts
+             ranked in the kernel's typed loops (codegen/layout.py _ranked)
+  every row  every row of every region simulated (el.REGION_EVERY_ROW), each visit made by its
+             own _region_op call (el.REGION_OP_EACH) and the layouts ranked height by height
+             in Python (codegen/layout.py REFERENCE): the per-tile graph the event level built
+             before, without its sample-by-sample construction (a spatial run's samples are
+             one sample's tasks repeated either way)
+Phases: layouts (codegen/layout.py layouts(): the estimate ranking every band height's
+layouts), graph (the rest of the build: the task graph, and for resnet50_infer the trial
+simulations' graphs), finalize (the CSR arrays), engine (the kernel, trials included),
+report (step, per-op times, notes). Tasks: the run's graph (trials' graphs not counted).
+graph/engine: the graph's time over the engine's. Memory: in a process of its own per case
+and way, the peak of what the event level allocates (tracemalloc, which sees numpy's arrays)
+and the process's peak RSS (VmHWM: Python, archc, numpy, the kernels and the event level).
 
 The two ways' reports are checked equal (every figure and note) before anything is printed.
 
@@ -39,6 +45,7 @@ CASES = {
                                            "ffn": "4096"}),
     "decode hidden 4,096": ("llm_decode", {"layers": "1"}),
     "decode hidden 12,288": ("llm_decode", {"layers": "1", "hidden": "12288", "heads": "96"}),
+    "decode 32 layers": ("llm_decode", {}),
     "resnet50_infer": ("resnet50_infer", {}),
 }
 WAYS = ("bands", "every row")
@@ -60,8 +67,7 @@ def _prepare(name: str):
 def _way(way: str) -> None:
     from archc.codegen import layout as L
     from archc.runtime import event_level as el
-    el.REGION_EVERY_ROW = way == "every row"
-    L.REFERENCE = way == "every row"
+    el.REGION_EVERY_ROW = el.REGION_OP_EACH = L.REFERENCE = way == "every row"
 
 
 def _event_level(plan, R) -> dict:
@@ -70,8 +76,15 @@ def _event_level(plan, R) -> dict:
     from archc.runtime import events as ev
     from archc.runtime.execute import make_report
 
-    spent = {"finalize": 0.0, "engine": 0.0}
-    sim, fin = ev.simulate, ev.TaskGraph.finalize
+    spent = {"finalize": 0.0, "engine": 0.0, "layouts": 0.0}
+    sim, fin, lay = ev.simulate, ev.TaskGraph.finalize, el.layouts
+
+    def layouts(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return lay(*a, **kw)
+        finally:
+            spent["layouts"] += time.perf_counter() - t
 
     def finalize(self):
         t = time.perf_counter()
@@ -87,7 +100,7 @@ def _event_level(plan, R) -> dict:
             return sim(g, **kw)
         finally:
             spent["engine"] += time.perf_counter() - t
-    ev.simulate, ev.TaskGraph.finalize = simulate, finalize
+    ev.simulate, ev.TaskGraph.finalize, el.layouts = simulate, finalize, layouts
     try:
         t0 = time.perf_counter()
         b, r = el.simulate(plan, R)
@@ -96,8 +109,9 @@ def _event_level(plan, R) -> dict:
         notes = el.summary_notes(b, r)
         t2 = time.perf_counter()
     finally:
-        ev.simulate, ev.TaskGraph.finalize = sim, fin
-    return dict(build=t1 - t0 - spent["finalize"] - spent["engine"], finalize=spent["finalize"],
+        ev.simulate, ev.TaskGraph.finalize, el.layouts = sim, fin, lay
+    build = t1 - t0 - spent["finalize"] - spent["engine"]
+    return dict(build=build, layouts=spent["layouts"], graph=build - spent["layouts"], finalize=spent["finalize"],
                 engine=spent["engine"], report=t2 - t1, total=t2 - t0, tasks=int(b.final.n_tasks),
                 links=int(b.final.n_links), resources=int(b.final.n_resources),
                 figures=json.loads(rep.to_json()) | {"event notes": notes})
@@ -136,8 +150,10 @@ def main(argv: list[str]) -> int:
     names = ["decode hidden 1,024", "decode hidden 12,288"] if quick else list(CASES)
     print(f"wafer event level (samples/wse2.arch, 757 x 996 tiles): medians of {reps} interleaved repetitions; "
           f"a noisy shared 2-core machine")
-    head = (f"{'case':<22} {'way':<10} {'tasks':>10} {'build s':>8} {'final. s':>8} {'engine s':>8} "
-            f"{'report s':>8} {'total s':>8} {'peak MB':>8} {'RSS MB':>7}")
+    head = (f"{'case':<22} {'way':<10} {'tasks':>10} {'layouts':>8} {'graph':>8} {'final.':>8} {'engine':>8} "
+            f"{'report':>8} {'total':>8} {'graph/':>7} {'peak MB':>8} {'RSS MB':>7}\n"
+            f"{'':<22} {'':<10} {'':>10} {'ms':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'ms':>8} "
+            f"{'engine':>7}")
     rows = []
     for name in names:
         plan, R = _prepare(name)
@@ -153,8 +169,8 @@ def main(argv: list[str]) -> int:
                   ", ".join(k for k in a if a.get(k) != b.get(k)))
             return 1
         for w in WAYS:
-            med = {k: statistics.median(x[k] for x in got[w]) for k in ("build", "finalize", "engine", "report",
-                                                                         "total")}
+            med = {k: statistics.median(x[k] for x in got[w]) for k in ("layouts", "graph", "finalize", "engine",
+                                                                         "report", "total")}
             mem = {"peak_mb": float("nan"), "rss_mb": float("nan")}
             if "--no-memory" not in argv:
                 p = subprocess.run([sys.executable, __file__, "--memory", name, w], capture_output=True, text=True,
@@ -166,8 +182,10 @@ def main(argv: list[str]) -> int:
             rows.append((name, w, got[w][0]["tasks"], med, mem))
     print(head)
     for name, w, tasks, med, mem in rows:
-        print(f"{name:<22} {w:<10} {tasks:>10,} {med['build']:>8.3f} {med['finalize']:>8.3f} {med['engine']:>8.3f} "
-              f"{med['report']:>8.3f} {med['total']:>8.3f} {mem['peak_mb']:>8.1f} {mem['rss_mb']:>7.0f}")
+        ms = {k: v * 1e3 for k, v in med.items()}
+        print(f"{name:<22} {w:<10} {tasks:>10,} {ms['layouts']:>8.1f} {ms['graph']:>8.1f} {ms['finalize']:>8.1f} "
+              f"{ms['engine']:>8.1f} {ms['report']:>8.1f} {ms['total']:>8.1f} {med['graph'] / med['engine']:>7.1f} "
+              f"{mem['peak_mb']:>8.1f} {mem['rss_mb']:>7.0f}")
     print("every row / bands (total time):")
     for name in names:
         t = {w: next(m["total"] for n, ww, _, m, _ in rows if n == name and ww == w) for w in WAYS}

@@ -7,55 +7,112 @@ runs, simulates the few the estimate ranks best and keeps the fastest, runtime/e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 
-REFERENCE = False  # layout(): the bisections one band height at a time, as written (tests check they agree)
+REFERENCE = False  # layouts(): every band height worked out one at a time in Python, as written,
+# even when given the kernel's loops (the reference: tests/test_plan_cases.py checks _ranked gives
+# the same ranked layouts)
 
 
-def _largest_shares(Hs: list[int], d: list[float], nr: int, nc: int) -> list[float]:
-    """For each band height H of Hs, layout()'s bisection for the largest share a that fits
-    (40 halvings of [0, nr nc / min d]), all heights at once in NumPy: the same floating-point
-    operations in the same order as fits() (a * demand / H - 1e-9, rounded up, at least 1;
-    regions left to right, a band full when the next does not fit), so the same a."""
+class _Ranked(Sequence):
+    """layouts()' ranked layouts, kept as one (layouts, regions, 4) array of (y, x, h, w) and
+    made into lists of tuples only for the ranks asked for (the event level asks for a few)."""
+
+    def __init__(self, rects):
+        self._a = rects
+
+    def __len__(self) -> int:
+        return int(self._a.shape[0])
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        return [tuple(r) for r in self._a[k].tolist()]
+
+    def __eq__(self, other):
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(self[j] == other[j] for j in range(len(self)))
+
+    __hash__ = None
+
+
+def _total(xs) -> float:
+    """xs summed left to right. Python's sum() compensates from 3.12; the layouts must not
+    depend on the Python version (on 3.11 the two agree)."""
+    t = 0.0
+    for x in xs:
+        t += x
+    return t
+
+
+def _ranked(nr: int, nc: int, s: int, tiles, d, work, entry, samples: int, serpentine: bool,
+            hop, cands: list[int], loops):
+    """layouts()'s ranking of every band height of `cands` at once, in the event kernel's
+    typed loops (`loops`: layout_shares and layout_split, the bisections; layout_place and
+    layout_balanced, the two packings; layout_costs, the estimate), the ranking in NumPy:
+    the same floating-point operations in the same order as the reference (REFERENCE), so the
+    same layouts in the same order (tests/test_plan_cases.py). None if no height has a
+    layout."""
     import numpy as np
 
-    if not Hs:
-        return []
-    H = np.asarray(Hs, np.int64)
+    n = len(d)
+    if not cands:
+        return None
     dd = np.asarray(d, np.float64)
-    cap = nr // H
-
-    def fits(a):
-        w = np.maximum(1.0, np.ceil(a[:, None] * dd[None, :] / H[:, None] - 1e-9))
-        ok = (w <= nc).all(axis=1)
-        bands = np.ones(H.size, np.int64)
-        x = np.zeros(H.size)
-        for r in range(dd.size):
-            over = x + w[:, r] > nc
-            bands += over
-            x = np.where(over, 0.0, x) + w[:, r]
-        return ok & (bands <= cap)
-    lo = np.zeros(H.size)
-    hi = np.full(H.size, nr * nc / min(d))
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        ok = fits(mid)
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return [float(x) for x in lo]
+    H = np.asarray(cands, np.int64)
+    C = H.size
+    # place(H, a) at each height's largest share a (fits()'s bisection: 40 halvings of [0, nr nc / min d])
+    a = np.zeros(C)
+    loops.layout_shares(dd, H, nr, nc, nr * nc / min(d), 40, a)
+    placed = np.zeros((C, n, 4), np.int64)
+    loops.layout_place(dd, a, H, nc, serpentine, placed.reshape(-1))
+    out, which = [placed], [np.arange(C) * 2]  # found's order: each height's packing, then its balanced split
+    # balanced(H): per band count K = nr // H, the split of least largest band demand
+    # (balanced_split's bisection: 50 halvings of [max d, sum d])
+    K = nr // H
+    ok = (K >= 1) & (n <= K * nc)
+    Ku = np.unique(K[ok])
+    if Ku.size:
+        cnt = np.zeros(Ku.size, np.int64)
+        kb = np.zeros(Ku.size * n, np.int64)
+        loops.layout_split(dd, Ku, nc, max(d), _total(d), 50, cnt, kb)
+        at = np.searchsorted(Ku, K)
+        hs = np.flatnonzero(ok & (cnt[np.minimum(at, Ku.size - 1)] <= Ku[np.minimum(at, Ku.size - 1)]))
+        if hs.size:
+            bal = np.zeros((hs.size, n, 4), np.int64)
+            loops.layout_balanced(dd, kb, at[hs], H[hs], nc, serpentine, bal.reshape(-1))
+            out.append(bal)
+            which.append(hs * 2 + 1)
+    rects = np.ascontiguousarray(np.concatenate(out))
+    seq = np.concatenate(which)
+    Hs = rects[:, 0, 2]
+    cost = np.zeros(rects.shape[0])
+    loops.layout_costs(rects.reshape(-1), dd, np.asarray(work, np.float64), np.asarray(entry, np.float64),
+                       np.sqrt(np.asarray(tiles, np.float64)), s, 0.0 if hop is None else hop, hop is not None,
+                       serpentine, nc, samples, cost)
+    order = np.lexsort((seq, Hs, cost))
+    ranked = rects[order]
+    # both packings of a height can give the same rectangles: the same cost, so adjacent here
+    pair = seq[order] // 2
+    dup = np.zeros(order.size, bool)
+    dup[1:] = (pair[1:] == pair[:-1]) & (ranked[1:] == ranked[:-1]).all(axis=(1, 2))
+    return _Ranked(ranked[~dup])
 
 
 def layout(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             samples: int = 1, band: int = 0, serpentine: bool = False, hop: float | None = None,
-            rank: int = 0) -> tuple[list | None, bool]:
+            rank: int = 0, loops=None) -> tuple[list | None, bool]:
     """The rank-th layout of layouts() (None if there are not that many), and whether regions
     share blocks."""
-    ranked, shared = layouts(nr, nc, s, tiles, work, entry, samples, band, serpentine, hop)
+    ranked, shared = layouts(nr, nc, s, tiles, work, entry, samples, band, serpentine, hop, loops)
     return (ranked[rank] if rank < len(ranked) else None), shared
 
 
 def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             samples: int = 1, band: int = 0, serpentine: bool = False,
-            hop: float | None = None) -> tuple[list, bool]:
+            hop: float | None = None, loops=None) -> tuple[list, bool]:
     """Rectangles (y, x, h, w) of blocks for regions wanting `tiles` tiles each, in order:
     the grid is cut into bands of H block rows, regions are placed left to right in a
     band (a region of width ceil(a * demand / H) blocks of s x s tiles), a region that does not fit in
@@ -72,7 +129,9 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     the band ends. With `hop` (seconds a block) a region that starts a band also pays its
     input's carriage from the band before (the event level's hand-over flows): its NoC input time again and the hops.
     With more regions than blocks, regions share blocks: ([rectangles], True). Returns the
-    distinct layouts, the estimate's best first, and False."""
+    distinct layouts, the estimate's best first, and False. `loops`: the event kernel
+    (runtime/events.py kernel()), whose typed loops run the bisections for every band height
+    at once (_ranked); without it (or with REFERENCE) each height is worked out in Python."""
     d = [max(t, 1e-9) / (s * s) for t in tiles]
     n = len(d)
     if not n:
@@ -121,7 +180,7 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             x += w
         for regs in bands:
             spare = nc - sum(ws[r] for r in regs)
-            tot = sum(d[r] for r in regs)
+            tot = _total(d[r] for r in regs)
             extra = {r: int(spare * d[r] / tot) for r in regs}
             left = spare - sum(extra.values())
             for r in sorted(regs, key=lambda r: (-(spare * d[r] / tot - extra[r]), r))[:left]:
@@ -130,8 +189,6 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 ws[r] += extra[r]
         return lay(H, bands, ws)
 
-    split: dict = {}  # band count K -> (bands, widths) of balanced(): they depend on K only
-
     def balanced(H):
         """The regions, in order, split into the bands so that the largest band demand is
         least (each band at most nc regions), a band's columns shared in proportion to demand
@@ -139,9 +196,7 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
         K = nr // H
         if K < 1 or n > K * nc:
             return None
-        if REFERENCE or K not in split:
-            split[K] = balanced_split(K)
-        got = split[K]
+        got = balanced_split(K)
         return None if got is None else lay(H, *got)
 
     def balanced_split(K):
@@ -156,7 +211,7 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 cur.append(r)
                 tot += d[r]
             return out + [cur]
-        lo_c, hi_c = max(d), sum(d)
+        lo_c, hi_c = max(d), _total(d)
         for _ in range(50):
             mid = (lo_c + hi_c) / 2
             lo_c, hi_c = (lo_c, mid) if len(groups(mid)) <= K else (mid, hi_c)
@@ -165,7 +220,7 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
             return None
         ws = [1] * n
         for regs in bands:
-            tot = sum(d[r] for r in regs)
+            tot = _total(d[r] for r in regs)
             want = {r: max(1.0, nc * d[r] / tot) for r in regs}
             for r in regs:
                 ws[r] = max(1, int(want[r]))
@@ -178,17 +233,25 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
     every = n * nr <= 20_000
     cands = sorted(set(range(1, nr + 1)) if every else
                    {h for h in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if h <= nr}
-                   | {nr, max(1, round(math.sqrt(sum(d) / n)))})
+                   | {nr, max(1, round(math.sqrt(_total(d) / n)))})
     if band > 0 and fits(min(band, nr), 0.0):
         cands = [min(band, nr)]
+    slow = REFERENCE or loops is None
+    if slow:
+        cands = [H for H in cands if fits(H, 0.0)]
+    else:  # at share 0 every region is one block wide: ceil(n / nc) bands of H rows
+        cands = [H for H in cands if -(-n // nc) <= nr // H]
+    if not slow:
+        ranked = _ranked(nr, nc, s, tiles, d, work, entry, samples, serpentine, hop, cands, loops)
+        if ranked is None:  # not even one block per region in a band of one row: share blocks
+            return [[((k // nc) % nr, k % nc, 1, 1) for k in range(n)]], True
+        return ranked, False
     found = []  # (slowest region's time, H, a)
-    cands = [H for H in cands if fits(H, 0.0)]
-    for H, lo in zip(cands, _largest_shares(cands, d, nr, nc) if not REFERENCE else [None] * len(cands)):
-        if REFERENCE:
-            lo, hi = 0.0, nr * nc / min(d)
-            for _ in range(40):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
+    for H in cands:
+        lo, hi = 0.0, nr * nc / min(d)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(H, mid) else (lo, mid)
         for rects in (place(H, lo), balanced(H)):
             if rects is None:
                 continue
@@ -198,7 +261,7 @@ def layouts(nr: int, nc: int, s: int, tiles: list[float], work=None, entry=None,
                 if rects[r][0] != rects[r - 1][0]:  # starts a band: its input crosses from the band before
                     far = rects[r][3] + rects[r - 1][3] if serpentine else nc
                     t[r] += entry[r] * math.sqrt(tiles[r]) / (H * s) + hop * (H + far)
-            found.append((sum(t) + (samples - 1) * max(t), H, rects))
+            found.append((_total(t) + (samples - 1) * max(t), H, rects))
     if not found:  # not even one block per region in a band of one row: share blocks
         return [[((k // nc) % nr, k % nc, 1, 1) for k in range(n)]], True
     ranked, seen = [], set()

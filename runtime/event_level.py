@@ -115,6 +115,8 @@ MAX_TASKS = 3_000_000
 TILE_TASKS = 6_000_000  # budget of a tile-granular wafer graph; beyond it tiles are grouped in blocks
 STREAM_EVERY_TILE = False  # weight streaming: simulate every tile, not each row's last (tests check the two agree)
 REGION_EVERY_ROW = False  # spatial: simulate every row of a region, not its band's top row (tests check they agree)
+REGION_OP_EACH = False  # spatial: make a sample's region visits one _region_op call each, not in one kernel call
+# (_region_ops; tests check the two graphs agree array by array)
 SAMPLE = "\x00"  # a sample's number in the names of a spatial run's per-sample tasks (build_spatial_tiles)
 TRACE_TASKS = 250_000  # tasks a trace holds at most (Perfetto / chrome://tracing stay responsive)
 # pipeline schedules (build_stages): each kind of pass recorded once and copied for every
@@ -308,6 +310,44 @@ class _Net:
             for j in range(p if kind != Collective.P2P else 2):
                 s.add((l, self.member(l, base + j * stride)))
         return s
+
+
+class _VisitNames:
+    """The names of the tasks of consecutive region visits made at once (_region_ops), as
+    _region_op names them: k -> the name of the k-th task from the first visit's start."""
+
+    def __init__(self, visits, hs, dirn, nbytes, starts):
+        self.visits, self.hs, self.dirn, self.nbytes, self.starts = visits, hs, dirn, nbytes, starts
+
+    def __call__(self, k: int) -> str:
+        import bisect
+
+        v = bisect.bisect_right(self.starts, k) - 1
+        _, (y, x, _, w), label, *_ = self.visits[v]
+        k -= self.starts[v]
+        n = self.hs[v] * w
+        tile_name, input_name, reduce_name = _visit_names(label, y, x, w, self.dirn[v])
+        if k == 0:
+            return f"{label} start"
+        k -= 1
+        if k < n:
+            return tile_name(k)
+        k -= n
+        if self.nbytes[v] > 0:
+            if k < n:
+                return input_name(k)
+            k -= n
+        return reduce_name(k) if k < self.hs[v] * (w - 1) else f"{label} done"
+
+
+def _visit_names(label: str, y: int, x: int, w: int, d: int):
+    """The names of a region visit's tasks (_region_op): its blocks' computes, their inputs
+    and the reduce chain, as functions of the index in their range (rows of w blocks from
+    block (y, x), running east to west if d < 0)."""
+    def at(j):  # the tile of entry j of a (rows x w) range
+        return f"({y + j // w}, {x + j % w if d > 0 else x + w - 1 - j % w})"
+    return (lambda j: f"{label} tile {at(j)}", lambda j: f"{label} input to {at(j)}",
+            lambda j: f"{label} reduce ({y + j // (w - 1)}, {x + j % (w - 1) + 1 if d > 0 else x + w - 2 - j % (w - 1)})")
 
 
 class _Wafer:
@@ -1176,8 +1216,7 @@ class _Builder:
         col = x + k if direction > 0 else x + w - 1 - k
         res = np.asarray(W.tile(a, col)).astype(np.int32)
 
-        def at(j, y=y, x=x, w=w, d=direction):  # the tile of entry j of a (rows x w) range
-            return f"({y + j // w}, {x + j % w if d > 0 else x + w - 1 - j % w})"
+        tile_name, input_name, reduce_name = _visit_names(label, y, x, w, direction)
         local = self._tile_local(i, scale)
         tail = 0.0  # the followers' reduce-and-broadcast
         for f, fs in followers:
@@ -1189,7 +1228,7 @@ class _Builder:
             self.adjust.append((i, -(lf + rf)))
         nbytes = T[i].noc_bytes
         comp = g.add_computes(local + W.hop * (k + 1), res)
-        self._range(comp, lambda j, label=label: f"{label} tile {at(j)}")
+        self._range(comp, tile_name)
         g.add_deps(np.full(n, S, np.int32), comp)
         inflow = None
         if nbytes > 0:
@@ -1201,7 +1240,7 @@ class _Builder:
             has = np.ones(n, bool) if not routed else k > 0
             ptr = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
             inflow = g.add_flows(brow * (w - k) / w, ptr, links[has].astype(np.int32), latency=W.hop * (k + 1))
-            self._range(inflow, lambda j, label=label: f"{label} input to {at(j)}")
+            self._range(inflow, input_name)
             g.add_deps(np.full(n, S, np.int32), inflow)
         chain = None
         if w > 1:
@@ -1211,8 +1250,7 @@ class _Builder:
             chain = g.add_flows(nbytes / (h * w), np.arange(ca.size + 1, dtype=np.int64),
                                 (W.west(ca, cc - 1) if direction > 0 else W.east(ca, cc)).astype(np.int32),
                                 latency=W.hop)
-            self._range(chain, lambda j, label=label, y=y, x=x, w=w, d=direction: (
-                f"{label} reduce ({y + j // (w - 1)}, {x + j % (w - 1) + 1 if d > 0 else x + w - 2 - j % (w - 1)})"))
+            self._range(chain, reduce_name)
             g.add_deps(comp[m_], chain)
             if inflow is not None:
                 g.add_deps(inflow[m_], chain)
@@ -1230,6 +1268,44 @@ class _Builder:
             if inflow is not None:
                 g.add_deps(inflow, E)
         return S, E
+
+    def _region_ops(self, visits, prev):
+        """Consecutive visits of a sample to regions, each as _region_op(i, rect, [prev], label,
+        scale, followers, direction, routed) would make it, the first after `prev` and each
+        after the one before: their tasks and dependencies written by the event kernel's
+        region_tasks in one call, in the same order (REGION_OP_EACH makes them one call each;
+        tests/test_wafer_scale.py compares the graphs). Returns [(start, end)] per visit."""
+        W, T, R, g = self.wafer, self.T, self.R, self.g
+        cols = ("y", "x", "hs", "w", "h", "dirn", "routed", "local", "tail", "nbytes")
+        par = {c: [] for c in cols}
+        for i, (y, x, h, w), label, scale, followers, direction, routed in visits:
+            local, tail = self._tile_local(i, scale), 0.0
+            for f, fs in followers:  # as _region_op: folded into the visit's compute, reduce after
+                lf = self._tile_local(f, fs)
+                rf = 2.0 * W.hop * (w - 1) if R[f, RC["noc"]] > 0 else 0.0
+                local += lf
+                tail += rf
+                self.adjust.append((f, lf + rf))
+                self.adjust.append((i, -(lf + rf)))
+            for c, v in zip(cols, (y, x, 1 if W.bands is not None else h, w, h, direction, int(routed), local, tail,
+                                   T[i].noc_bytes)):
+                par[c].append(v)
+        q = W.q if W.q is not None else np.arange(W.rows, dtype=np.int64)
+        first = g.n_tasks
+        assert first == len(self.names)
+        kind, dur, res, nb, lat, rlen, rlinks, src, dst, S, E = ev.kernel().region_tasks(
+            first, *(par[c] for c in cols), q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
+        g.add_tasks(kind, dur, res, nb, lat, rlen, rlinks)
+        g.add_deps(src, dst)
+        starts, ends = S.tolist(), E.tolist()
+        g.add_deps_each(([prev] if prev is not None else []) + ends[:-1], starts if prev is not None else starts[1:])
+        self.names.add_range(g.n_tasks - first, _VisitNames(list(visits), par["hs"], par["dirn"], par["nbytes"],
+                                                            [t - first for t in starts]))
+        assert len(self.names) == g.n_tasks
+        if len(self.names) > self.max_tasks:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
+                                  f"simulate a smaller instance (--set)")
+        return list(zip(starts, ends))
 
     def _carries(self, src, d_src, dst, d_dst, i) -> bool:
         """Whether _handover carries the input of row i from region src to region dst over
@@ -1332,7 +1408,7 @@ class _Builder:
                     memo["ranked", s, c] = layouts(
                         nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
                         [entry[r] for r in ids], m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
-                        chip.noc.latency_s * s if self.mp.placement != "adjacent" else None)
+                        chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, ev.kernel())
                 ranked, wr = memo["ranked", s, c]
                 sub = ranked[rank] if rank < len(ranked) else None
                 if sub is None:
@@ -1409,19 +1485,37 @@ class _Builder:
             self.g, self.names, self.instances, self.adjust = ev.TaskGraph(), _Labels(), [], []
             try:
                 prev, first, entry, was = None, None, None, None
+                pending: list = []  # visits not made yet (_region_ops makes a run of them at once)
+
+                def flush(prev):
+                    nonlocal entry, first
+                    if not pending:
+                        return prev
+                    if REGION_OP_EACH:
+                        made = []
+                        for i, rect, label, scale, fol, d, routed in pending:
+                            made.append(self._region_op(i, rect, [prev], label, scale, fol, d, routed))
+                            prev = made[-1][1]
+                    else:
+                        made = self._region_ops(pending, prev)
+                    for (i, *_), (st, en) in zip(pending, made):
+                        entry = st if entry is None else entry
+                        first = en if first is None else first
+                        self.instances.append((i, 0, st, en, -1))
+                    pending.clear()
+                    return made[-1][1]
                 for v, fol in groups:
                     i, k = order[v]
                     r = row_regs[i][k]
                     label = f"{self.plan.labels[i]} sample {SAMPLE}"
                     routed = False
                     if was is not None and was != r and on_chip[was] == on_chip[r] and hand:
+                        prev = flush(prev)
                         prev, routed = self._handover(rects[was], sign[was], rects[r], sign[r], i, prev, label)
                     was = r
-                    st, prev = self._region_op(i, rects[r], [prev], label, R[i, RC["region"]] / given[r],
-                                               [(f, R[f, RC["region"]] / given[r]) for f in fol], sign[r], routed)
-                    entry = st if entry is None else entry
-                    first = prev if first is None else first
-                    self.instances.append((i, 0, st, prev, -1))
+                    pending.append((i, rects[r], label, R[i, RC["region"]] / given[r],
+                                    [(f, R[f, RC["region"]] / given[r]) for f in fol], sign[r], routed))
+                prev = flush(prev)
                 last = self._to_next_chip(xfer, xlink, lat_s, prev, SAMPLE)
                 return self.g, self.names, self.instances, self.adjust, entry, first, last
             finally:

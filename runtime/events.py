@@ -164,6 +164,26 @@ _F64 = np.float64
 _I32 = np.int32
 
 
+def _column(v, dt, n: int) -> np.ndarray:
+    """v as a C-contiguous array of n entries of dtype dt (a scalar repeated; an array of that
+    dtype and length as it is, not copied)."""
+    if type(v) is np.ndarray and v.dtype == dt and v.shape == (n,) and v.flags.c_contiguous:
+        return v
+    if np.ndim(v) == 0:
+        return np.full(n, v, dt)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dt), (n,)))
+
+
+def _pair(a, b, ta, tb) -> tuple[np.ndarray, np.ndarray]:
+    """a and b (arrays or scalars) broadcast to one length, flattened, of dtypes ta and tb:
+    np.broadcast_arrays without its cost when both are already arrays of one shape (the graph
+    builders' usual call)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape:
+        return a.astype(ta, copy=False).reshape(-1), b.astype(tb, copy=False).reshape(-1)
+    x, y = np.broadcast_arrays(np.asarray(a, ta), np.asarray(b, tb))
+    return x.reshape(-1), y.reshape(-1)
+
+
 class TaskGraph:
     """Builds a task graph. Scalar calls (add_compute, add_flow, add_delay, add_dep) for small
     graphs and tests; array calls (add_computes, add_flows, add_delays, add_deps) for millions
@@ -258,7 +278,7 @@ class TaskGraph:
     def _add_chunk(self, kind, n, duration=0.0, resource=-1, nbytes=0.0, latency=0.0,
                    route_len=None, route_links=None) -> np.ndarray:
         self._flush()
-        full = lambda v, dt: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dt), (n,)))  # noqa: E731
+        full = lambda v, dt: _column(v, dt, n)  # noqa: E731
         self._chunks.append((np.full(n, kind, np.int8), full(duration, _F64), full(resource, _I32),
                              full(nbytes, _F64), full(latency, _F64),
                              np.zeros(n, np.int64) if route_len is None else np.asarray(route_len, np.int64),
@@ -270,8 +290,8 @@ class TaskGraph:
 
     def add_computes(self, durations, resources) -> np.ndarray:
         """Compute tasks (arrays, or scalars broadcast to the other's length); returns ids."""
-        d, r = np.broadcast_arrays(np.asarray(durations, _F64), np.asarray(resources, _I32))
-        return self._add_chunk(0, d.size, duration=d.reshape(-1), resource=r.reshape(-1))
+        d, r = _pair(durations, resources, _F64, _I32)
+        return self._add_chunk(0, d.size, duration=d, resource=r)
 
     def add_delays(self, durations) -> np.ndarray:
         d = np.asarray(durations, _F64).reshape(-1)
@@ -287,9 +307,18 @@ class TaskGraph:
             raise ValueError("add_flows: route_ptr must rise from 0 to len(route_links)")
         return self._add_chunk(1, n, nbytes=b, latency=latency, route_len=np.diff(ptr), route_links=links)
 
+    def add_deps_each(self, before, after) -> None:
+        """As add_dep(before[k], after[k]) for each k in turn (the scalar dependencies a
+        builder's add_* calls with `after` would have made)."""
+        if len(before) != len(after):
+            raise ValueError("add_deps_each: before and after must have one entry each")
+        self._dep_src.extend(int(b) for b in before)
+        self._dep_dst.extend(int(a) for a in after)
+        self._final = None
+
     def add_deps(self, before, after) -> None:
-        s, d = np.broadcast_arrays(np.asarray(before, _I32), np.asarray(after, _I32))
-        self._dep_chunks.append((s.reshape(-1).copy(), d.reshape(-1).copy()))
+        s, d = _pair(before, after, _I32, _I32)
+        self._dep_chunks.append((s.copy(), d.copy()))
         self._final = None
 
     def finalize(self) -> FinalGraph:

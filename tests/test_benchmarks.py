@@ -146,17 +146,19 @@ def test_formats_benchmark_quiet_and_loaded():
 @pytest.mark.build
 def test_wafer_quick():
     """benchmarks/wafer.py --quick: both decodes, both ways, a row each with its tasks and
-    phase times; the bands' graph far smaller than every row's; the reports checked equal."""
+    phase times (ms: layouts, graph, finalize, engine, report; the total their sum) and the
+    graph's time over the engine's; the bands' graph far smaller than every row's; the
+    reports checked equal."""
     p = _run("wafer.py", "--quick", "--no-memory", timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     rows = {}
     for ln in p.stdout.splitlines():
-        m = re.match(rf"(decode hidden [\d,]+)\s+(bands|every row)\s+({NUM})\s+({NUM})\s+({NUM})\s+({NUM})\s+({NUM})"
-                     rf"\s+({NUM})", ln)
+        m = re.match(rf"(decode hidden [\d,]+)\s+(bands|every row)\s+({NUM})" + rf"\s+({NUM})" * 7, ln)
         if m:
             tasks = int(m[3].replace(",", ""))
-            build, fin, engine, report, total = (float(m[k]) for k in range(4, 9))
-            assert total == pytest.approx(build + fin + engine + report, abs=2e-3)
+            lay, graph, fin, engine, report, total, ratio = (float(m[k]) for k in range(4, 11))
+            assert total == pytest.approx(lay + graph + fin + engine + report, abs=0.35)
+            assert ratio == pytest.approx(graph / engine, abs=0.05 + 0.06 * graph / engine)
             rows[m[1], m[2]] = tasks
     assert set(rows) == {(c, w) for c in ("decode hidden 1,024", "decode hidden 12,288")
                          for w in ("bands", "every row")}, p.stdout

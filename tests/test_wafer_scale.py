@@ -347,3 +347,47 @@ def test_layout_is_chosen_by_simulating_the_best_estimated_ones(tmp_path, monkey
     kept = float(r.end.max())
     assert kept <= min(full.values()) * 1.02
     assert kept == pytest.approx(full[int(note.split("#")[1].split(" ")[0]) - 1], rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["decode", "bands", "trials", "two chips", "blocks", "every row", "raster",
+                                  "serpentine"])
+def test_region_visits_in_one_call_equal_one_by_one(tmp_path, monkeypatch, case):
+    """A wafer sample's region visits made by the event kernel in one call (_region_ops) give
+    the graph that _region_op makes visit by visit (REGION_OP_EACH): every FinalGraph array,
+    every task name, op instance and per-op adjustment, and the whole report. "raster" and
+    "serpentine" carry inputs between bands (_handover between the runs of visits; every row
+    simulated; serpentine bands run east to west); "every row": every row simulated."""
+    import dataclasses
+
+    from archc.runtime import events as ev
+    if case == "blocks":
+        monkeypatch.setattr(el, "TILE_TASKS", 5_000)
+    if case == "every row":
+        monkeypatch.setattr(el, "REGION_EVERY_ROW", True)
+    if case in ("raster", "serpentine"):
+        run = check(_placed_wafer(tmp_path), {"batch": "2", "region_rows": "4", "placement": case},
+                    "bert_infer").run("bert_infer")
+    else:
+        run = _band_cases(tmp_path)["bands" if case in ("blocks", "every row") else case]
+    directions = []
+    names_of = el._visit_names
+    monkeypatch.setattr(el, "_visit_names", lambda label, y, x, w, d: directions.append(d) or
+                        names_of(label, y, x, w, d))
+    d, b, r = _report(run)
+    monkeypatch.setattr(el, "REGION_OP_EACH", True)
+    de, be, re_ = _report(run)
+    assert d == de
+    for f in dataclasses.fields(ev.FinalGraph):
+        x, y = getattr(b.final, f.name), getattr(be.final, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+        else:
+            assert x == y, f.name
+    assert list(b.names) == list(be.names)
+    assert list(b.instances) == list(be.instances) and b.adjust == be.adjust
+    assert np.array_equal(r.start, re_.start) and r.makespan == re_.makespan
+    names = list(b.names)
+    assert any(" reduce (" in n for n in names) and any(" input to (" in n for n in names)
+    if case in ("raster", "serpentine"):
+        assert b.wafer.bands is None and any("input carried to" in n for n in names)
+    assert (-1 in directions) == (case == "serpentine")  # a band running east to west
