@@ -1,19 +1,22 @@
 """Speed and memory of the wafer event level (runtime/event_level.py's spatial lowering on
 samples/wse2.arch, the full 757 x 996 WSE-2): one-layer decodes of hidden 1,024, 4,096 and
-12,288, the sample's llm_decode as written (32 layers of hidden 4,096), and resnet50_infer
-(256 samples: the layout chosen by simulating the 5 best-estimated layouts with 8 and 16
-samples, then the run).
+12,288, the sample's llm_decode as written (32 layers of hidden 4,096), its gpt_train as
+written (weight streaming: every matmul on every row of tiles, 16 micro-batches), and
+resnet50_infer (256 samples: the layout chosen by simulating the 5 best-estimated layouts
+with 8 and 16 samples, then the run).
 
 Two ways to simulate each, interleaved in one process (kernels warm, the run checked, lowered
 and analysed once, outside the timings), `--reps` times each, medians printed:
   bands      each band's top row stands for the band's rows (the default; exact, _bands), a
-             sample's region visits made in one kernel call (_region_ops) and the layouts
-             ranked in the kernel's typed loops (codegen/layout.py _ranked)
+             sample's region visits made in one kernel call (_region_ops), the layouts
+             ranked in the kernel's typed loops (codegen/layout.py _ranked), and a streaming
+             run's passes recorded once and copied (el.PIPELINE_BULK)
   every row  every row of every region simulated (el.REGION_EVERY_ROW), each visit made by its
              own _region_op call (el.REGION_OP_EACH) and the layouts ranked height by height
-             in Python (codegen/layout.py REFERENCE): the per-tile graph the event level built
-             before, without its sample-by-sample construction (a spatial run's samples are
-             one sample's tasks repeated either way)
+             in Python (codegen/layout.py REFERENCE), and a streaming run's micro-batches
+             built pass by pass (el.PIPELINE_BULK off): the per-tile graph the event level
+             built before, without its sample-by-sample construction (a spatial run's samples
+             are one sample's tasks repeated either way)
 Phases: layouts (codegen/layout.py layouts(): the estimate ranking every band height's
 layouts), graph (the rest of the build: the task graph, and for resnet50_infer the trial
 simulations' graphs), finalize (the CSR arrays), engine (the kernel, trials included),
@@ -46,6 +49,7 @@ CASES = {
     "decode hidden 4,096": ("llm_decode", {"layers": "1"}),
     "decode hidden 12,288": ("llm_decode", {"layers": "1", "hidden": "12288", "heads": "96"}),
     "decode 32 layers": ("llm_decode", {}),
+    "gpt_train streaming": ("gpt_train", {}),
     "resnet50_infer": ("resnet50_infer", {}),
 }
 WAYS = ("bands", "every row")
@@ -68,6 +72,7 @@ def _way(way: str) -> None:
     from archc.codegen import layout as L
     from archc.runtime import event_level as el
     el.REGION_EVERY_ROW = el.REGION_OP_EACH = L.REFERENCE = way == "every row"
+    el.PIPELINE_BULK = way != "every row"
 
 
 def _event_level(plan, R) -> dict:

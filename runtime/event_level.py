@@ -163,6 +163,16 @@ class _Labels:
         return (self[i] for i in range(self._n))
 
 
+class _Shifted:
+    """names[k + by] for k (a recording's names without its placeholders, looked up lazily)."""
+
+    def __init__(self, names, by: int):
+        self.names, self.by = names, by
+
+    def __getitem__(self, k: int) -> str:
+        return self.names[k + self.by]
+
+
 class _Rows:
     """Rows of ints (or None) in order: tuples appended one at a time, or blocks of columns
     (int64 arrays, -1 for None) added at once. Iterating gives the tuples as appended (a
@@ -816,7 +826,7 @@ class _Builder:
                                     f"send {'forward' if forward else 'backward'} mb {i} stage {s_}->{dst[0]}")
             self.g.add_dep(x, arrive(forward, i, *dst))
         self.stage_res, self.stage_end, self.last_f, self.last_b, self.ar_span = [], [], [], [], []
-        bulk = PIPELINE_BULK and not (self.streaming and self.wafer is not None)
+        bulk = PIPELINE_BULK
         if bulk:
             self._arrivals = {}  # (forward, stage) -> int64[v, m]: the arrival barriers made so far (-1: none)
         for s in range(pp):
@@ -953,7 +963,7 @@ class _Builder:
         t = dict(index=k, n=n, kind=cols[0][4:], dur=cols[1][4:], res=cols[2][4:], bytes=cols[3][4:],
                  lat=cols[4][4:], rlen=cols[5][4:], links=cols[6],
                  dep=(rel(src), rel(dst)), late=(rel(g._dep_src), rel(g._dep_dst)),
-                 names=[names[j] for j in range(4, len(names))], last=int(last) - 4,
+                 names=_Shifted(names, 4), last=int(last) - 4,
                  mem=int(mem_out) - 4 if mem_out is not None and mem_out >= 4 else -1,
                  arr=made["arr"] - 4 if made["arr"] >= 0 else -1, dst=made["dst"] - 4 if made["dst"] >= 0 else -1,
                  dst_at=made["dst_at"], own=(what == "F", s, c), collapsed=collapsed,

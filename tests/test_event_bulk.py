@@ -82,6 +82,7 @@ CASES = {
     "bsp chip (gc200) gpt tp+dp+pp": ("gc200", "gpt_train", dict(global_batch=48, layers=12), None),
     "weight streaming, non-wafer (wse2 per region)": ("wse2", "bert_train", dict(batch=8192, layers=2), "0"),
     "weight streaming, non-wafer (dojo per region)": ("dojo", "gpt_train", dict(global_batch=100, layers=2), "0"),
+    "weight streaming on the wafer (wse2 rows)": ("wse2", "gpt_train", dict(global_batch=256, layers=2), None),
 }
 
 
@@ -123,8 +124,10 @@ def test_bulk_graph_equals_the_reference(tmp_path, monkeypatch, case):
     names = list(bulk.names)
     if "bsp" in case:  # each op a superstep: compute and sync, then the exchange
         assert run.machine.chip.bsp and sum(n.endswith(" exchange") for n in names) > 100
-    if "streaming" in case:  # each op's weights a flow over the memory link
+    if "non-wafer" in case:  # each op's weights a flow over the memory link
         assert bulk.streaming and sum(n.endswith(" weights") for n in names) > 100
+    if "on the wafer" in case:  # each op's weights a flow per row of tiles, over the memory link and the row's edge
+        assert bulk.streaming and bulk.wafer is not None and sum(" weights row " in n for n in names) > 1000
     if "overlap_dp" in case:
         assert any(n.startswith("gradient bucket 2 of") for n in names)
     if "interleave" in case:
