@@ -573,6 +573,7 @@ def _block_size(tiles_fn, budget: int, max_s: int) -> int:
 class _Builder:
     def __init__(self, plan: Plan, R: np.ndarray):
         self.plan, self.R, self.T = plan, R, plan.tasks
+        self._rcols: dict[str, list[float]] = {}  # columns of R as Python floats (_rcol)
         self.exchanges: list[int] = []  # the gradient exchange rows (build_stages)
         run = plan.run
         self.run, self.mp, self.m = run, run.mapping, run.machine
@@ -1193,12 +1194,18 @@ class _Builder:
             raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
                                   f"simulate a smaller instance (--set)")
 
+    def _rcol(self, name: str) -> list[float]:
+        """Column `name` of R as Python floats: the same values, read without NumPy's per-item cost."""
+        col = self._rcols.get(name)
+        if col is None:
+            col = self._rcols[name] = self.R[:, RC[name]].tolist()
+        return col
+
     def _tile_local(self, i, scale=1.0):
         """An op's time on each tile of its region without the NoC part (which is flows here);
         `scale`: the analytic region size over the tiles the op got."""
-        R, T = self.R, self.T
-        return max(R[i, RC["compute"]] * scale, R[i, RC["memory"]], R[i, RC["sram"]] * scale) + \
-            self.m.chip.launch_s * T[i].launches
+        return max(self._rcol("compute")[i] * scale, self._rcol("memory")[i], self._rcol("sram")[i] * scale) + \
+            self.m.chip.launch_s * self.T[i].launches
 
     def _region_op(self, i, rect, after, label, scale=1.0, followers=(), direction=1, routed=False):
         """One visit of a sample to a region rect = (y, x, h, w) of blocks: the op of row i and
@@ -1285,21 +1292,22 @@ class _Builder:
         after the one before: their tasks and dependencies written by the event kernel's
         region_tasks in one call, in the same order (REGION_OP_EACH makes them one call each;
         tests/test_wafer_scale.py compares the graphs). Returns [(start, end)] per visit."""
-        W, T, R, g = self.wafer, self.T, self.R, self.g
+        W, T, g = self.wafer, self.T, self.g
         cols = ("y", "x", "hs", "w", "h", "dirn", "routed", "local", "tail", "nbytes")
-        par = {c: [] for c in cols}
+        rows = []
+        noc = self._rcol("noc")
         for i, (y, x, h, w), label, scale, followers, direction, routed in visits:
             local, tail = self._tile_local(i, scale), 0.0
             for f, fs in followers:  # as _region_op: folded into the visit's compute, reduce after
                 lf = self._tile_local(f, fs)
-                rf = 2.0 * W.hop * (w - 1) if R[f, RC["noc"]] > 0 else 0.0
+                rf = 2.0 * W.hop * (w - 1) if noc[f] > 0 else 0.0
                 local += lf
                 tail += rf
                 self.adjust.append((f, lf + rf))
                 self.adjust.append((i, -(lf + rf)))
-            for c, v in zip(cols, (y, x, 1 if W.bands is not None else h, w, h, direction, int(routed), local, tail,
-                                   T[i].noc_bytes)):
-                par[c].append(v)
+            rows.append((y, x, 1 if W.bands is not None else h, w, h, direction, int(routed), local, tail,
+                         T[i].noc_bytes))
+        par = dict(zip(cols, map(list, zip(*rows))))
         q = W.q if W.q is not None else np.arange(W.rows, dtype=np.int64)
         first = g.n_tasks
         assert first == len(self.names)
@@ -1496,6 +1504,7 @@ class _Builder:
             try:
                 prev, first, entry, was = None, None, None, None
                 pending: list = []  # visits not made yet (_region_ops makes a run of them at once)
+                region = self._rcol("region")
 
                 def flush(prev):
                     nonlocal entry, first
@@ -1523,8 +1532,8 @@ class _Builder:
                         prev = flush(prev)
                         prev, routed = self._handover(rects[was], sign[was], rects[r], sign[r], i, prev, label)
                     was = r
-                    pending.append((i, rects[r], label, R[i, RC["region"]] / given[r],
-                                    [(f, R[f, RC["region"]] / given[r]) for f in fol], sign[r], routed))
+                    pending.append((i, rects[r], label, region[i] / given[r],
+                                    [(f, region[f] / given[r]) for f in fol], sign[r], routed))
                 prev = flush(prev)
                 last = self._to_next_chip(xfer, xlink, lat_s, prev, SAMPLE)
                 return self.g, self.names, self.instances, self.adjust, entry, first, last
