@@ -573,7 +573,8 @@ def _block_size(tiles_fn, budget: int, max_s: int) -> int:
 class _Builder:
     def __init__(self, plan: Plan, R: np.ndarray):
         self.plan, self.R, self.T = plan, R, plan.tasks
-        self._rcols: dict[str, list[float]] = {}  # columns of R as Python floats (_rcol)
+        # the columns of R as Python floats: the same values, read without NumPy's per-item cost
+        self.rcol: dict[str, list[float]] = {name: R[:, k].tolist() for name, k in RC.items()}
         self.exchanges: list[int] = []  # the gradient exchange rows (build_stages)
         run = plan.run
         self.run, self.mp, self.m = run, run.mapping, run.machine
@@ -1194,17 +1195,11 @@ class _Builder:
             raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
                                   f"simulate a smaller instance (--set)")
 
-    def _rcol(self, name: str) -> list[float]:
-        """Column `name` of R as Python floats: the same values, read without NumPy's per-item cost."""
-        col = self._rcols.get(name)
-        if col is None:
-            col = self._rcols[name] = self.R[:, RC[name]].tolist()
-        return col
-
     def _tile_local(self, i, scale=1.0):
         """An op's time on each tile of its region without the NoC part (which is flows here);
         `scale`: the analytic region size over the tiles the op got."""
-        return max(self._rcol("compute")[i] * scale, self._rcol("memory")[i], self._rcol("sram")[i] * scale) + \
+        c = self.rcol
+        return max(c["compute"][i] * scale, c["memory"][i], c["sram"][i] * scale) + \
             self.m.chip.launch_s * self.T[i].launches
 
     def _region_op(self, i, rect, after, label, scale=1.0, followers=(), direction=1, routed=False):
@@ -1295,7 +1290,7 @@ class _Builder:
         W, T, g = self.wafer, self.T, self.g
         cols = ("y", "x", "hs", "w", "h", "dirn", "routed", "local", "tail", "nbytes")
         rows = []
-        noc = self._rcol("noc")
+        noc = self.rcol["noc"]
         for i, (y, x, h, w), label, scale, followers, direction, routed in visits:
             local, tail = self._tile_local(i, scale), 0.0
             for f, fs in followers:  # as _region_op: folded into the visit's compute, reduce after
@@ -1504,7 +1499,7 @@ class _Builder:
             try:
                 prev, first, entry, was = None, None, None, None
                 pending: list = []  # visits not made yet (_region_ops makes a run of them at once)
-                region = self._rcol("region")
+                region = self.rcol["region"]
 
                 def flush(prev):
                     nonlocal entry, first
