@@ -391,3 +391,33 @@ def test_region_visits_in_one_call_equal_one_by_one(tmp_path, monkeypatch, case)
     if case in ("raster", "serpentine"):
         assert b.wafer.bands is None and any("input carried to" in n for n in names)
     assert (-1 in directions) == (case == "serpentine")  # a band running east to west
+
+
+def test_region_tasks_by_hand():
+    """The event kernel's region_tasks for one visit worked out by hand: a region of one row of
+    two blocks at the wafer's west edge (cols 2, links: east 0, west 1, edge 2), 8 bytes of
+    input, local time 1 s, hop 1 ns. Tasks: start, the two computes (each once the wavefront
+    reaches it: 1 and 2 hops), the two input flows (block 0's over the edge link carrying both
+    blocks' shares, block 1's over the east link carrying its own), one reduce flow back west
+    over the west link (half the bytes), the end; and the dependencies _region_op makes. A visit
+    on a row that is not simulated is refused."""
+    from archc.runtime import events as ev
+    k = ev.kernel()
+    q = np.array([0, -1], np.int64)  # row 0 simulated, row 1 not
+    args = ([0], [0], [1], [2], [1], [1], [0], [1.0], [0.0], [8.0], q, 2, 0, 0, 1, 2, 1e-9)
+    kind, dur, res, nb, lat, rlen, links, src, dst, S, E = k.region_tasks(10, *args)
+    assert kind.tolist() == [2, 0, 0, 1, 1, 1, 2]
+    assert dur.tolist() == [0.0, 1.0 + 1e-9, 1.0 + 2e-9, 0.0, 0.0, 0.0, 0.0]
+    assert res.tolist() == [-1, 0, 1, -1, -1, -1, -1]
+    assert nb.tolist() == [0.0, 0.0, 0.0, 8.0, 4.0, 4.0, 0.0]
+    assert lat.tolist() == [0.0, 0.0, 0.0, 1e-9, 2e-9, 1e-9, 0.0]
+    assert rlen.tolist() == [0, 0, 0, 1, 1, 1, 0] and links.tolist() == [2, 0, 1]
+    # start -> computes, inputs; block 1's compute and input -> the reduce; block 0's compute
+    # and input and the reduce -> the end (ids from 10)
+    assert list(zip(src.tolist(), dst.tolist())) == [(10, 11), (10, 12), (10, 13), (10, 14), (12, 15), (14, 15),
+                                                     (11, 16), (13, 16), (15, 16)]
+    assert S.tolist() == [10] and E.tolist() == [16]
+    bad = list(args)
+    bad[0] = [1]  # row 1
+    with pytest.raises(ValueError, match="not all simulated rows"):
+        k.region_tasks(10, *bad)
