@@ -32,6 +32,7 @@ Usage: python benchmarks/wafer.py [--reps N] [--quick] [--no-memory]
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -166,6 +167,7 @@ def main(argv: list[str]) -> int:
         for _ in range(reps):
             for w in WAYS:
                 _way(w)
+                gc.collect()  # the other way's garbage (up to a GB) collected outside the timings
                 got[w].append(_event_level(plan, R))
         _way("bands")
         a, b = got["bands"][0]["figures"], got["every row"][0]["figures"]
