@@ -25,17 +25,8 @@ class _Ranked(Sequence):
     def __len__(self) -> int:
         return int(self._a.shape[0])
 
-    def __getitem__(self, k):
-        if isinstance(k, slice):
-            return [self[j] for j in range(*k.indices(len(self)))]
+    def __getitem__(self, k: int) -> list[tuple[int, int, int, int]]:
         return [tuple(r) for r in self._a[k].tolist()]
-
-    def __eq__(self, other):
-        if not isinstance(other, Sequence):
-            return NotImplemented
-        return len(self) == len(other) and all(self[j] == other[j] for j in range(len(self)))
-
-    __hash__ = None
 
 
 def _total(xs) -> float:

@@ -600,12 +600,16 @@ class _Builder:
         self.adjust: list[tuple[int, float]] = []  # (row, seconds) added to a row's event time
 
     # -- tasks
+    def _check_size(self, more: int = 0) -> None:
+        """The graph's tasks named so far, and `more` about to be added, within max_tasks."""
+        if len(self.names) + more > self.max_tasks:
+            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
+                                  f"simulate a smaller instance (--set)")
+
     def _name(self, tid: int, name: str) -> int:
         assert tid == len(self.names)
         self.names.append(name)
-        if len(self.names) > self.max_tasks:
-            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
-                                  f"simulate a smaller instance (--set)")
+        self._check_size()
         return tid
 
     def compute(self, dur, res, after, name):
@@ -1062,9 +1066,7 @@ class _Builder:
         np.cumsum(n_j[:-1], out=seg_rel[1:])
         total = int(n_j.sum())
         base = self.g.n_tasks
-        if len(self.names) + total > self.max_tasks:
-            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
-                                  f"simulate a smaller instance (--set)")
+        self._check_size(total)
         seg = base + seg_rel
         first = self.g.add_tasks(tile(lambda t: t["kind"], np.int8), tile(lambda t: t["dur"], np.float64),
                                  tile(lambda t: t["res"], np.int32), tile(lambda t: t["bytes"], np.float64),
@@ -1196,9 +1198,7 @@ class _Builder:
             return
         assert int(ids[0]) == len(self.names)
         self.names.add_range(int(ids.size), fn)
-        if len(self.names) > self.max_tasks:
-            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
-                                  f"simulate a smaller instance (--set)")
+        self._check_size()
 
     def _tile_local(self, i, scale=1.0):
         """An op's time on each tile of its region without the NoC part (which is flows here);
@@ -1206,6 +1206,20 @@ class _Builder:
         c = self.rcol
         return max(c["compute"][i] * scale, c["memory"][i], c["sram"][i] * scale) + \
             self.m.chip.launch_s * self.T[i].launches
+
+    def _visit_times(self, i, scale, followers, w) -> tuple[float, float]:
+        """A region visit's compute time per block (the op of row i, its followers [(row, scale)]
+        folded in after it) and its tail (the followers' reduce-and-broadcast along a row of w
+        blocks, if they reduce); the per-op times (self.adjust) give each follower its share."""
+        local, tail = self._tile_local(i, scale), 0.0
+        for f, fs in followers:
+            lf = self._tile_local(f, fs)
+            rf = 2.0 * self.wafer.hop * (w - 1) if self.rcol["noc"][f] > 0 else 0.0
+            local += lf
+            tail += rf
+            self.adjust.append((f, lf + rf))
+            self.adjust.append((i, -(lf + rf)))
+        return local, tail
 
     def _region_op(self, i, rect, after, label, scale=1.0, followers=(), direction=1, routed=False):
         """One visit of a sample to a region rect = (y, x, h, w) of blocks: the op of row i and
@@ -1223,7 +1237,7 @@ class _Builder:
         direction -1: the region runs east to west (odd bands of a serpentine placement), its
         input entering over its east boundary. routed: the input has been carried to the
         region's first column already (_handover), no boundary link to cross."""
-        W, T, R, g = self.wafer, self.T, self.R, self.g
+        W, T, g = self.wafer, self.T, self.g
         y, x, h, w = rect
         hs = 1 if W.bands is not None else h  # the rows simulated: a band's top row stands for all
         n = hs * w
@@ -1234,15 +1248,7 @@ class _Builder:
         res = np.asarray(W.tile(a, col)).astype(np.int32)
 
         tile_name, input_name, reduce_name = _visit_names(label, y, x, w, direction)
-        local = self._tile_local(i, scale)
-        tail = 0.0  # the followers' reduce-and-broadcast
-        for f, fs in followers:
-            lf = self._tile_local(f, fs)
-            rf = 2.0 * W.hop * (w - 1) if R[f, RC["noc"]] > 0 else 0.0
-            local += lf
-            tail += rf
-            self.adjust.append((f, lf + rf))
-            self.adjust.append((i, -(lf + rf)))
+        local, tail = self._visit_times(i, scale, followers, w)
         nbytes = T[i].noc_bytes
         comp = g.add_computes(local + W.hop * (k + 1), res)
         self._range(comp, tile_name)
@@ -1295,16 +1301,8 @@ class _Builder:
         W, T, g = self.wafer, self.T, self.g
         cols = ("y", "x", "hs", "w", "h", "dirn", "routed", "local", "tail", "nbytes")
         rows = []
-        noc = self.rcol["noc"]
         for i, (y, x, h, w), label, scale, followers, direction, routed in visits:
-            local, tail = self._tile_local(i, scale), 0.0
-            for f, fs in followers:  # as _region_op: folded into the visit's compute, reduce after
-                lf = self._tile_local(f, fs)
-                rf = 2.0 * W.hop * (w - 1) if noc[f] > 0 else 0.0
-                local += lf
-                tail += rf
-                self.adjust.append((f, lf + rf))
-                self.adjust.append((i, -(lf + rf)))
+            local, tail = self._visit_times(i, scale, followers, w)
             rows.append((y, x, 1 if W.bands is not None else h, w, h, direction, int(routed), local, tail,
                          T[i].noc_bytes))
         par = dict(zip(cols, map(list, zip(*rows))))
@@ -1320,9 +1318,7 @@ class _Builder:
         self.names.add_range(g.n_tasks - first, _VisitNames(list(visits), par["hs"], par["dirn"], par["nbytes"],
                                                             [t - first for t in starts]))
         assert len(self.names) == g.n_tasks
-        if len(self.names) > self.max_tasks:
-            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
-                                  f"simulate a smaller instance (--set)")
+        self._check_size()
         return list(zip(starts, ends))
 
     def _carries(self, src, d_src, dst, d_dst, i) -> bool:
@@ -1546,9 +1542,7 @@ class _Builder:
         # the samples in turn, sample j's tasks at base + j nt: as if built one by one
         nt, times, base = tg.n_tasks, samples or m, self.g.n_tasks
         assert base == len(self.names)
-        if base + times * nt > self.max_tasks:
-            raise EventLevelError(f"the event graph of run '{self.run.name}' exceeds {self.max_tasks} tasks; "
-                                  f"simulate a smaller instance (--set)")
+        self._check_size(times * nt)
         self.g.add_repeated(tg, times)
         self.names.add_range(times * nt, lambda k, t=tnames, nt=nt: t[k % nt].replace(SAMPLE, str(k // nt)))
         if times > 1 and entry is not None:  # a sample enters once the one before has left the first region

@@ -221,3 +221,18 @@ def check_golden(path, text: str, update_golden: bool) -> None:
                                         fromfile=f"{shown} (golden)", tofile="actual output"))
     pytest.fail(f"output differs from golden file {shown} (rerun with --update-golden to accept):\n"
                 f"{diff[:20000]}", pytrace=False)
+
+
+def assert_same_graph(a, b) -> None:
+    """Two event-level FinalGraphs equal field by field: arrays of one dtype and equal entries,
+    scalars equal (the bulk and reference builders' graphs, tests/test_event_bulk.py and
+    tests/test_wafer_scale.py)."""
+    import dataclasses
+
+    import numpy as np
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+        else:
+            assert x == y, f.name

@@ -6,7 +6,6 @@ each kind of schedule the event level lowers without tiles. And the vectorised r
 (_per_op_times, step_figures, task_rows) against the loops they replaced, kept here."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -19,7 +18,7 @@ from archc.runtime import events as ev
 from archc.runtime import pipeline as pl
 from archc.runtime.execute import analyze, event_report
 
-from conftest import SAMPLES
+from conftest import SAMPLES, assert_same_graph
 
 pytestmark = pytest.mark.build
 
@@ -114,12 +113,7 @@ def test_bulk_graph_equals_the_reference(tmp_path, monkeypatch, case):
     _, _, bulk, rb = _build(run, True, monkeypatch, tiles)
     assert plan.micro_batches >= 4  # passes beyond the first: the replicated ones
     # the graph the kernel takes, array for array
-    for f in dataclasses.fields(ev.FinalGraph):
-        x, y = getattr(ref.final, f.name), getattr(bulk.final, f.name)
-        if isinstance(x, np.ndarray):
-            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
-        else:
-            assert x == y, f.name
+    assert_same_graph(ref.final, bulk.final)
     assert ref.final.n_tasks > 100
     names = list(bulk.names)
     if "bsp" in case:  # each op a superstep: compute and sync, then the exchange
@@ -300,9 +294,7 @@ def test_add_tasks_and_late_deps_order_successors_as_scalar_calls():
     b.add_deps([0, 0], [3, 1])
     b.add_deps_late(np.array([0, 3]), np.array([4, 4]))
     ga, gb = a.finalize(), b.finalize()
-    for f in dataclasses.fields(ev.FinalGraph):
-        x, y = getattr(ga, f.name), getattr(gb, f.name)
-        assert (np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y), f.name
+    assert_same_graph(ga, gb)
     assert list(ga.succ[ga.succ_ptr[0]:ga.succ_ptr[1]]) == [c3, f1, f1, d2, c4]
     with pytest.raises(ValueError, match="route_len"):
         b.add_tasks([1], [0.0], [-1], [1.0], [0.0], [2], [0])
