@@ -1,11 +1,12 @@
 """Golden files for every sample: AST and IR dumps, the generated .pyx of every machine a run
-uses (whole for the reference sample, as a diff against it for the others), and a summary of
-every run's report. `pytest --update-golden` rewrites them (and fails, so
+uses (whole for the reference sample, as a diff against it for the others; a format kernel's
+sections one file per format, shared by the samples), and a summary of every run's report. `pytest --update-golden` rewrites them (and fails, so
 the diff is reviewed); a missing golden file fails."""
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -64,15 +65,43 @@ def ir_text(design: ir.Design) -> str:
 # change shows there, once); every other kernel is kept as its unified diff against the
 # reference kernel of the same kind (its machine's constants, its formats' name): every byte is
 # still checked, and a golden reads as what makes that machine different.
+# A format-kernel module is the template's shared code, then one section per format of the
+# design (numbered in the design's order), then dispatch tables over them. Each section, its
+# own number written K, is kept once for every sample that has that format
+# (formats/<name>.pyx); a sample keeps the list of its sections in order (.sections.txt) and
+# the module without them (.frame: whole for the reference sample, else a diff): a design with
+# one more format shows that one section and the tables' few lines, not the shifted numbers of
+# every section after it.
 REFERENCE = "h100"
 REFERENCE_KERNEL = {"analytic": "analytic_h100_", "formats": "formats_h100_arch_"}
+SECTION = re.compile(r"^# \[(\d+)\] ([^:\n]+): ", re.M)  # a format's section starts: "# [3] fp16: ..."
+TABLES = "\n\ncdef double round_value("  # the dispatch tables after the sections
+
+
+def format_parts(text: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """A format-kernel module as (its text without the formats' sections, a marker line in their
+    place; [(number, name, the section with its own number written K)])."""
+    cut = text.index(TABLES)
+    starts = [m.start() for m in SECTION.finditer(text, 0, cut)]
+    sections = []
+    for a, b in zip(starts, starts[1:] + [cut]):
+        k, name = SECTION.match(text, a).groups()
+        own = re.sub(rf"(?<=[A-Za-z0-9])_{k}(?![0-9])", "_K", text[a:b]).replace(f"# [{k}] ", "# [K] ", 1)
+        sections.append((k, name, own))
+    frame = text[:starts[0]] + "# <the formats' sections: tests/golden/formats/<name>.pyx, as .sections.txt lists them>\n" + \
+        text[cut:]
+    return frame, sections
 
 
 def _reference(monkeypatch) -> dict[str, tuple[str, str]]:
-    """kind -> (name, text) of the reference sample's kernel of that kind."""
+    """kind -> (name, text) of the reference sample's kernel of that kind (a format kernel's
+    frame: format_parts)."""
     sources = kernel_sources(_stages(SAMPLES / f"{REFERENCE}.arch", monkeypatch).ir)
-    return {kind: next((n, t) for n, t in sorted(sources.items()) if n.startswith(prefix))
-            for kind, prefix in REFERENCE_KERNEL.items()}
+    ref = {kind: next((n, t) for n, t in sorted(sources.items()) if n.startswith(prefix))
+           for kind, prefix in REFERENCE_KERNEL.items()}
+    name, text = ref["formats"]
+    ref["formats"] = (f"{name}.frame", format_parts(text)[0])
+    return ref
 
 
 def _against(ref: tuple[str, str], name: str, text: str) -> str:
@@ -84,12 +113,21 @@ def _against(ref: tuple[str, str], name: str, text: str) -> str:
 def test_generated_pyx(sample, monkeypatch, update_golden):
     sources = kernel_sources(_stages(sample, monkeypatch).ir)
     assert sources, f"{sample.name} declares no runs"
-    if sample.stem == REFERENCE:
-        check_goldens([(f"{sample.stem}/{name}.pyx", text) for name, text in sources.items()], update_golden)
-        return
-    ref = _reference(monkeypatch)
-    check_goldens([(f"{sample.stem}/{name}.pyx.diff", _against(ref[name.split("_")[0]], name, text))
-                   for name, text in sources.items()], update_golden)
+    ref = None if sample.stem == REFERENCE else _reference(monkeypatch)
+    items = []
+    for name, text in sources.items():
+        kind = name.split("_")[0]
+        if kind == "formats":
+            text, sections = format_parts(text)
+            name = f"{name}.frame"
+            items += [(f"formats/{n}.pyx", own) for _, n, own in sections]
+            items.append((f"{sample.stem}/{name[:-len('.frame')]}.sections.txt",
+                          "".join(f"[{k}] {n}\n" for k, n, _ in sections)))
+        if ref is None:
+            items.append((f"{sample.stem}/{name}.pyx", text))
+        else:
+            items.append((f"{sample.stem}/{name}.pyx.diff", _against(ref[kind], name, text)))
+    check_goldens(items, update_golden)
 
 
 @pytest.mark.parametrize("sample", SAMPLE_FILES, ids=lambda p: p.stem)

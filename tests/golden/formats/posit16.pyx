@@ -1,0 +1,163 @@
+# [K] posit16: posit(16, 2), maxpos 7.205759403792794e+16
+cdef inline double q_K(double v, int mode, uint64_t sr, int srn) noexcept nogil:
+    return posit_round(v, 16, 2, mode, sr, srn)
+
+
+cdef inline double qp_K(int neg, int E, uint64_t sig, int sticky, int mode, uint64_t sr,
+                                    int srn) noexcept nogil:
+    return posit_decode(posit_from_parts(neg, E, sig, sticky, 16, 2, mode, sr, srn),
+                        16, 2)
+
+
+cdef inline uint64_t enc_K(double r) noexcept nogil:
+    cdef int neg, E
+    cdef uint64_t sig
+    if r != r:
+        return (<uint64_t>1) << (16 - 1)
+    if r == 0:
+        return 0
+    split(r, &neg, &E, &sig)
+    return posit_from_parts(neg, E, sig, 0, 16, 2, RTZ, 0, 0)
+
+
+cdef inline double dec_K(uint64_t c) noexcept nogil:
+    return posit_decode(c, 16, 2)
+
+
+def quantize_K(x, out, int mode, rbits, int srn):
+    """float64 x rounded once to the format, into float64 out (x's length; may be x itself) with
+    rounding `mode` (MODES); stochastic rounding reads one value of rbits (uint64) per input, of
+    srn bits. Checked here."""
+    x, out = checked_pair("quantize_K", x, out, np.float64, np.float64)
+    rbits = checked_rounding("quantize_K", mode, rbits, x.shape[0], srn)
+    quantize_K_unchecked(x, out, mode, rbits, srn)
+
+
+cdef void quantize_K_range(const double* x, double* out, int mode, const uint64_t* rbits, int srn,
+                                       Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint64_t a, s, r
+    cdef int e, shift
+    if mode == STOCHASTIC:
+        for i in range(lo, hi):
+            out[i] = q_K(x[i], mode, rbits[i], srn)
+    elif mode == RNE:
+        # Inside a binade whose exponent bits are all kept (here and in the binade above,
+        # where rounding up may land), a posit's values are a float grid of fl fraction bits
+        # and its bit-string ties are the grid's midpoints: round on the float64 bits.
+        for i in range(lo, hi):
+            a = archc_bits(x[i])
+            s = a & 0x8000000000000000ULL
+            a = a ^ s
+            e = <int>(a >> 52) - 1023
+            shift = posit_fast_shift(e, 16, 2)
+            if a != 0 and a < 0x7FF0000000000000ULL and shift > 0:
+                r = (a + (((<uint64_t>1) << (shift - 1)) - 1) + ((a >> shift) & 1)) \
+                    & ~(((<uint64_t>1) << shift) - 1)
+                out[i] = archc_double(r | s)
+            else:
+                out[i] = q_K(x[i], mode, 0, 0)
+    else:
+        for i in range(lo, hi):
+            out[i] = q_K(x[i], mode, 0, 0)
+
+
+cdef void quantize_K_unchecked(const double[::1] x, double[::1] out, int mode, const uint64_t[::1] rbits,
+                                           int srn):
+    cdef Py_ssize_t c, n = x.shape[0]
+    cdef int t = threads(n)
+    if n == 0:
+        return
+    cdef const double* xp = &x[0]
+    cdef double* op = &out[0]
+    cdef const uint64_t* rp = &rbits[0]
+    if t == 1:
+        quantize_K_range(xp, op, mode, rp, srn, 0, n)
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="dynamic", num_threads=t):
+        quantize_K_range(xp, op, mode, rp, srn, c * CHUNK, chunk_end(c, n))
+
+
+def encode_K(x, out):
+    """Codes (uint64 out, x's length) of float64 x rounded to nearest-even. Checked here."""
+    x, out = checked_pair("encode_K", x, out, np.float64, np.uint64)
+    encode_K_unchecked(x, out)
+
+
+cdef void encode_K_range(const double* x, uint64_t* out, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        out[i] = enc_K(q_K(x[i], RNE, 0, 0))
+
+
+cdef void encode_K_unchecked(const double[::1] x, uint64_t[::1] out):
+    cdef Py_ssize_t c, n = x.shape[0]
+    cdef int t = threads(n)
+    if n == 0:
+        return
+    cdef const double* xp = &x[0]
+    cdef uint64_t* op = &out[0]
+    if t == 1:
+        encode_K_range(xp, op, 0, n)
+        return
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="dynamic", num_threads=t):
+        encode_K_range(xp, op, c * CHUNK, chunk_end(c, n))
+
+
+def decode_K(codes, out):
+    """Values (float64 out, codes' length) of uint64 codes; returns how many codes have more
+    than the format's 16 bits (their values are not meaningful). Checked here."""
+    codes, out = checked_pair("decode_K", codes, out, np.uint64, np.float64, "codes")
+    return decode_K_unchecked(codes, out)
+
+
+cdef object DECODED_K = None  # the value of every code, made on first use
+
+
+cdef const double* decoded_K() except NULL:
+    global DECODED_K
+    cdef double[::1] t
+    cdef uint64_t c
+    if DECODED_K is None:
+        table = np.empty(65536)
+        t = table
+        for c in range(65536):
+            t[c] = dec_K(c)
+        DECODED_K = table
+    t = DECODED_K
+    return &t[0]
+
+
+cdef Py_ssize_t decode_K_range(const uint64_t* codes, double* out, const double* table, Py_ssize_t lo,
+                                           Py_ssize_t hi) noexcept nogil:
+    """Values from the table; returns the number of codes wider than the format (whose values
+    a second pass over the chunk, only then, takes from the general decoder)."""
+    cdef Py_ssize_t i, wide = 0
+    cdef uint64_t c, seen = 0
+    for i in range(lo, hi):  # no branch: the usual case, every code within the format
+        c = codes[i]
+        seen |= c
+        out[i] = table[c & 65535]
+    if seen >> 16:
+        for i in range(lo, hi):
+            c = codes[i]
+            if c >> 16:
+                out[i] = dec_K(c)
+                wide += 1
+    return wide
+
+
+cdef Py_ssize_t decode_K_unchecked(const uint64_t[::1] codes, double[::1] out):
+    cdef Py_ssize_t c, wide = 0, n = codes.shape[0]
+    cdef int t = threads(n)
+    if n == 0:
+        return 0
+    cdef const uint64_t* cp = &codes[0]
+    cdef double* op = &out[0]
+    cdef const double* tp = decoded_K()
+    if t == 1:
+        return decode_K_range(cp, op, tp, 0, n)
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="dynamic", num_threads=t):
+        wide += decode_K_range(cp, op, tp, c * CHUNK, chunk_end(c, n))
+    return wide
+
