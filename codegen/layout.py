@@ -28,6 +28,10 @@ class _Ranked(Sequence):
     def __getitem__(self, k: int) -> list[tuple[int, int, int, int]]:
         return [tuple(r) for r in self._a[k].tolist()]
 
+    def array(self, k: int):
+        """The k-th layout as a (regions, 4) int64 array."""
+        return self._a[k]
+
 
 def _total(xs) -> float:
     """xs summed left to right. Python's sum() compensates from 3.12; the layouts must not
@@ -294,14 +298,24 @@ def visits(plan, rows, backward: bool) -> list[tuple[int, int]]:
     the rows of one repeated layer (consecutive rows of the same repeat body) run
     instance by instance, all of instance 0 before instance 1; a backward pass visits the
     reverse order."""
+    vi, vk = visit_arrays(plan, rows, backward)
+    return list(zip(vi.tolist(), vk.tolist()))
+
+
+def visit_arrays(plan, rows, backward: bool):
+    """visits() as two int64 arrays: each visit's row and instance k."""
+    import numpy as np
+
     ops = plan.run.graph.ops
-    out: list[tuple[int, int]] = []
+    out_i: list = [np.zeros(0, np.int64)]
+    out_k: list = [np.zeros(0, np.int64)]
     g: list[int] = []
 
     def flush():
         if g:
             k = max(1, int(round(plan.tasks[g[0]].count)))
-            out.extend((i, j) for j in range(k) for i in g)
+            out_i.append(np.tile(np.asarray(g, np.int64), k))
+            out_k.append(np.repeat(np.arange(k, dtype=np.int64), len(g)))
             g.clear()
     for i in rows:
         layer = ops[int(plan.tasks[i].op)].layer
@@ -311,4 +325,5 @@ def visits(plan, rows, backward: bool) -> list[tuple[int, int]]:
         if not layer:
             flush()
     flush()
-    return out[::-1] if backward else out
+    vi, vk = np.concatenate(out_i), np.concatenate(out_k)
+    return (vi[::-1].copy(), vk[::-1].copy()) if backward else (vi, vk)

@@ -99,6 +99,7 @@ How a run becomes a task graph
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections import Counter
@@ -109,7 +110,7 @@ from archc.codegen.plan import Phase, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
-from archc.codegen.layout import layouts, regions, visits
+from archc.codegen.layout import _Ranked, layouts, regions, visit_arrays, visits
 from archc.codegen.schedule import stream_pieces
 from archc.codegen.render import RC, RESULTS  # noqa: F401  (RESULTS: the column names, for callers of event_R)
 
@@ -329,19 +330,19 @@ class _Net:
 
 class _VisitNames:
     """The names of the tasks of consecutive region visits made at once (_region_ops), as
-    _region_op names them: k -> the name of the k-th task from the first visit's start."""
+    _region_op names them: k -> the name of the k-th task from the first visit's start.
+    label(v): visit v's label; y, x, w, hs, dirn, nbytes, starts: arrays, one entry a visit."""
 
-    def __init__(self, visits, hs, dirn, nbytes, starts):
-        self.visits, self.hs, self.dirn, self.nbytes, self.starts = visits, hs, dirn, nbytes, starts
+    def __init__(self, label, y, x, w, hs, dirn, nbytes, starts):
+        self.label, self.y, self.x, self.w, self.hs = label, y, x, w, hs
+        self.dirn, self.nbytes, self.starts = dirn, nbytes, starts
 
     def __call__(self, k: int) -> str:
-        import bisect
-
-        v = bisect.bisect_right(self.starts, k) - 1
-        _, (y, x, _, w), label, *_ = self.visits[v]
-        k -= self.starts[v]
-        n = self.hs[v] * w
-        tile_name, input_name, reduce_name = _visit_names(label, y, x, w, self.dirn[v])
+        v = int(np.searchsorted(self.starts, k, side="right")) - 1
+        label, y, x, w = self.label(v), int(self.y[v]), int(self.x[v]), int(self.w[v])
+        k -= int(self.starts[v])
+        n = int(self.hs[v]) * w
+        tile_name, input_name, reduce_name = _visit_names(label, y, x, w, int(self.dirn[v]))
         if k == 0:
             return f"{label} start"
         k -= 1
@@ -352,7 +353,7 @@ class _VisitNames:
             if k < n:
                 return input_name(k)
             k -= n
-        return reduce_name(k) if k < self.hs[v] * (w - 1) else f"{label} done"
+        return reduce_name(k) if k < int(self.hs[v]) * (w - 1) else f"{label} done"
 
 
 def _visit_names(label: str, y: int, x: int, w: int, d: int):
@@ -580,6 +581,9 @@ class _Builder:
         self.plan, self.R, self.T = plan, R, plan.tasks
         # the columns of R as Python floats: the same values, read without NumPy's per-item cost
         self.rcol: dict[str, list[float]] = {name: R[:, k].tolist() for name, k in RC.items()}
+        # per row: the launch time of its kernels, its NoC input bytes (the tile lowerings)
+        self.launch = plan.run.machine.chip.launch_s * np.array([t.launches for t in self.T], np.float64)
+        self.noc_bytes = np.array([t.noc_bytes for t in self.T], np.float64)
         self.exchanges: list[int] = []  # the gradient exchange rows (build_stages)
         run = plan.run
         self.run, self.mp, self.m = run, run.mapping, run.machine
@@ -1207,6 +1211,13 @@ class _Builder:
         return max(c["compute"][i] * scale, c["memory"][i], c["sram"][i] * scale) + \
             self.m.chip.launch_s * self.T[i].launches
 
+    def _tile_local_all(self, i, scale):
+        """_tile_local of the rows `i` (an array) at `scale` (a number or an array): the same
+        operations, elementwise."""
+        R = self.R
+        return np.maximum(np.maximum(R[i, RC["compute"]] * scale, R[i, RC["memory"]]), R[i, RC["sram"]] * scale) + \
+            self.launch[i]
+
     def _visit_times(self, i, scale, followers, w) -> tuple[float, float]:
         """A region visit's compute time per block (the op of row i, its followers [(row, scale)]
         folded in after it) and its tail (the followers' reduce-and-broadcast along a row of w
@@ -1292,34 +1303,35 @@ class _Builder:
                 g.add_deps(inflow, E)
         return S, E
 
-    def _region_ops(self, visits, prev):
-        """Consecutive visits of a sample to regions, each as _region_op(i, rect, [prev], label,
-        scale, followers, direction, routed) would make it, the first after `prev` and each
-        after the one before: their tasks and dependencies written by the event kernel's
-        region_tasks in one call, in the same order (REGION_OP_EACH makes them one call each;
-        tests/test_wafer_scale.py compares the graphs). Returns [(start, end)] per visit."""
-        W, T, g = self.wafer, self.T, self.g
-        cols = ("y", "x", "hs", "w", "h", "dirn", "routed", "local", "tail", "nbytes")
-        rows = []
-        for i, (y, x, h, w), label, scale, followers, direction, routed in visits:
-            local, tail = self._visit_times(i, scale, followers, w)
-            rows.append((y, x, 1 if W.bands is not None else h, w, h, direction, int(routed), local, tail,
-                         T[i].noc_bytes))
-        par = dict(zip(cols, map(list, zip(*rows))))
+    def _region_ops(self, rows, rects, dirn, routed, local, tail, prev):
+        """Consecutive visits of a sample to regions, visit v as _region_op(rows[v], rects[v],
+        [prev], label, scale, followers, dirn[v], routed[v]) would make it, its local and tail
+        times (_visit_times) given, the first after `prev` and each after the one before: their
+        tasks and dependencies written by the event kernel's region_tasks in one call, in the
+        same order (REGION_OP_EACH makes them one call each; tests/test_wafer_scale.py compares
+        the graphs). Arrays, one entry per visit; rects (y, x, h, w) rows. Returns (starts,
+        ends): each visit's start and end task."""
+        W, g = self.wafer, self.g
+        y, x, h, w = (np.ascontiguousarray(c) for c in rects.T)
+        hs = np.ones_like(h) if W.bands is not None else h
+        nbytes = self.noc_bytes[rows]
         q = W.q if W.q is not None else np.arange(W.rows, dtype=np.int64)
         first = g.n_tasks
         assert first == len(self.names)
         kind, dur, res, nb, lat, rlen, rlinks, src, dst, S, E = ev.kernel().region_tasks(
-            first, *(par[c] for c in cols), q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
+            first, y, x, hs, w, h, dirn, routed, local, tail, nbytes, q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
         g.add_tasks(kind, dur, res, nb, lat, rlen, rlinks)
         g.add_deps(src, dst)
-        starts, ends = S.tolist(), E.tolist()
-        g.add_deps_each(([prev] if prev is not None else []) + ends[:-1], starts if prev is not None else starts[1:])
-        self.names.add_range(g.n_tasks - first, _VisitNames(list(visits), par["hs"], par["dirn"], par["nbytes"],
-                                                            [t - first for t in starts]))
+        if prev is not None:
+            g.add_deps_late(np.concatenate([[prev], E[:-1]]), S)
+        else:
+            g.add_deps_late(E[:-1], S[1:])
+        labels = self.plan.labels
+        self.names.add_range(g.n_tasks - first, _VisitNames(lambda v: f"{labels[rows[v]]} sample {SAMPLE}",
+                                                            y, x, w, hs, dirn, nbytes, S - first))
         assert len(self.names) == g.n_tasks
         self._check_size()
-        return list(zip(starts, ends))
+        return S, E
 
     def _carries(self, src, d_src, dst, d_dst, i) -> bool:
         """Whether _handover carries the input of row i from region src to region dst over
@@ -1379,32 +1391,42 @@ class _Builder:
 
         # the regions (see _regions): first the demands (the analytic sizes), then one layout
         owner, row_regs = regions(self.T, fwd, bwd)
-        want = [R[i, RC["region"]] for i in owner]
+        want_a = R[np.asarray(owner, np.int64), RC["region"]]
+        want = list(want_a)
         # per region: compute / SRAM time at the analytic size (its ops, colocated ones
-        # included) and NoC input time at the analytic side (for the layout's choice)
-        work, entry = [0.0] * len(want), [0.0] * len(want)
-        for i in fwd:
-            loc = self._tile_local(i) - chip.launch_s * T[i].launches
-            for r in set(row_regs[i]):
-                work[r] += loc
-                if not T[i].colocate:
-                    entry[r] += max(0.0, R[i, RC["noc"]] - 2.0 * math.sqrt(want[r]) * chip.noc.latency_s)
-        order = visits(self.plan, fwd, False) + visits(self.plan, bwd, True)
-        # a forward visit of a colocated op joins the visit before it (same region)
-        groups: list[tuple[int, list]] = []
-        for v, (i, k) in enumerate(order):
-            if groups and phase[i] == Phase.FORWARD and T[i].colocate and \
-                    row_regs[i][k] == row_regs[order[groups[-1][0]][0]][order[groups[-1][0]][1]]:
-                groups[-1][1].append(i)
-            else:
-                groups.append((v, []))
+        # included) and NoC input time at the analytic side (for the layout's choice); each
+        # region's sums in op order (ufunc.at adds in index order, as a loop over the ops would)
+        loc = self._tile_local_all(slice(None), 1.0) - self.launch
+        fa = np.asarray(fwd, np.int64)
+        sets = [set(row_regs[i]) for i in fwd]
+        pi = np.repeat(fa, [len(x) for x in sets])
+        pr = np.fromiter(itertools.chain.from_iterable(sets), np.int64, pi.size)
+        work, entry = np.zeros(len(want)), np.zeros(len(want))
+        np.add.at(work, pr, loc[pi])
+        nc = ~np.array([T[i].colocate for i in range(n)], bool)[pi]
+        np.add.at(entry, pr[nc], np.maximum(0.0, R[pi[nc], RC["noc"]] -
+                                            2.0 * np.sqrt(want_a[pr[nc]]) * chip.noc.latency_s))
+        work, entry = work.tolist(), entry.tolist()
+        # each visit's op row and region; a forward visit of a colocated op joins the visit
+        # before it when in the same region (the group's first visit has the region of the
+        # visit before it, joined or not): groups are the visits made, `fol` their joiners
+        (fi_, fk_), (bi_, bk_) = visit_arrays(self.plan, fwd, False), visit_arrays(self.plan, bwd, True)
+        vi, vk = np.concatenate([fi_, bi_]), np.concatenate([fk_, bk_])
+        off = np.zeros(n + 1, np.int64)
+        off[1:] = np.cumsum([len(row_regs.get(i, ())) for i in range(n)])
+        vr = np.fromiter(itertools.chain.from_iterable(row_regs.get(i, ()) for i in range(n)), np.int64,
+                         int(off[-1]))[off[vi] + vk]
+        joins = np.array([phase[i] == Phase.FORWARD and T[i].colocate for i in range(n)], bool)[vi]
+        joins[1:] &= vr[1:] == vr[:-1]
+        joins[:1] = False
+        heads = np.flatnonzero(~joins)  # the visit each group starts with
+        gof = np.cumsum(~joins) - 1  # the group of each visit
         # the chips: consecutive regions, split where the running demand crosses a chip's tiles
         chips = max(1, self.mp.pp)
         total = sum(want) or 1.0
-        cum, on_chip = 0.0, []
-        for t in want:
-            on_chip.append(min(chips - 1, int((cum + t / 2) / total * chips)))
-            cum += t
+        before = np.zeros(len(want))
+        np.cumsum(want_a[:-1], out=before[1:])  # sequential sums, as a running total would add
+        chip_of = np.minimum(chips - 1, ((before + want_a / 2) / total * chips).astype(np.int64))
 
         memo = {} if memo is None else memo
 
@@ -1414,34 +1436,36 @@ class _Builder:
             return memo[s, rank]
 
         def place(s, rank):
+            """The rank-th layout at block size s: ((regions, 4) array of (y, x, h, w), wrapped)."""
             nr = -(-chip.rows // s)
-            rects, wrapped = [None] * len(want), False
+            rect_a, wrapped = np.zeros((len(want), 4), np.int64), False
             for c in range(chips):
-                ids = [r for r in range(len(want)) if on_chip[r] == c]
+                ids = np.flatnonzero(chip_of == c).tolist()
                 if ("ranked", s, c) not in memo:  # every rank's, worked out once
                     memo["ranked", s, c] = layouts(
                         nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
                         [entry[r] for r in ids], m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
                         chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, ev.kernel())
                 ranked, wr = memo["ranked", s, c]
-                sub = ranked[rank] if rank < len(ranked) else None
-                if sub is None:
+                if rank >= len(ranked):
                     return None, wr
                 wrapped |= wr
-                for r, (y, x, h, w) in zip(ids, sub):
-                    rects[r] = (y + c * nr, x, h, w)
-            return rects, wrapped
+                rect_a[ids] = ranked.array(rank) if isinstance(ranked, _Ranked) else \
+                    np.array(ranked[rank], np.int64).reshape(-1, 4)
+                rect_a[ids, 0] += c * nr
+            return rect_a, wrapped
 
-        seq = [row_regs[order[v][0]][order[v][1]] for v, _ in groups]
+        seq = vr[heads]  # the region of each visit made
 
         def graph_size(rects, wrapped, s):
             """Tasks of the whole run on `rects`, and the links of a placed layout's carried
             inputs (one flow a row, across the band and down), which count against the budget."""
-            per = [3 * h * w + 2 for (_, _, h, w) in rects]
-            routed = 0 if self.mp.placement == "adjacent" or wrapped else m * sum(
-                rects[r][2] * (-(-chip.cols // s) + rects[r][2]) for q, r in zip(seq, seq[1:])
-                if q != r and rects[q][0] != rects[r][0])
-            return m * sum(per[r] for r in seq), routed
+            ry, _, rh, rw = rects.T
+            q, r = seq[:-1], seq[1:]
+            across = (q != r) & (ry[q] != ry[r])
+            routed = 0 if self.mp.placement == "adjacent" or wrapped else m * int(
+                (rh[r] * (-(-chip.cols // s) + rh[r]))[across].sum())
+            return m * int((3 * rh * rw + 2)[seq].sum()), routed
         # the block size: the smallest s (1, 2, 4, ...) whose graph (laid out) fits TILE_TASKS
         s, top = 1, max(chip.rows, chip.cols)
         while True:
@@ -1458,9 +1482,14 @@ class _Builder:
         self.max_tasks = max(MAX_TASKS, int(tasks * 1.05) + 100_000)
         # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
         # region size over the tiles it got
-        given = [min(h * w * s * s, chip.rows * chip.cols) for (_, _, h, w) in rects]
+        rect_a = rects
+        rects = [tuple(r) for r in rect_a.tolist()]
+        ry, rx, rh, rw = rect_a.T
+        given_a = np.minimum(rh * rw * s * s, chip.rows * chip.cols)
+        given = given_a.tolist()
         where = f" x {chips} chips" if chips > 1 else ""
-        share = [given[r] / want[r] for r in range(len(want))]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = given_a / want_a
         self.tile_notes = [
             f"event level: spatial at tile granularity on the {chip.rows} x {chip.cols} grid{where}" if s == 1 else
             f"event level: spatial on the {chip.rows} x {chip.cols} grid{where} in blocks of {s} x {s} tiles "
@@ -1468,69 +1497,78 @@ class _Builder:
         if wrapped:
             self.tile_notes.append("event level: the chip has fewer blocks than the run has regions; "
                                    "regions share blocks")
-        elif min(share) < 0.995 or max(share) > 1.005:
+        elif share.min() < 0.995 or share.max() > 1.005:
             self.tile_notes.append(f"event level: the regions, laid out as rectangles of whole blocks, get "
-                                   f"{min(share):.0%} to {max(share):.0%} of the tiles the analytic level sizes "
+                                   f"{share.min():.0%} to {share.max():.0%} of the tiles the analytic level sizes "
                                    f"them to (their compute scales accordingly)")
         # the direction of each region: odd bands of a serpentine placement run east to west
         nrc = -(-chip.rows // s)
-        sign = [-1 if self.mp.placement == "serpentine" and not wrapped and (y % nrc) // h % 2 else 1
-                for (y, _, h, _) in rects]
+        sign_a = np.where((self.mp.placement == "serpentine" and not wrapped) & ((ry % nrc) // rh % 2 == 1), -1, 1)
+        sign = sign_a.tolist()
         asked = min(-(-self.mp.region_rows // s), nrc)  # the band height the layout was given, in blocks
-        if self.mp.region_rows and not wrapped and any(h != asked for (_, _, h, _) in rects):
+        if self.mp.region_rows and not wrapped and bool(np.any(rh != asked)):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
                                    f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
         # the rows simulated: each band's top row for the band (see _bands), unless an input is
-        # carried between bands (its flows differ row by row) or regions share blocks
+        # carried between bands (its flows differ row by row) or regions share blocks. A placed
+        # layout hands each op's input over from the region before where the region changes on
+        # a chip (_handover): those visits start a run of their own
         hand = self.mp.placement != "adjacent" and not wrapped
-        visited = [row_regs[order[v][0]][order[v][1]] for v, _ in groups]
-        carried = hand and any(q != r and on_chip[q] == on_chip[r] and
-                               self._carries(rects[q], sign[q], rects[r], sign[r], order[v][0])
-                               for q, r, (v, _) in zip(visited, visited[1:], groups[1:]))
+        turns = (np.flatnonzero((seq[1:] != seq[:-1]) & (chip_of[seq[1:]] == chip_of[seq[:-1]])) + 1).tolist() \
+            if hand else []
+        carried = any(self._carries(rects[seq[g - 1]], sign[seq[g - 1]], rects[seq[g]], sign[seq[g]], int(vi[heads[g]]))
+                      for g in turns)
         bands = None if REGION_EVERY_ROW or wrapped or carried else _bands(rects)
         self.wafer = _Wafer(self, s, chips, bands=bands)
         xfer, xlink, lat_s = self._spatial_link()
+        labels = self.plan.labels
 
         def one_sample():
             """The tasks of one sample, its number written SAMPLE, into a graph of their own:
             (graph, names, instances, adjust, the first task (its entry), the first region's
-            end, the last task). Every sample's tasks are the same but for their ids."""
+            end, the last task). Every sample's tasks are the same but for their ids. A run of
+            visits between handovers is made by one _region_ops call (REGION_OP_EACH: each
+            visit by its own _region_op call, the reference)."""
             main = self.g, self.names, self.instances, self.adjust
-            self.g, self.names, self.instances, self.adjust = ev.TaskGraph(), _Labels(), [], []
+            self.g, self.names, self.instances, self.adjust = ev.TaskGraph(), _Labels(), _Rows(), []
             try:
-                prev, first, entry, was = None, None, None, None
-                pending: list = []  # visits not made yet (_region_ops makes a run of them at once)
-                region = self.rcol["region"]
-
-                def flush(prev):
-                    nonlocal entry, first
-                    if not pending:
-                        return prev
+                gi, gr = vi[heads], seq
+                # the visits' times: the op's at its region's scale, then each joiner's in turn
+                region = R[:, RC["region"]]
+                local = self._tile_local_all(gi, region[gi] / given_a[gr])
+                tail = np.zeros(gi.size)
+                fv = np.flatnonzero(joins)
+                fi, fg = vi[fv], gof[fv]
+                lf = self._tile_local_all(fi, region[fi] / given_a[gr[fg]])
+                rf = np.where(R[fi, RC["noc"]] > 0, 2.0 * self.wafer.hop * (rw[gr[fg]] - 1), 0.0)
+                np.add.at(local, fg, lf)
+                np.add.at(tail, fg, rf)
+                if not REGION_OP_EACH:  # (_region_op appends them itself)
+                    both = lf + rf
+                    self.adjust = list(zip(np.stack([fi, gi[fg]], 1).reshape(-1).tolist(),
+                                           np.stack([both, -both], 1).reshape(-1).tolist()))
+                routed = np.zeros(gi.size, np.int64)
+                S, E = np.zeros(gi.size, np.int64), np.zeros(gi.size, np.int64)
+                prev = None
+                for a, b in zip([0] + turns, turns + [gi.size]):
+                    if a:
+                        label = f"{labels[gi[a]]} sample {SAMPLE}"
+                        q, r = gr[a - 1], gr[a]
+                        prev, ro = self._handover(rects[q], sign[q], rects[r], sign[r], int(gi[a]), prev, label)
+                        routed[a] = ro
                     if REGION_OP_EACH:
-                        made = []
-                        for i, rect, label, scale, fol, d, routed in pending:
-                            made.append(self._region_op(i, rect, [prev], label, scale, fol, d, routed))
-                            prev = made[-1][1]
+                        for v in range(a, b):
+                            i = int(gi[v])
+                            S[v], E[v] = prev, _ = self._region_op(
+                                i, rects[gr[v]], [prev], f"{labels[i]} sample {SAMPLE}", region[i] / given[gr[v]],
+                                [(int(f), region[f] / given[gr[v]]) for f in fi[fg == v]], sign[gr[v]], bool(routed[v]))
+                            prev = int(E[v])
                     else:
-                        made = self._region_ops(pending, prev)
-                    for (i, *_), (st, en) in zip(pending, made):
-                        entry = st if entry is None else entry
-                        first = en if first is None else first
-                        self.instances.append((i, 0, st, en, -1))
-                    pending.clear()
-                    return made[-1][1]
-                for v, fol in groups:
-                    i, k = order[v]
-                    r = row_regs[i][k]
-                    label = f"{self.plan.labels[i]} sample {SAMPLE}"
-                    routed = False
-                    if was is not None and was != r and on_chip[was] == on_chip[r] and hand:
-                        prev = flush(prev)
-                        prev, routed = self._handover(rects[was], sign[was], rects[r], sign[r], i, prev, label)
-                    was = r
-                    pending.append((i, rects[r], label, region[i] / given[r],
-                                    [(f, region[f] / given[r]) for f in fol], sign[r], routed))
-                prev = flush(prev)
+                        S[a:b], E[a:b] = self._region_ops(gi[a:b], rect_a[gr[a:b]], sign_a[gr[a:b]], routed[a:b],
+                                                          local[a:b], tail[a:b], prev)
+                        prev = int(E[b - 1])
+                self.instances.add_block((gi, np.zeros_like(gi), S, E, np.full_like(gi, -1)))
+                entry, first = (int(S[0]), int(E[0])) if gi.size else (None, None)
                 last = self._to_next_chip(xfer, xlink, lat_s, prev, SAMPLE)
                 return self.g, self.names, self.instances, self.adjust, entry, first, last
             finally:
@@ -1549,13 +1587,10 @@ class _Builder:
             j = np.arange(times - 1, dtype=np.int64)
             self.g.add_deps(base + j * nt + first, base + (j + 1) * nt + entry)
         if tinst:  # the sample's op instances for every sample, task ids offset (-1: none, stays -1)
-            cols = [np.array([-1 if r[k] is None else r[k] for r in tinst], np.int64) for k in range(5)]
-            off = np.repeat(base + np.arange(times, dtype=np.int64) * nt, len(tinst))
-            block = [np.tile(cols[0], times), np.tile(cols[1], times)]
-            for c in cols[2:]:
-                t = np.tile(c, times)
-                block.append(np.where(t >= 0, t + off, -1))
-            self.instances.add_block(block)
+            cols = tinst.arrays(5)
+            off = base + np.arange(times, dtype=np.int64)[:, None] * nt  # sample j's rows: j-th row of each
+            self.instances.add_block([np.tile(cols[0], times), np.tile(cols[1], times)] +
+                                     [np.where(c >= 0, c + off, -1).reshape(-1) for c in cols[2:]])
         self.adjust += tadj * times
         self._spatial_optimizer([base + j * nt + last for j in range(times)] if last is not None else [])
         return True

@@ -362,12 +362,18 @@ class TaskGraph:
         first = self._n + nt * np.arange(times, dtype=np.int64)
         if times <= 0 or nt == 0:
             return first
-        cat = lambda i, dt: np.concatenate([c[i] for c in other._chunks]).astype(dt, copy=False)  # noqa: E731
-        cols = [cat(0, np.int8), cat(1, _F64), cat(2, _I32), cat(3, _F64), cat(4, _F64), cat(5, np.int64),
-                cat(6, _I32)]
-        self._chunks.append(tuple(np.tile(c, times) for c in cols))
-        src = np.concatenate([c[0] for c in other._dep_chunks] + [np.array(other._dep_src, _I32)]).astype(np.int64)
-        dst = np.concatenate([c[1] for c in other._dep_chunks] + [np.array(other._dep_dst, _I32)]).astype(np.int64)
+        if times == 1:  # the chunks themselves (never written once added)
+            self._chunks.extend(other._chunks)
+        else:
+            cat = lambda i, dt: np.concatenate([c[i] for c in other._chunks]).astype(dt, copy=False)  # noqa: E731
+            cols = [cat(0, np.int8), cat(1, _F64), cat(2, _I32), cat(3, _F64), cat(4, _F64), cat(5, np.int64),
+                    cat(6, _I32)]
+            self._chunks.append(tuple(np.tile(c, times) for c in cols))
+        # in finalize's order: the array dependencies, then the scalar ones (late, then the rest)
+        src = np.concatenate([c[0] for c in other._dep_chunks] + [c[0] for c in other._late] +
+                             [np.array(other._dep_src, _I32)]).astype(np.int64)
+        dst = np.concatenate([c[1] for c in other._dep_chunks] + [c[1] for c in other._late] +
+                             [np.array(other._dep_dst, _I32)]).astype(np.int64)
         if src.size:
             if self._n + times * nt >= 2**31:
                 raise ValueError(f"add_repeated: {self._n + times * nt} tasks do not fit 32-bit ids")
