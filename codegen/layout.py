@@ -298,24 +298,14 @@ def visits(plan, rows, backward: bool) -> list[tuple[int, int]]:
     the rows of one repeated layer (consecutive rows of the same repeat body) run
     instance by instance, all of instance 0 before instance 1; a backward pass visits the
     reverse order."""
-    vi, vk = visit_arrays(plan, rows, backward)
-    return list(zip(vi.tolist(), vk.tolist()))
-
-
-def visit_arrays(plan, rows, backward: bool):
-    """visits() as two int64 arrays: each visit's row and instance k."""
-    import numpy as np
-
     ops = plan.run.graph.ops
-    out_i: list = [np.zeros(0, np.int64)]
-    out_k: list = [np.zeros(0, np.int64)]
+    out: list[tuple[int, int]] = []
     g: list[int] = []
 
     def flush():
         if g:
             k = max(1, int(round(plan.tasks[g[0]].count)))
-            out_i.append(np.tile(np.asarray(g, np.int64), k))
-            out_k.append(np.repeat(np.arange(k, dtype=np.int64), len(g)))
+            out.extend((i, j) for j in range(k) for i in g)
             g.clear()
     for i in rows:
         layer = ops[int(plan.tasks[i].op)].layer
@@ -325,5 +315,4 @@ def visit_arrays(plan, rows, backward: bool):
         if not layer:
             flush()
     flush()
-    vi, vk = np.concatenate(out_i), np.concatenate(out_k)
-    return (vi[::-1].copy(), vk[::-1].copy()) if backward else (vi, vk)
+    return out[::-1] if backward else out

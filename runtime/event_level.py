@@ -99,7 +99,6 @@ How a run becomes a task graph
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections import Counter
@@ -110,7 +109,7 @@ from archc.codegen.plan import Phase, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
-from archc.codegen.layout import _Ranked, layouts, regions, visit_arrays, visits
+from archc.codegen.layout import _Ranked, layouts, regions, visits
 from archc.codegen.schedule import stream_pieces
 from archc.codegen.render import RC, RESULTS  # noqa: F401  (RESULTS: the column names, for callers of event_R)
 
@@ -226,6 +225,49 @@ class _Rows:
                 yield from zip(*(c.tolist() for c in p))
 
 
+class _Adjust:
+    """(row, seconds) pairs added to rows' event times (per_row_times), in order: pairs
+    appended one at a time, or arrays of them added at once. Iterating gives the pairs;
+    arrays() the (rows, seconds) columns."""
+
+    def __init__(self):
+        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._r: list[int] = []
+        self._s: list[float] = []
+
+    def _flush(self) -> None:
+        if self._r:
+            self._chunks.append((np.array(self._r, np.int64), np.array(self._s, np.float64)))
+            self._r, self._s = [], []
+
+    def append(self, pair: tuple) -> None:
+        self._r.append(int(pair[0]))
+        self._s.append(float(pair[1]))
+
+    def add(self, rows, seconds, times: int = 1) -> None:
+        """The pairs (rows[k], seconds[k]) in order, `times` times over."""
+        self._flush()
+        r, t = np.asarray(rows, np.int64).reshape(-1), np.asarray(seconds, np.float64).reshape(-1)
+        if r.size and times > 0:
+            self._chunks.append((np.tile(r, times), np.tile(t, times)) if times != 1 else (r, t))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        self._flush()
+        if not self._chunks:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        if len(self._chunks) > 1:
+            self._chunks = [(np.concatenate([c[0] for c in self._chunks]),
+                             np.concatenate([c[1] for c in self._chunks]))]
+        return self._chunks[0]
+
+    def __len__(self) -> int:
+        return sum(c[0].size for c in self._chunks) + len(self._r)
+
+    def __iter__(self):
+        r, t = self.arrays()
+        return zip(r.tolist(), t.tolist())
+
+
 class _MicroBatch:
     """The micro-batch of a recorded pass: formats as NUL, which its names' formatter
     replaces with the micro-batch of each copy."""
@@ -331,29 +373,33 @@ class _Net:
 class _VisitNames:
     """The names of the tasks of consecutive region visits made at once (_region_ops), as
     _region_op names them: k -> the name of the k-th task from the first visit's start.
-    label(v): visit v's label; y, x, w, hs, dirn, nbytes, starts: arrays, one entry a visit."""
+    label(v): visit v's label; op, reg, starts: each visit's op row, region and first task
+    (from the first visit's); regs: per region (y, x, h, w, tiles given, direction);
+    bands: only a region's top row simulated; nbytes: each op row's input bytes."""
 
-    def __init__(self, label, y, x, w, hs, dirn, nbytes, starts):
-        self.label, self.y, self.x, self.w, self.hs = label, y, x, w, hs
-        self.dirn, self.nbytes, self.starts = dirn, nbytes, starts
+    def __init__(self, label, op, reg, starts, regs, bands, nbytes):
+        self.label, self.op, self.reg, self.starts = label, op, reg, starts
+        self.regs, self.bands, self.nbytes = regs, bands, nbytes
 
     def __call__(self, k: int) -> str:
         v = int(np.searchsorted(self.starts, k, side="right")) - 1
-        label, y, x, w = self.label(v), int(self.y[v]), int(self.x[v]), int(self.w[v])
+        y, x, h, w, _, sign = self.regs[int(self.reg[v])].tolist()
+        label = self.label(v)
+        hs = 1 if self.bands else h
         k -= int(self.starts[v])
-        n = int(self.hs[v]) * w
-        tile_name, input_name, reduce_name = _visit_names(label, y, x, w, int(self.dirn[v]))
+        n = hs * w
+        tile_name, input_name, reduce_name = _visit_names(label, y, x, w, sign)
         if k == 0:
             return f"{label} start"
         k -= 1
         if k < n:
             return tile_name(k)
         k -= n
-        if self.nbytes[v] > 0:
+        if self.nbytes[self.op[v]] > 0:
             if k < n:
                 return input_name(k)
             k -= n
-        return reduce_name(k) if k < int(self.hs[v]) * (w - 1) else f"{label} done"
+        return reduce_name(k) if k < hs * (w - 1) else f"{label} done"
 
 
 def _visit_names(label: str, y: int, x: int, w: int, d: int):
@@ -393,7 +439,7 @@ class _Wafer:
         # row_tiles (weight streaming): a resource per row of blocks, standing for the row's
         # easternmost block, whose timeline bounds the others' (_stream_tiles); no fabric links
         self.row_tiles = row_tiles
-        self.bands = None if bands is None else [(int(y), int(h)) for y, h in bands]
+        self.bands = None if bands is None else np.asarray(bands, np.int64).reshape(-1, 2)
         self.q = None  # row -> index of the simulated row (bands), None: every row is simulated
         if row_tiles:
             self.res0 = int(b.g.add_resources(nr)[0])
@@ -404,12 +450,9 @@ class _Wafer:
             b.net.names.add_range(nr, lambda k: f"wafer west edge row {k}")
             return
         if self.bands is not None:
-            made = np.array([y for y, _ in self.bands], np.int64)  # the rows made, in order
+            made = self.bands[:, 0].copy()  # the rows made, in order
             self.q = np.full(nr, -1, np.int64)
             self.q[made] = np.arange(made.size)
-            self.cls = np.full(nr, -1, np.int64)  # row -> the made row standing for it
-            for k, (y, h) in enumerate(self.bands):
-                self.cls[y:y + h] = k
         else:
             made = np.arange(nr, dtype=np.int64)
         self.made = made
@@ -433,6 +476,16 @@ class _Wafer:
         names.add_range(nq, lambda k, rows=made: f"wafer west edge row {rows[k]}")
         names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc}, {k % nc}) south")
         names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc + 1}, {k % nc}) north")
+
+    @property
+    def cls(self) -> np.ndarray:
+        """Row -> the index of the made row standing for it (-1: none), when only bands' top
+        rows are made."""
+        made, hs = self.bands[:, 0], self.bands[:, 1]
+        cls = np.full(self.rows, -1, np.int64)
+        before = np.cumsum(hs) - hs
+        cls[np.arange(int(hs.sum())) - np.repeat(before - made, hs)] = np.repeat(np.arange(made.size), hs)
+        return cls
 
     def _row(self, a):
         """The index among the made rows of row(s) a (every row: a itself)."""
@@ -487,8 +540,9 @@ class _Wafer:
         if self.q is None:
             return made_rows
         out = np.zeros((self.rows, width), dtype=made_rows.dtype)
-        on = self.cls >= 0
-        out[on] = made_rows[self.cls[on]]
+        cls = self.cls
+        on = cls >= 0
+        out[on] = made_rows[cls[on]]
         return out
 
     def tile_grid(self, per_resource) -> np.ndarray:
@@ -555,11 +609,13 @@ def _bands(rects):
     starts, ends) see the same times when only the top row is simulated, and every other
     block's and link's busy time is its top row's counterpart's. tests/test_wafer_scale.py
     checks it against every row simulated (REGION_EVERY_ROW)."""
-    bands = sorted({(y, h) for (y, _, h, _) in rects})
-    for (y0, h0), (y1, _) in zip(bands, bands[1:]):
-        if y1 < y0 + h0:
-            return None
-    return bands
+    r = np.asarray(rects, np.int64).reshape(-1, 4)
+    key = np.sort((r[:, 0] << 32) | r[:, 2])  # (y, h) sorted (each below 2^31)
+    key = key[np.flatnonzero(key[1:] != key[:-1]).tolist() + [key.size - 1]] if key.size else key
+    yh = np.stack([key >> 32, key & 0xFFFFFFFF], 1)
+    if np.any(yh[1:, 0] < yh[:-1, 0] + yh[:-1, 1]):
+        return None
+    return yh
 
 
 def _wafer_ok(m) -> bool:
@@ -584,6 +640,8 @@ class _Builder:
         # per row: the launch time of its kernels, its NoC input bytes (the tile lowerings)
         self.launch = plan.run.machine.chip.launch_s * np.array([t.launches for t in self.T], np.float64)
         self.noc_bytes = np.array([t.noc_bytes for t in self.T], np.float64)
+        # R's columns compute, memory, sram, region and noc, for the event kernel's spatial loops
+        self.local_cols = np.array([RC[k] for k in ("compute", "memory", "sram", "region", "noc")], np.int64)
         self.exchanges: list[int] = []  # the gradient exchange rows (build_stages)
         run = plan.run
         self.run, self.mp, self.m = run, run.mapping, run.machine
@@ -601,7 +659,7 @@ class _Builder:
         self.extents = _Rows()  # (row, first task, last task) of jobs made of many tasks
         self.max_tasks = MAX_TASKS
         self.tile_notes: list[str] = []
-        self.adjust: list[tuple[int, float]] = []  # (row, seconds) added to a row's event time
+        self.adjust = _Adjust()  # (row, seconds) added to a row's event time
 
     # -- tasks
     def _check_size(self, more: int = 0) -> None:
@@ -1211,13 +1269,6 @@ class _Builder:
         return max(c["compute"][i] * scale, c["memory"][i], c["sram"][i] * scale) + \
             self.m.chip.launch_s * self.T[i].launches
 
-    def _tile_local_all(self, i, scale):
-        """_tile_local of the rows `i` (an array) at `scale` (a number or an array): the same
-        operations, elementwise."""
-        R = self.R
-        return np.maximum(np.maximum(R[i, RC["compute"]] * scale, R[i, RC["memory"]]), R[i, RC["sram"]] * scale) + \
-            self.launch[i]
-
     def _visit_times(self, i, scale, followers, w) -> tuple[float, float]:
         """A region visit's compute time per block (the op of row i, its followers [(row, scale)]
         folded in after it) and its tail (the followers' reduce-and-broadcast along a row of w
@@ -1303,23 +1354,24 @@ class _Builder:
                 g.add_deps(inflow, E)
         return S, E
 
-    def _region_ops(self, rows, rects, dirn, routed, local, tail, prev):
-        """Consecutive visits of a sample to regions, visit v as _region_op(rows[v], rects[v],
-        [prev], label, scale, followers, dirn[v], routed[v]) would make it, its local and tail
-        times (_visit_times) given, the first after `prev` and each after the one before: their
-        tasks and dependencies written by the event kernel's region_tasks in one call, in the
-        same order (REGION_OP_EACH makes them one call each; tests/test_wafer_scale.py compares
-        the graphs). Arrays, one entry per visit; rects (y, x, h, w) rows. Returns (starts,
+    def _region_ops(self, op, reg, routed, fop, fvisit, regs, prev):
+        """Consecutive visits of a sample to regions, visit v as _region_op(op[v], the rect of
+        region reg[v], [prev], label, its scale, its followers, its direction, routed[v]) would
+        make it, the first after `prev` and each after the one before: their times
+        (_visit_times), tasks and dependencies worked out by the event kernel's region_visits in
+        one call, in the same order (REGION_OP_EACH makes them one call each;
+        tests/test_wafer_scale.py compares the graphs). op, reg, routed: arrays, one entry per
+        visit; fop, fvisit: the followers' op rows, in order, and the visit each follows;
+        regs: per region (y, x, h, w, tiles given, direction). Returns (starts,
         ends): each visit's start and end task."""
         W, g = self.wafer, self.g
-        y, x, h, w = (np.ascontiguousarray(c) for c in rects.T)
-        hs = np.ones_like(h) if W.bands is not None else h
-        nbytes = self.noc_bytes[rows]
         q = W.q if W.q is not None else np.arange(W.rows, dtype=np.int64)
         first = g.n_tasks
         assert first == len(self.names)
-        kind, dur, res, nb, lat, rlen, rlinks, src, dst, S, E = ev.kernel().region_tasks(
-            first, y, x, hs, w, h, dirn, routed, local, tail, nbytes, q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
+        kind, dur, res, nb, lat, rlen, rlinks, src, dst, S, E, adj_rows, adj = ev.kernel().region_visits(
+            first, op, reg, routed, fop, fvisit, regs, W.bands is not None, self.R, self.local_cols, self.launch,
+            self.noc_bytes, q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
+        self.adjust.add(adj_rows, adj)
         g.add_tasks(kind, dur, res, nb, lat, rlen, rlinks)
         g.add_deps(src, dst)
         if prev is not None:
@@ -1327,8 +1379,8 @@ class _Builder:
         else:
             g.add_deps_late(E[:-1], S[1:])
         labels = self.plan.labels
-        self.names.add_range(g.n_tasks - first, _VisitNames(lambda v: f"{labels[rows[v]]} sample {SAMPLE}",
-                                                            y, x, w, hs, dirn, nbytes, S - first))
+        self.names.add_range(g.n_tasks - first, _VisitNames(lambda v: f"{labels[op[v]]} sample {SAMPLE}", op, reg,
+                                                            S - first, regs, W.bands is not None, self.noc_bytes))
         assert len(self.names) == g.n_tasks
         self._check_size()
         return S, E
@@ -1373,6 +1425,28 @@ class _Builder:
         self.g.add_deps(fl, np.full(h1, done, np.int32))
         return done, True
 
+    def spatial_visits(self, chips: int) -> tuple:
+        """The regions of a spatial run and a sample's visits to them (the event kernel's
+        spatial_visits, as codegen/layout.py regions and visits lay them out, the per-region
+        figures as build_spatial_tiles added them in Python; tests/test_wafer_scale.py checks
+        both): per region its owner row, demand (the analytic size), compute / SRAM time at that
+        size (its ops, colocated ones included), NoC input time at the analytic side (for the
+        layout's choice) and chip (consecutive regions, split where the running demand crosses
+        a chip's tiles); per visit its op row, instance, region and whether it joins the visit
+        before (a forward visit of a colocated op in the same region: the groups of visits are
+        the visits made, their joiners run in place after them)."""
+        T, n = self.T, len(self.T)
+        phase = [t.phase for t in T]
+        rows = [i for i in range(n) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
+        fwd = [i for i in rows if phase[i] == Phase.FORWARD]
+        bwd = [i for i in rows if phase[i] != Phase.FORWARD]
+        ops, codes, both = self.plan.run.graph.ops, {}, set(rows)
+        info = np.array([(max(1, int(round(t.count))), bool(t.colocate), phase[i] == Phase.FORWARD, int(t.op),
+                          codes.setdefault(ops[int(t.op)].layer, len(codes)) if ops[int(t.op)].layer else -1)
+                         if i in both else (1, False, False, 0, -1) for i, t in enumerate(T)], np.int64)
+        return ev.kernel().spatial_visits(np.array(fwd, np.int64), np.array(bwd, np.int64), info.reshape(-1, 5),
+                                          self.R, self.local_cols, self.launch, self.m.chip.noc.latency_s, chips)
+
     def build_spatial_tiles(self, rank: int = 0, samples: int | None = None, memo: dict | None = None) -> bool:
         """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
         would exceed TILE_TASKS): each op instance gets a rectangle of the grid (the analytic
@@ -1381,52 +1455,14 @@ class _Builder:
         only that many samples (a trial of the layout; the block size stays the whole run's);
         `memo`: layouts (and a sample's tasks) already worked out for this plan, by block size
         and rank. Each band is simulated as its top row where that is exact (_bands)."""
-        T, R, n = self.T, self.R, len(self.T)
         m = self.plan.micro_batches
-        phase = [t.phase for t in T]
         chip = self.m.chip
-        rows = [i for i in range(n) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
-        fwd = [i for i in rows if phase[i] == Phase.FORWARD]
-        bwd = [i for i in rows if phase[i] != Phase.FORWARD]
-
-        # the regions (see _regions): first the demands (the analytic sizes), then one layout
-        owner, row_regs = regions(self.T, fwd, bwd)
-        want_a = R[np.asarray(owner, np.int64), RC["region"]]
-        want = list(want_a)
-        # per region: compute / SRAM time at the analytic size (its ops, colocated ones
-        # included) and NoC input time at the analytic side (for the layout's choice); each
-        # region's sums in op order (ufunc.at adds in index order, as a loop over the ops would)
-        loc = self._tile_local_all(slice(None), 1.0) - self.launch
-        fa = np.asarray(fwd, np.int64)
-        sets = [set(row_regs[i]) for i in fwd]
-        pi = np.repeat(fa, [len(x) for x in sets])
-        pr = np.fromiter(itertools.chain.from_iterable(sets), np.int64, pi.size)
-        work, entry = np.zeros(len(want)), np.zeros(len(want))
-        np.add.at(work, pr, loc[pi])
-        nc = ~np.array([T[i].colocate for i in range(n)], bool)[pi]
-        np.add.at(entry, pr[nc], np.maximum(0.0, R[pi[nc], RC["noc"]] -
-                                            2.0 * np.sqrt(want_a[pr[nc]]) * chip.noc.latency_s))
-        work, entry = work.tolist(), entry.tolist()
-        # each visit's op row and region; a forward visit of a colocated op joins the visit
-        # before it when in the same region (the group's first visit has the region of the
-        # visit before it, joined or not): groups are the visits made, `fol` their joiners
-        (fi_, fk_), (bi_, bk_) = visit_arrays(self.plan, fwd, False), visit_arrays(self.plan, bwd, True)
-        vi, vk = np.concatenate([fi_, bi_]), np.concatenate([fk_, bk_])
-        off = np.zeros(n + 1, np.int64)
-        off[1:] = np.cumsum([len(row_regs.get(i, ())) for i in range(n)])
-        vr = np.fromiter(itertools.chain.from_iterable(row_regs.get(i, ()) for i in range(n)), np.int64,
-                         int(off[-1]))[off[vi] + vk]
-        joins = np.array([phase[i] == Phase.FORWARD and T[i].colocate for i in range(n)], bool)[vi]
-        joins[1:] &= vr[1:] == vr[:-1]
-        joins[:1] = False
+        chips = max(1, self.mp.pp)
+        owner, want_a, work, entry, chip_of, vi, vk, vr, joins = self.spatial_visits(chips)
+        want, work, entry = list(want_a), work.tolist(), entry.tolist()
+        joins = joins.astype(bool)
         heads = np.flatnonzero(~joins)  # the visit each group starts with
         gof = np.cumsum(~joins) - 1  # the group of each visit
-        # the chips: consecutive regions, split where the running demand crosses a chip's tiles
-        chips = max(1, self.mp.pp)
-        total = sum(want) or 1.0
-        before = np.zeros(len(want))
-        np.cumsum(want_a[:-1], out=before[1:])  # sequential sums, as a running total would add
-        chip_of = np.minimum(chips - 1, ((before + want_a / 2) / total * chips).astype(np.int64))
 
         memo = {} if memo is None else memo
 
@@ -1483,13 +1519,11 @@ class _Builder:
         # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
         # region size over the tiles it got
         rect_a = rects
-        rects = [tuple(r) for r in rect_a.tolist()]
-        ry, rx, rh, rw = rect_a.T
+        ry, rx, rh, rw = (np.ascontiguousarray(c) for c in rect_a.T)
         given_a = np.minimum(rh * rw * s * s, chip.rows * chip.cols)
         given = given_a.tolist()
         where = f" x {chips} chips" if chips > 1 else ""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = given_a / want_a
+        share = given_a / want_a
         self.tile_notes = [
             f"event level: spatial at tile granularity on the {chip.rows} x {chip.cols} grid{where}" if s == 1 else
             f"event level: spatial on the {chip.rows} x {chip.cols} grid{where} in blocks of {s} x {s} tiles "
@@ -1505,6 +1539,7 @@ class _Builder:
         nrc = -(-chip.rows // s)
         sign_a = np.where((self.mp.placement == "serpentine" and not wrapped) & ((ry % nrc) // rh % 2 == 1), -1, 1)
         sign = sign_a.tolist()
+        regs = np.stack([ry, rx, rh, rw, given_a, sign_a], 1)  # per region: y, x, h, w, tiles given, direction
         asked = min(-(-self.mp.region_rows // s), nrc)  # the band height the layout was given, in blocks
         if self.mp.region_rows and not wrapped and bool(np.any(rh != asked)):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
@@ -1514,39 +1549,32 @@ class _Builder:
         # layout hands each op's input over from the region before where the region changes on
         # a chip (_handover): those visits start a run of their own
         hand = self.mp.placement != "adjacent" and not wrapped
+        rects = [tuple(r) for r in rect_a.tolist()] if hand or REGION_OP_EACH else None  # (their Python form)
         turns = (np.flatnonzero((seq[1:] != seq[:-1]) & (chip_of[seq[1:]] == chip_of[seq[:-1]])) + 1).tolist() \
             if hand else []
         carried = any(self._carries(rects[seq[g - 1]], sign[seq[g - 1]], rects[seq[g]], sign[seq[g]], int(vi[heads[g]]))
                       for g in turns)
-        bands = None if REGION_EVERY_ROW or wrapped or carried else _bands(rects)
+        bands = None if REGION_EVERY_ROW or wrapped or carried else _bands(rect_a)
         self.wafer = _Wafer(self, s, chips, bands=bands)
         xfer, xlink, lat_s = self._spatial_link()
         labels = self.plan.labels
 
-        def one_sample():
+        def one_sample(direct=False):
             """The tasks of one sample, its number written SAMPLE, into a graph of their own:
             (graph, names, instances, adjust, the first task (its entry), the first region's
             end, the last task). Every sample's tasks are the same but for their ids. A run of
             visits between handovers is made by one _region_ops call (REGION_OP_EACH: each
-            visit by its own _region_op call, the reference)."""
+            visit by its own _region_op call, the reference). `direct`: into this builder's
+            own graph, instances and adjustments (a single sample in an empty graph: what
+            copying it once would make), the names still apart."""
             main = self.g, self.names, self.instances, self.adjust
-            self.g, self.names, self.instances, self.adjust = ev.TaskGraph(), _Labels(), _Rows(), []
+            self.names = _Labels()
+            if not direct:
+                self.g, self.instances, self.adjust = ev.TaskGraph(), _Rows(), _Adjust()
             try:
                 gi, gr = vi[heads], seq
-                # the visits' times: the op's at its region's scale, then each joiner's in turn
-                region = R[:, RC["region"]]
-                local = self._tile_local_all(gi, region[gi] / given_a[gr])
-                tail = np.zeros(gi.size)
-                fv = np.flatnonzero(joins)
+                fv = np.flatnonzero(joins)  # the followers: their op rows, the visit (group) each follows
                 fi, fg = vi[fv], gof[fv]
-                lf = self._tile_local_all(fi, region[fi] / given_a[gr[fg]])
-                rf = np.where(R[fi, RC["noc"]] > 0, 2.0 * self.wafer.hop * (rw[gr[fg]] - 1), 0.0)
-                np.add.at(local, fg, lf)
-                np.add.at(tail, fg, rf)
-                if not REGION_OP_EACH:  # (_region_op appends them itself)
-                    both = lf + rf
-                    self.adjust = list(zip(np.stack([fi, gi[fg]], 1).reshape(-1).tolist(),
-                                           np.stack([both, -both], 1).reshape(-1).tolist()))
                 routed = np.zeros(gi.size, np.int64)
                 S, E = np.zeros(gi.size, np.int64), np.zeros(gi.size, np.int64)
                 prev = None
@@ -1557,6 +1585,7 @@ class _Builder:
                         prev, ro = self._handover(rects[q], sign[q], rects[r], sign[r], int(gi[a]), prev, label)
                         routed[a] = ro
                     if REGION_OP_EACH:
+                        region = self.rcol["region"]
                         for v in range(a, b):
                             i = int(gi[v])
                             S[v], E[v] = prev, _ = self._region_op(
@@ -1564,8 +1593,9 @@ class _Builder:
                                 [(int(f), region[f] / given[gr[v]]) for f in fi[fg == v]], sign[gr[v]], bool(routed[v]))
                             prev = int(E[v])
                     else:
-                        S[a:b], E[a:b] = self._region_ops(gi[a:b], rect_a[gr[a:b]], sign_a[gr[a:b]], routed[a:b],
-                                                          local[a:b], tail[a:b], prev)
+                        fa, fb = np.searchsorted(fg, [a, b]).tolist()
+                        S[a:b], E[a:b] = self._region_ops(gi[a:b], gr[a:b], routed[a:b], fi[fa:fb], fg[fa:fb] - a,
+                                                          regs, prev)
                         prev = int(E[b - 1])
                 self.instances.add_block((gi, np.zeros_like(gi), S, E, np.full_like(gi, -1)))
                 entry, first = (int(S[0]), int(E[0])) if gi.size else (None, None)
@@ -1574,6 +1604,12 @@ class _Builder:
             finally:
                 self.g, self.names, self.instances, self.adjust = main
         key = ("sample", s, rank)
+        if key not in memo and (samples or m) == 1 and self.g.n_tasks == 0 and not self.instances and \
+                not self.adjust:  # one sample into an empty graph: made in place
+            _, tnames, _, _, _, _, last = one_sample(direct=True)
+            self.names.add_range(len(tnames), lambda k, t=tnames: t[k].replace(SAMPLE, "0"))
+            self._spatial_optimizer([last] if last is not None else [])
+            return True
         if key not in memo:  # the same tasks (links and resources are made in the same order) for any samples
             memo[key] = one_sample()
         tg, tnames, tinst, tadj, entry, first, last = memo[key]
@@ -1590,8 +1626,9 @@ class _Builder:
             cols = tinst.arrays(5)
             off = base + np.arange(times, dtype=np.int64)[:, None] * nt  # sample j's rows: j-th row of each
             self.instances.add_block([np.tile(cols[0], times), np.tile(cols[1], times)] +
-                                     [np.where(c >= 0, c + off, -1).reshape(-1) for c in cols[2:]])
-        self.adjust += tadj * times
+                                     [np.where(c >= 0, c + off, -1).reshape(-1) if times > 1 or base else c
+                                      for c in cols[2:]])
+        self.adjust.add(*tadj.arrays(), times=times)
         self._spatial_optimizer([base + j * nt + last for j in range(times)] if last is not None else [])
         return True
 
@@ -1716,9 +1753,8 @@ def _per_op_times(b: _Builder, r: ev.EventResult) -> np.ndarray:
         w = flow[by] >= 0
         t[by[w]] += np.maximum(0.0, r.start[c[by[w]]] - prev_end[w])
     tot = np.bincount(row, weights=t, minlength=n)[:n] if row.size else np.zeros(n)
-    adj_rows = np.array([i for i, _ in b.adjust], np.int64)
-    for i, x in b.adjust:
-        tot[i] += x
+    adj_rows, adj = b.adjust.arrays()
+    np.add.at(tot, adj_rows, adj)  # in order, as tot[i] += x pair by pair
     # the stages (chips) each row runs on
     seen = np.zeros((n, int(st.max(initial=0)) + 1), bool)
     seen[row, st] = True

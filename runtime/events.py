@@ -395,9 +395,8 @@ class TaskGraph:
         if route_len.size != n or int(route_len.sum()) != route_links.size:
             raise ValueError("add_tasks: route_len must have one entry per task and sum to len(route_links)")
         self._flush()
-        col = lambda v, dt: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dt), (n,)))  # noqa: E731
-        self._chunks.append((kind, col(duration, _F64), col(resource, _I32), col(nbytes, _F64), col(latency, _F64),
-                             route_len, route_links))
+        self._chunks.append((kind, _column(duration, _F64, n), _column(resource, _I32, n), _column(nbytes, _F64, n),
+                             _column(latency, _F64, n), route_len, route_links))
         first = self._n
         self._n += n
         self._final = None

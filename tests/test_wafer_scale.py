@@ -376,7 +376,7 @@ def test_region_visits_in_one_call_equal_one_by_one(tmp_path, monkeypatch, case)
     assert d == de
     assert_same_graph(b.final, be.final)
     assert list(b.names) == list(be.names)
-    assert list(b.instances) == list(be.instances) and b.adjust == be.adjust
+    assert list(b.instances) == list(be.instances) and list(b.adjust) == list(be.adjust)
     assert np.array_equal(r.start, re_.start) and r.makespan == re_.makespan
     names = list(b.names)
     assert any(" reduce (" in n for n in names) and any(" input to (" in n for n in names)
@@ -413,3 +413,90 @@ def test_region_tasks_by_hand():
     bad[0] = [1]  # row 1
     with pytest.raises(ValueError, match="not all simulated rows"):
         k.region_tasks(10, *bad)
+
+
+def _spatial_visits_as_written(b, chips):
+    """build_spatial_tiles' regions, per-region figures and visits as it worked them out in
+    Python loops (before the event kernel's spatial_visits): regions() and visits() of
+    codegen/layout.py, each region's work and entry added op by op, the chips from the
+    running demand, a visit joining the one before when it is a forward colocated op in the
+    same region as the group's first."""
+    import math
+
+    from archc.codegen.layout import regions, visits
+    from archc.codegen.render import RC
+    T, R, plan, chip = b.T, b.R, b.plan, b.m.chip
+    phase = [t.phase for t in T]
+    rows = [i for i in range(len(T)) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
+    fwd = [i for i in rows if phase[i] == Phase.FORWARD]
+    bwd = [i for i in rows if phase[i] != Phase.FORWARD]
+    owner, row_regs = regions(T, fwd, bwd)
+    want = [R[i, RC["region"]] for i in owner]
+    work, entry = [0.0] * len(want), [0.0] * len(want)
+    for i in fwd:
+        loc = b._tile_local(i) - chip.launch_s * T[i].launches
+        for r in set(row_regs[i]):
+            work[r] += loc
+            if not T[i].colocate:
+                entry[r] += max(0.0, R[i, RC["noc"]] - 2.0 * math.sqrt(want[r]) * chip.noc.latency_s)
+    order = visits(plan, fwd, False) + visits(plan, bwd, True)
+    vr = [row_regs[i][k] for i, k in order]
+    joins, head = [], None
+    for v, (i, k) in enumerate(order):
+        j = head is not None and phase[i] == Phase.FORWARD and bool(T[i].colocate) and vr[v] == vr[head]
+        joins.append(j)
+        head = head if j else v
+    total, cum, on_chip = sum(want) or 1.0, 0.0, []
+    for t in want:
+        on_chip.append(min(chips - 1, int((cum + t / 2) / total * chips)))
+        cum += t
+    return owner, want, work, entry, on_chip, [i for i, _ in order], [k for _, k in order], vr, joins
+
+
+_SPATIAL_TRAIN = """
+run sp_train(layers = 2, hidden = 128, heads = 4, seq = 32, chips = 1) {
+  model bert(layers, hidden, heads, seq, 1)
+  on cs2_cluster
+  mode train
+  strategy spatial, chips = chips, micro_batch = 1, global_batch = 4
+  precision fp16
+  optimizer adam
+}
+"""
+
+
+@pytest.mark.parametrize("sample, run_name, sets", [
+    ("wse2", "llm_decode", {}), ("wse2", "llm_decode", {"chips": "2"}), ("wse2", "resnet50_infer", {}),
+    ("wse2", "bert_infer", {"layers": "3", "chips": "2"}), ("wse3", "moe_decode", {}), ("wse3", "vit_infer", {}),
+    ("wse3", "unet_infer", {}), ("dojo", None, {}), ("train", "sp_train", {}), ("train", "sp_train", {"chips": "2"})])
+def test_spatial_visits_equal_the_loops_as_written(tmp_path, sample, run_name, sets):
+    """The event kernel's spatial_visits gives every region's owner, demand, work, entry and
+    chip, and every visit's row, instance, region and join, exactly (the same floats) as
+    build_spatial_tiles' Python loops did: on the spatial sample runs, over one chip and two,
+    and on a spatial training run (backward rows reuse their op's regions)."""
+    from archc.runtime import pipeline as P
+    if sample == "train":
+        f = tmp_path / "train.arch"
+        f.write_text(sample_text("wse2").replace("grid 757 x 996 of wse2_core", "grid 48 x 48 of wse2_core")
+                     + _SPATIAL_TRAIN)
+    else:
+        f = SAMPLES / f"{sample}.arch"
+    design = check(f, sets, run_name)
+    names = [run_name] if run_name else [n for n, r in design.runs if r.mapping.strategy == "spatial"]
+    assert names
+    for name in names:
+        plan = P.lower(design.run(name))
+        R = P.analyze(P.build(plan.run.machine), plan)
+        b = el._Builder(plan, R)
+        chips = max(1, b.mp.pp)
+        got = b.spatial_visits(chips)
+        want = _spatial_visits_as_written(b, chips)
+        if sample == "train":
+            assert any(t.phase != Phase.FORWARD for t in plan.tasks if t.phase.per_micro_batch)
+        if sets.get("chips") == "2":
+            assert got[4].max() == 1  # regions on both chips
+        if run_name in ("llm_decode", "sp_train"):
+            assert got[8].any()  # colocated ops join the visit before
+        for k, (x, y) in enumerate(zip(got, want)):
+            y = np.asarray(y, dtype=x.dtype)
+            assert x.shape == y.shape and np.array_equal(x, y), (name, k)
