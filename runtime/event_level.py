@@ -99,6 +99,7 @@ How a run becomes a task graph
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import Counter
@@ -439,7 +440,7 @@ class _Wafer:
         # row_tiles (weight streaming): a resource per row of blocks, standing for the row's
         # easternmost block, whose timeline bounds the others' (_stream_tiles); no fabric links
         self.row_tiles = row_tiles
-        self.bands = None if bands is None else np.asarray(bands, np.int64).reshape(-1, 2)
+        self.bands = None if bands is None else [(int(y), int(h)) for y, h in bands]
         self.q = None  # row -> index of the simulated row (bands), None: every row is simulated
         if row_tiles:
             self.res0 = int(b.g.add_resources(nr)[0])
@@ -450,7 +451,7 @@ class _Wafer:
             b.net.names.add_range(nr, lambda k: f"wafer west edge row {k}")
             return
         if self.bands is not None:
-            made = self.bands[:, 0].copy()  # the rows made, in order
+            made = np.array([y for y, _ in self.bands], np.int64)  # the rows made, in order
             self.q = np.full(nr, -1, np.int64)
             self.q[made] = np.arange(made.size)
         else:
@@ -481,7 +482,7 @@ class _Wafer:
     def cls(self) -> np.ndarray:
         """Row -> the index of the made row standing for it (-1: none), when only bands' top
         rows are made."""
-        made, hs = self.bands[:, 0], self.bands[:, 1]
+        made, hs = (np.array(c, np.int64) for c in zip(*self.bands))
         cls = np.full(self.rows, -1, np.int64)
         before = np.cumsum(hs) - hs
         cls[np.arange(int(hs.sum())) - np.repeat(before - made, hs)] = np.repeat(np.arange(made.size), hs)
@@ -609,13 +610,11 @@ def _bands(rects):
     starts, ends) see the same times when only the top row is simulated, and every other
     block's and link's busy time is its top row's counterpart's. tests/test_wafer_scale.py
     checks it against every row simulated (REGION_EVERY_ROW)."""
-    r = np.asarray(rects, np.int64).reshape(-1, 4)
-    key = np.sort((r[:, 0] << 32) | r[:, 2])  # (y, h) sorted (each below 2^31)
-    key = key[np.flatnonzero(key[1:] != key[:-1]).tolist() + [key.size - 1]] if key.size else key
-    yh = np.stack([key >> 32, key & 0xFFFFFFFF], 1)
-    if np.any(yh[1:, 0] < yh[:-1, 0] + yh[:-1, 1]):
-        return None
-    return yh
+    bands = sorted({(y, h) for (y, _, h, _) in (rects.tolist() if isinstance(rects, np.ndarray) else rects)})
+    for (y0, h0), (y1, _) in zip(bands, bands[1:]):
+        if y1 < y0 + h0:
+            return None
+    return bands
 
 
 def _wafer_ok(m) -> bool:
@@ -635,8 +634,6 @@ def _block_size(tiles_fn, budget: int, max_s: int) -> int:
 class _Builder:
     def __init__(self, plan: Plan, R: np.ndarray):
         self.plan, self.R, self.T = plan, R, plan.tasks
-        # the columns of R as Python floats: the same values, read without NumPy's per-item cost
-        self.rcol: dict[str, list[float]] = {name: R[:, k].tolist() for name, k in RC.items()}
         # per row: the launch time of its kernels, its NoC input bytes (the tile lowerings)
         self.launch = plan.run.machine.chip.launch_s * np.array([t.launches for t in self.T], np.float64)
         self.noc_bytes = np.array([t.noc_bytes for t in self.T], np.float64)
@@ -660,6 +657,11 @@ class _Builder:
         self.max_tasks = MAX_TASKS
         self.tile_notes: list[str] = []
         self.adjust = _Adjust()  # (row, seconds) added to a row's event time
+
+    @functools.cached_property
+    def rcol(self) -> dict[str, list[float]]:
+        """The columns of R as Python floats: the same values, read without NumPy's per-item cost."""
+        return {name: self.R[:, k].tolist() for name, k in RC.items()}
 
     # -- tasks
     def _check_size(self, more: int = 0) -> None:
@@ -1458,11 +1460,8 @@ class _Builder:
         m = self.plan.micro_batches
         chip = self.m.chip
         chips = max(1, self.mp.pp)
-        owner, want_a, work, entry, chip_of, vi, vk, vr, joins = self.spatial_visits(chips)
+        owner, want_a, work, entry, chip_of, vi, _, vr, _, heads, fv, gof = self.spatial_visits(chips)
         want, work, entry = list(want_a), work.tolist(), entry.tolist()
-        joins = joins.astype(bool)
-        heads = np.flatnonzero(~joins)  # the visit each group starts with
-        gof = np.cumsum(~joins) - 1  # the group of each visit
 
         memo = {} if memo is None else memo
 
@@ -1476,11 +1475,12 @@ class _Builder:
             nr = -(-chip.rows // s)
             rect_a, wrapped = np.zeros((len(want), 4), np.int64), False
             for c in range(chips):
-                ids = np.flatnonzero(chip_of == c).tolist()
+                ids = np.flatnonzero(chip_of == c).tolist() if chips > 1 else list(range(len(want)))
                 if ("ranked", s, c) not in memo:  # every rank's, worked out once
                     memo["ranked", s, c] = layouts(
-                        nr, -(-chip.cols // s), s, [want[r] for r in ids], [work[r] for r in ids],
-                        [entry[r] for r in ids], m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
+                        nr, -(-chip.cols // s), s, *(([x[r] for r in ids] for x in (want, work, entry)) if chips > 1
+                                                     else (want, work, entry)),
+                        m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
                         chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, ev.kernel())
                 ranked, wr = memo["ranked", s, c]
                 if rank >= len(ranked):
@@ -1519,8 +1519,12 @@ class _Builder:
         # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
         # region size over the tiles it got
         rect_a = rects
-        ry, rx, rh, rw = (np.ascontiguousarray(c) for c in rect_a.T)
-        given_a = np.minimum(rh * rw * s * s, chip.rows * chip.cols)
+        # per region: y, x, h, w, tiles given, direction
+        regs = np.empty((rect_a.shape[0], 6), np.int64)
+        regs[:, :4] = rect_a
+        ry, rh, rw = regs[:, 0], regs[:, 2], regs[:, 3]
+        given_a = regs[:, 4]
+        np.minimum(rh * rw * s * s, chip.rows * chip.cols, out=given_a)
         given = given_a.tolist()
         where = f" x {chips} chips" if chips > 1 else ""
         share = given_a / want_a
@@ -1537,9 +1541,11 @@ class _Builder:
                                    f"them to (their compute scales accordingly)")
         # the direction of each region: odd bands of a serpentine placement run east to west
         nrc = -(-chip.rows // s)
-        sign_a = np.where((self.mp.placement == "serpentine" and not wrapped) & ((ry % nrc) // rh % 2 == 1), -1, 1)
+        sign_a = regs[:, 5]
+        sign_a[:] = 1
+        if self.mp.placement == "serpentine" and not wrapped:
+            sign_a[(ry % nrc) // rh % 2 == 1] = -1
         sign = sign_a.tolist()
-        regs = np.stack([ry, rx, rh, rw, given_a, sign_a], 1)  # per region: y, x, h, w, tiles given, direction
         asked = min(-(-self.mp.region_rows // s), nrc)  # the band height the layout was given, in blocks
         if self.mp.region_rows and not wrapped and bool(np.any(rh != asked)):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
@@ -1573,8 +1579,7 @@ class _Builder:
                 self.g, self.instances, self.adjust = ev.TaskGraph(), _Rows(), _Adjust()
             try:
                 gi, gr = vi[heads], seq
-                fv = np.flatnonzero(joins)  # the followers: their op rows, the visit (group) each follows
-                fi, fg = vi[fv], gof[fv]
+                fi, fg = vi[fv], gof[fv]  # the followers: their op rows, the visit (group) each follows
                 routed = np.zeros(gi.size, np.int64)
                 S, E = np.zeros(gi.size, np.int64), np.zeros(gi.size, np.int64)
                 prev = None
