@@ -106,7 +106,7 @@ from collections import Counter
 
 import numpy as np
 
-from archc.codegen.plan import Phase, Plan
+from archc.codegen.plan import COL, Phase, Plan
 from archc.dsl.vocab import Collective
 from archc.codegen import collectives
 from archc.codegen.buckets import backward_pieces, bucket_closings, weights_of
@@ -610,7 +610,8 @@ def _bands(rects):
     starts, ends) see the same times when only the top row is simulated, and every other
     block's and link's busy time is its top row's counterpart's. tests/test_wafer_scale.py
     checks it against every row simulated (REGION_EVERY_ROW)."""
-    bands = sorted({(y, h) for (y, _, h, _) in (rects.tolist() if isinstance(rects, np.ndarray) else rects)})
+    r = np.asarray(rects, np.int64).reshape(-1, 4)
+    bands = sorted(set(zip(r[:, 0].tolist(), r[:, 2].tolist())))
     for (y0, h0), (y1, _) in zip(bands, bands[1:]):
         if y1 < y0 + h0:
             return None
@@ -631,14 +632,13 @@ def _block_size(tiles_fn, budget: int, max_s: int) -> int:
     return s
 
 
+# R's columns compute, memory, sram, region and noc, for the event kernel's spatial loops
+_LOCAL_COLS = np.array([RC[k] for k in ("compute", "memory", "sram", "region", "noc")], np.int64)
+
+
 class _Builder:
     def __init__(self, plan: Plan, R: np.ndarray):
         self.plan, self.R, self.T = plan, R, plan.tasks
-        # per row: the launch time of its kernels, its NoC input bytes (the tile lowerings)
-        self.launch = plan.run.machine.chip.launch_s * np.array([t.launches for t in self.T], np.float64)
-        self.noc_bytes = np.array([t.noc_bytes for t in self.T], np.float64)
-        # R's columns compute, memory, sram, region and noc, for the event kernel's spatial loops
-        self.local_cols = np.array([RC[k] for k in ("compute", "memory", "sram", "region", "noc")], np.int64)
         self.exchanges: list[int] = []  # the gradient exchange rows (build_stages)
         run = plan.run
         self.run, self.mp, self.m = run, run.mapping, run.machine
@@ -657,6 +657,16 @@ class _Builder:
         self.max_tasks = MAX_TASKS
         self.tile_notes: list[str] = []
         self.adjust = _Adjust()  # (row, seconds) added to a row's event time
+
+    @functools.cached_property
+    def launch(self) -> np.ndarray:
+        """Per row: the launch time of its kernels (the tile lowerings)."""
+        return self.m.chip.launch_s * self.plan.table[:, COL["launches"]]
+
+    @functools.cached_property
+    def noc_bytes(self) -> np.ndarray:
+        """Per row: its NoC input bytes (the tile lowerings)."""
+        return np.ascontiguousarray(self.plan.table[:, COL["noc_bytes"]])
 
     @functools.cached_property
     def rcol(self) -> dict[str, list[float]]:
@@ -1371,7 +1381,7 @@ class _Builder:
         first = g.n_tasks
         assert first == len(self.names)
         kind, dur, res, nb, lat, rlen, rlinks, src, dst, S, E, adj_rows, adj = ev.kernel().region_visits(
-            first, op, reg, routed, fop, fvisit, regs, W.bands is not None, self.R, self.local_cols, self.launch,
+            first, op, reg, routed, fop, fvisit, regs, W.bands is not None, self.R, _LOCAL_COLS, self.launch,
             self.noc_bytes, q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
         self.adjust.add(adj_rows, adj)
         g.add_tasks(kind, dur, res, nb, lat, rlen, rlinks)
@@ -1447,7 +1457,7 @@ class _Builder:
                           codes.setdefault(ops[int(t.op)].layer, len(codes)) if ops[int(t.op)].layer else -1)
                          if i in both else (1, False, False, 0, -1) for i, t in enumerate(T)], np.int64)
         return ev.kernel().spatial_visits(np.array(fwd, np.int64), np.array(bwd, np.int64), info.reshape(-1, 5),
-                                          self.R, self.local_cols, self.launch, self.m.chip.noc.latency_s, chips)
+                                          self.R, _LOCAL_COLS, self.launch, self.m.chip.noc.latency_s, chips)
 
     def build_spatial_tiles(self, rank: int = 0, samples: int | None = None, memo: dict | None = None) -> bool:
         """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
@@ -1486,8 +1496,11 @@ class _Builder:
                 if rank >= len(ranked):
                     return None, wr
                 wrapped |= wr
-                rect_a[ids] = ranked.array(rank) if isinstance(ranked, _Ranked) else \
+                got = ranked.array(rank) if isinstance(ranked, _Ranked) else \
                     np.array(ranked[rank], np.int64).reshape(-1, 4)
+                if chips == 1:
+                    return got.copy(), wrapped
+                rect_a[ids] = got
                 rect_a[ids, 0] += c * nr
             return rect_a, wrapped
 

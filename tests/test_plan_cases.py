@@ -117,3 +117,51 @@ def test_layouts_equal_the_reference_bisections(monkeypatch):
     loops.layout_balanced(np.array([1e-12, 1e-12, 100.0]), np.zeros(3, np.int64), np.zeros(1, np.int64),
                           np.ones(1, np.int64), 4, False, out)
     assert out.reshape(3, 4).tolist() == [[0, 0, 1, 1], [0, 1, 1, 1], [0, 2, 1, 2]]
+
+
+def test_layout_shares_equal_a_plain_bisection():
+    """The kernel's layout_shares probes two shares around a guess (the last height's, scaled)
+    and takes every bisection step those settle without packing (layout_fits is monotone in
+    the share: wider regions, and next fit never packs larger widths into fewer bands). Its
+    shares are bit for bit those of the plain bisection written here (each mid packed), on
+    random grids and demands, every height or a few."""
+    import math
+    import random
+
+    import numpy as np
+    from archc.runtime import events as ev
+
+    def fits(d, H, a, nr, nc):  # codegen/layout.py layouts().fits, as written
+        bands, x = 1, 0
+        for w in (max(1, math.ceil(a * t / H - 1e-9)) for t in d):
+            if w > nc:
+                return False
+            if x + w > nc:
+                bands, x = bands + 1, 0
+            x += w
+        return bands <= nr // H
+
+    loops, rng, compared, probed = ev.kernel(), random.Random(11), 0, 0
+    for _ in range(60):
+        nr, nc, n = rng.randint(1, 60), rng.randint(1, 80), rng.randint(1, 30)
+        kind = rng.random()
+        if kind < 0.3:
+            tiles = [rng.choice([1e-12, 0.5, rng.uniform(0.3, 3 * nr * nc / n)]) for _ in range(n)]
+        elif kind < 0.5:
+            tiles = [float(rng.choice([1, 2, 3, 6])) * nr * nc / (7 * n) for _ in range(n)]
+        else:
+            tiles = [rng.uniform(0.3, 1.5 * nr * nc / n) for _ in range(n)]
+        d = [max(t, 1e-9) for t in tiles]
+        heights = list(range(1, nr + 1)) if rng.random() < 0.7 else sorted(rng.sample(range(1, nr + 1), min(nr, 5)))
+        hi0 = nr * nc / min(d)
+        got = np.zeros(len(heights))
+        loops.layout_shares(np.asarray(d), np.asarray(heights, np.int64), nr, nc, hi0, 40, got)
+        for c, H in enumerate(heights):
+            lo, hi = 0.0, hi0
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if fits(d, H, mid, nr, nc) else (lo, mid)
+            assert got[c] == lo, (nr, nc, H, tiles)
+            compared += 1
+            probed += c > 0 and got[c - 1] > 0
+    assert compared > 600 and probed > 400  # most heights start from a guess
