@@ -1447,17 +1447,22 @@ class _Builder:
         a chip's tiles); per visit its op row, instance, region and whether it joins the visit
         before (a forward visit of a colocated op in the same region: the groups of visits are
         the visits made, their joiners run in place after them)."""
-        T, n = self.T, len(self.T)
-        phase = [t.phase for t in T]
-        rows = [i for i in range(n) if phase[i].per_micro_batch and phase[i] != Phase.PIPELINE_TRANSFER]
-        fwd = [i for i in rows if phase[i] == Phase.FORWARD]
-        bwd = [i for i in rows if phase[i] != Phase.FORWARD]
-        ops, codes, both = self.plan.run.graph.ops, {}, set(rows)
-        info = np.array([(max(1, int(round(t.count))), bool(t.colocate), phase[i] == Phase.FORWARD, int(t.op),
-                          codes.setdefault(ops[int(t.op)].layer, len(codes)) if ops[int(t.op)].layer else -1)
-                         if i in both else (1, False, False, 0, -1) for i, t in enumerate(T)], np.int64)
-        return ev.kernel().spatial_visits(np.array(fwd, np.int64), np.array(bwd, np.int64), info.reshape(-1, 5),
-                                          self.R, _LOCAL_COLS, self.launch, self.m.chip.noc.latency_s, chips)
+        ops, codes = self.plan.run.graph.ops, {}
+        fwd: list[int] = []
+        bwd: list[int] = []
+        info = []  # per row: instances, colocated, forward, op, layer code (-1: none)
+        for i, t in enumerate(self.T):
+            p = t.phase
+            if p.per_micro_batch and p != Phase.PIPELINE_TRANSFER:  # the rows a sample passes
+                (fwd if p == Phase.FORWARD else bwd).append(i)
+                layer = ops[int(t.op)].layer
+                info.append((max(1, int(round(t.count))), bool(t.colocate), p == Phase.FORWARD, int(t.op),
+                             codes.setdefault(layer, len(codes)) if layer else -1))
+            else:
+                info.append((1, False, False, 0, -1))
+        return ev.kernel().spatial_visits(np.array(fwd, np.int64), np.array(bwd, np.int64),
+                                          np.array(info, np.int64).reshape(-1, 5), self.R, _LOCAL_COLS, self.launch,
+                                          self.m.chip.noc.latency_s, chips)
 
     def build_spatial_tiles(self, rank: int = 0, samples: int | None = None, memo: dict | None = None) -> bool:
         """Spatial run on a mesh chip at tile granularity (blocks of s x s tiles if the graph
