@@ -1476,7 +1476,7 @@ class _Builder:
         chip = self.m.chip
         chips = max(1, self.mp.pp)
         owner, want_a, work, entry, chip_of, vi, _, vr, _, heads, fv, gof = self.spatial_visits(chips)
-        want, work, entry = list(want_a), work.tolist(), entry.tolist()
+        want, work, entry = want_a.tolist(), work.tolist(), entry.tolist()
 
         memo = {} if memo is None else memo
 
@@ -1536,16 +1536,14 @@ class _Builder:
         self.max_tasks = max(MAX_TASKS, int(tasks * 1.05) + 100_000)
         # an op runs on its placed rectangle: its compute and SRAM time scale by the analytic
         # region size over the tiles it got
+        # per region (regs): y, x, h, w, tiles given, direction (odd bands of a serpentine
+        # placement run east to west); the least and most share of the analytic size given; the
+        # layout's bands (_bands)
+        nrc = -(-chip.rows // s)
         rect_a = rects
-        # per region: y, x, h, w, tiles given, direction
-        regs = np.empty((rect_a.shape[0], 6), np.int64)
-        regs[:, :4] = rect_a
-        ry, rh, rw = regs[:, 0], regs[:, 2], regs[:, 3]
-        given_a = regs[:, 4]
-        np.minimum(rh * rw * s * s, chip.rows * chip.cols, out=given_a)
-        given = given_a.tolist()
+        regs, least, most, layout_bands = ev.kernel().region_layout(
+            rect_a, want_a, s, chip.rows * chip.cols, self.mp.placement == "serpentine" and not wrapped, nrc)
         where = f" x {chips} chips" if chips > 1 else ""
-        share = given_a / want_a
         self.tile_notes = [
             f"event level: spatial at tile granularity on the {chip.rows} x {chip.cols} grid{where}" if s == 1 else
             f"event level: spatial on the {chip.rows} x {chip.cols} grid{where} in blocks of {s} x {s} tiles "
@@ -1553,19 +1551,12 @@ class _Builder:
         if wrapped:
             self.tile_notes.append("event level: the chip has fewer blocks than the run has regions; "
                                    "regions share blocks")
-        elif share.min() < 0.995 or share.max() > 1.005:
+        elif least < 0.995 or most > 1.005:
             self.tile_notes.append(f"event level: the regions, laid out as rectangles of whole blocks, get "
-                                   f"{share.min():.0%} to {share.max():.0%} of the tiles the analytic level sizes "
+                                   f"{least:.0%} to {most:.0%} of the tiles the analytic level sizes "
                                    f"them to (their compute scales accordingly)")
-        # the direction of each region: odd bands of a serpentine placement run east to west
-        nrc = -(-chip.rows // s)
-        sign_a = regs[:, 5]
-        sign_a[:] = 1
-        if self.mp.placement == "serpentine" and not wrapped:
-            sign_a[(ry % nrc) // rh % 2 == 1] = -1
-        sign = sign_a.tolist()
         asked = min(-(-self.mp.region_rows // s), nrc)  # the band height the layout was given, in blocks
-        if self.mp.region_rows and not wrapped and bool(np.any(rh != asked)):
+        if self.mp.region_rows and not wrapped and bool(np.any(rect_a[:, 2] != asked)):
             self.tile_notes.append(f"event level: the regions do not fit in bands of region_rows = "
                                    f"{self.mp.region_rows} tile rows; laid out in bands of archc's choice")
         # the rows simulated: each band's top row for the band (see _bands), unless an input is
@@ -1573,12 +1564,14 @@ class _Builder:
         # layout hands each op's input over from the region before where the region changes on
         # a chip (_handover): those visits start a run of their own
         hand = self.mp.placement != "adjacent" and not wrapped
-        rects = [tuple(r) for r in rect_a.tolist()] if hand or REGION_OP_EACH else None  # (their Python form)
+        rects = sign = given = None  # their Python forms, for the hand-overs and the reference
+        if hand or REGION_OP_EACH:
+            rects, sign, given = [tuple(r) for r in rect_a.tolist()], regs[:, 5].tolist(), regs[:, 4].tolist()
         turns = (np.flatnonzero((seq[1:] != seq[:-1]) & (chip_of[seq[1:]] == chip_of[seq[:-1]])) + 1).tolist() \
             if hand else []
         carried = any(self._carries(rects[seq[g - 1]], sign[seq[g - 1]], rects[seq[g]], sign[seq[g]], int(vi[heads[g]]))
                       for g in turns)
-        bands = None if REGION_EVERY_ROW or wrapped or carried else _bands(rect_a)
+        bands = None if REGION_EVERY_ROW or wrapped or carried else layout_bands
         self.wafer = _Wafer(self, s, chips, bands=bands)
         xfer, xlink, lat_s = self._spatial_link()
         labels = self.plan.labels

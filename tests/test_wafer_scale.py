@@ -500,3 +500,30 @@ def test_spatial_visits_equal_the_loops_as_written(tmp_path, sample, run_name, s
         for k, (x, y) in enumerate(zip(got, want)):
             y = np.asarray(y, dtype=x.dtype)
             assert x.shape == y.shape and np.array_equal(x, y), (name, k)
+
+
+def test_region_layout_as_written():
+    """The event kernel's region_layout gives each region the tiles build_spatial_tiles gave
+    it (h w s^2, at most the grid's) and the direction (odd bands of a serpentine placement
+    east to west), the least and most share of the analytic size, and _bands' bands (None when
+    two regions' rows overlap without being the same), on random layouts."""
+    import random
+
+    from archc.runtime import events as ev
+    k, rng, seen = ev.kernel(), random.Random(3), set()
+    for _ in range(300):
+        n, s, nrc = rng.randint(1, 12), rng.choice([1, 2, 4]), rng.randint(1, 30)
+        rects = [(rng.randint(0, 2 * nrc), rng.randint(0, 20), rng.randint(1, 6), rng.randint(1, 9)) for _ in range(n)]
+        if rng.random() < 0.5:  # bands: the rows of a few heights, stacked
+            rects = [(3 * (y % 4), x, 3, w) for y, x, _, w in rects]
+        want = [rng.choice([rng.uniform(0.5, 300.0), 1e-9]) for _ in range(n)]
+        tiles, serpentine = rng.randint(1, 400), rng.random() < 0.5
+        regs, least, most, bands = k.region_layout(np.array(rects, np.int64), np.array(want), s, tiles, serpentine,
+                                                    nrc)
+        given = [min(h * w * s * s, tiles) for (_, _, h, w) in rects]
+        sign = [-1 if serpentine and (y % nrc) // h % 2 else 1 for (y, _, h, _) in rects]
+        assert regs.tolist() == [[*r, g, d] for r, g, d in zip(rects, given, sign)]
+        assert (least, most) == (min(g / t for g, t in zip(given, want)), max(g / t for g, t in zip(given, want)))
+        assert bands == el._bands(rects)
+        seen |= {("bands", bands is None), ("east to west", any(d < 0 for d in sign))}
+    assert len(seen) == 4  # overlapping rows and bands; east-to-west regions and not
