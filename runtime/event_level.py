@@ -85,11 +85,14 @@ How a run becomes a task graph
   (its flows take a different staircase per row) or regions share blocks: there every row is
   simulated. So the graph grows with the regions' widths, not their areas. The block size s
   is the one the graph of every row would need, so the figures stay those of that graph.
-  A sample's tasks are built once and repeated for each sample (TaskGraph.add_repeated);
-  its region visits (between inputs carried over the fabric) are written by one call of the
-  event kernel's region_tasks (_region_ops; REGION_OP_EACH makes them one _region_op call
-  each, the reference the tests hold them to, array for array), and the candidate layouts are
-  ranked in the kernel's typed loops (codegen/layout.py; its REFERENCE, in Python, agrees).
+  A sample's tasks are built once and repeated for each sample (TaskGraph.add_repeated; a
+  single sample is built in place). The build works from the plan's arrays in the event
+  kernel's typed loops: spatial_visits lays out the regions and a sample's visits (as
+  codegen/layout.py's regions and visits do), region_layout the placed rectangles' tiles,
+  directions and bands, and region_visits a run of visits (between inputs carried over the
+  fabric) with their times (_region_ops; REGION_OP_EACH makes them one _region_op call each,
+  the reference the tests hold them to, array for array); the candidate layouts are ranked in
+  the kernel's typed loops too (codegen/layout.py; its REFERENCE, in Python, agrees).
   Weight streaming: each matmul row runs on every tile of the wafer, after its weights have
   streamed in (one flow per tile row: the memory link, then that row's west edge link) and
   passed along the row to it (one hop a tile); the tiles of a row differ only in that arrival,
