@@ -1387,12 +1387,8 @@ class _Builder:
             first, op, reg, routed, fop, fvisit, regs, W.bands is not None, self.R, _LOCAL_COLS, self.launch,
             self.noc_bytes, q, W.cols, W.res0, W.e0, W.w0, W.x0, W.hop)
         self.adjust.add(adj_rows, adj)
-        g.add_tasks(kind, dur, res, nb, lat, rlen, rlinks)
-        g.add_deps(src, dst)
-        if prev is not None:
-            g.add_deps_late(np.concatenate([[prev], E[:-1]]), S)
-        else:
-            g.add_deps_late(E[:-1], S[1:])
+        g.add_made(kind, dur, res, nb, lat, rlen, rlinks, src, dst,
+                   (np.concatenate([[prev], E[:-1]]), S) if prev is not None else (E[:-1], S[1:]))
         labels = self.plan.labels
         self.names.add_range(g.n_tasks - first, _VisitNames(lambda v: f"{labels[op[v]]} sample {SAMPLE}", op, reg,
                                                             S - first, regs, W.bands is not None, self.noc_bytes))
@@ -1612,9 +1608,12 @@ class _Builder:
                                 [(int(f), region[f] / given[gr[v]]) for f in fi[fg == v]], sign[gr[v]], bool(routed[v]))
                             prev = int(E[v])
                     else:
-                        fa, fb = np.searchsorted(fg, [a, b]).tolist()
-                        S[a:b], E[a:b] = self._region_ops(gi[a:b], gr[a:b], routed[a:b], fi[fa:fb], fg[fa:fb] - a,
-                                                          regs, prev)
+                        if not turns:  # one run: every visit
+                            S, E = self._region_ops(gi, gr, routed, fi, fg, regs, prev)
+                        else:
+                            fa, fb = np.searchsorted(fg, [a, b]).tolist()
+                            S[a:b], E[a:b] = self._region_ops(gi[a:b], gr[a:b], routed[a:b], fi[fa:fb],
+                                                              fg[fa:fb] - a, regs, prev)
                         prev = int(E[b - 1])
                 self.instances.add_block((gi, np.zeros_like(gi), S, E, np.full_like(gi, -1)))
                 entry, first = (int(S[0]), int(E[0])) if gi.size else (None, None)

@@ -402,6 +402,29 @@ class TaskGraph:
         self._final = None
         return first
 
+    def add_made(self, kind, duration, resource, nbytes, latency, route_len, route_links, src, dst, late) -> int:
+        """add_tasks(kind, ..., route_links), add_deps(src, dst) and add_deps_late(*late) at
+        once, for arrays an event kernel wrote (of the columns' dtypes; checked for that and
+        for their sizes, converted only if not). Returns the first task's id."""
+        n = int(np.shape(kind)[0])
+        cols = [_column(kind, np.int8, n), _column(duration, _F64, n), _column(resource, _I32, n),
+                _column(nbytes, _F64, n), _column(latency, _F64, n), _column(route_len, np.int64, n)]
+        route_links = np.asarray(route_links, _I32).reshape(-1)
+        if int(cols[5].sum()) != route_links.size:
+            raise ValueError("add_made: route_len must sum to len(route_links)")
+        self._flush()
+        self._chunks.append((*cols, route_links))
+        first = self._n
+        self._n += n
+        s, d = _pair(src, dst, _I32, _I32)
+        self._dep_chunks.append((s, d))
+        if self._dep_src:
+            self._late.append((np.array(self._dep_src, _I32), np.array(self._dep_dst, _I32)))
+            self._dep_src, self._dep_dst = [], []
+        self._late.append(_pair(late[0], late[1], _I32, _I32))
+        self._final = None
+        return first
+
     def add_deps_late(self, before, after) -> None:
         """Dependencies as if added now one by one with add_dep: a task's successors list the
         add_deps ones first, then the add_dep (and add_deps_late) ones, each in call order."""

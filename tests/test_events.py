@@ -608,3 +608,42 @@ def test_add_repeated_equals_the_copies_built_one_by_one():
     assert np.array_equal(ra.end, rb.end) and ra.makespan == rb.makespan
     with pytest.raises(ValueError, match="resources and links must be"):
         rep.add_repeated(TaskGraph(n_resources=1), 2)
+
+
+def test_add_made_is_add_tasks_add_deps_and_late_deps():
+    """TaskGraph.add_made (an event kernel's arrays at once) makes the graph that add_tasks,
+    add_deps and add_deps_late make one after the other, scalar dependencies before it
+    included (they stay ahead of the late ones in each task's successors)."""
+    from conftest import assert_same_graph
+
+    def build(made: bool):
+        g = ev.TaskGraph(n_resources=2, link_bw=[1e9, 2e9])
+        a = g.add_compute(1.0, 0)
+        b = g.add_delay(0.5, after=[a])  # a scalar dependency before the block
+        kind = np.array([0, 1, 2, 0], np.int8)
+        cols = (kind, np.array([2.0, 0.0, 0.25, 1.0]), np.array([1, -1, -1, 0], np.int32),
+                np.array([0.0, 4e9, 0.0, 0.0]), np.array([0.0, 1e-6, 0.0, 0.0]), np.array([0, 2, 0, 0], np.int64),
+                np.array([0, 1], np.int32))
+        src, dst = np.array([2, 3, 2], np.int32), np.array([3, 4, 5], np.int32)
+        late = (np.array([b, 4], np.int64), np.array([2, 5], np.int64))
+        if made:
+            first = g.add_made(*cols, src, dst, late)
+        else:
+            first = g.add_tasks(*cols)
+            g.add_deps(src, dst)
+            g.add_deps_late(*late)
+        g.add_dep(5, g.add_delay(0.0))  # a scalar dependency after it
+        return first, g.finalize()
+
+    (f1, g1), (f2, g2) = build(True), build(False)
+    assert f1 == f2 == 2
+    assert_same_graph(g1, g2)
+    # written out: task 1 (the delay) precedes the block's first task 2 (late); task 2 precedes
+    # 3 and 5 (array); task 4 precedes 5 (late); task 5 the final delay 6 (scalar, after)
+    succ = {t: g1.succ[g1.succ_ptr[t]:g1.succ_ptr[t + 1]].tolist() for t in range(7)}
+    assert succ == {0: [1], 1: [2], 2: [3, 5], 3: [4], 4: [5], 5: [6], 6: []}
+    with pytest.raises(ValueError, match="route_len must sum"):
+        ev.TaskGraph().add_made(kind=np.zeros(1, np.int8), duration=0.0, resource=-1, nbytes=0.0, latency=0.0,
+                                route_len=np.ones(1, np.int64), route_links=np.zeros(0, np.int32),
+                                src=np.zeros(0, np.int32), dst=np.zeros(0, np.int32),
+                                late=(np.zeros(0, np.int32), np.zeros(0, np.int32)))
