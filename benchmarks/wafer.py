@@ -10,7 +10,7 @@ once, outside the timings), `--reps` times each after one unmeasured run, median
 way's repetitions run back to back, as a sweep or a search runs the event level, each a whole
 report: the ways are not interleaved, since a run of the reference way frees up to a gigabyte
 and the run after it would time the page faults and cold caches that leaves (the bands way's
-graph then takes 1.5-2x as long, the engine about 1.1x; see the README):
+graph then takes up to twice as long, the engine up to 1.5x; see the README):
   bands      each band's top row stands for the band's rows (the default; exact, _bands), a
              sample's region visits made in one kernel call (_region_ops), the layouts
              ranked in the kernel's typed loops (codegen/layout.py _ranked), and a streaming
