@@ -1594,6 +1594,8 @@ class _Builder:
                 S, E = np.zeros(gi.size, np.int64), np.zeros(gi.size, np.int64)
                 prev = None
                 for a, b in zip([0] + turns, turns + [gi.size]):
+                    if a == b:  # no visits at all
+                        continue
                     if a:
                         label = f"{labels[gi[a]]} sample {SAMPLE}"
                         q, r = gr[a - 1], gr[a]
