@@ -339,11 +339,8 @@ class TaskGraph:
         src, dst = np.concatenate(srcs), np.concatenate(dsts)
         _validate(T, kind, dur, res, nb, lat, route_links, bw, src, dst, self.n_resources)
         # CSR of successors, each task's successors in the order the dependencies were added
-        order = np.argsort(src, kind="stable")
-        succ = dst[order].astype(_I32, copy=False)
-        succ_ptr = np.zeros(T + 1, np.int64)
-        np.cumsum(np.bincount(src, minlength=T), out=succ_ptr[1:])
-        n_preds = np.bincount(dst, minlength=T).astype(_I32)
+        # (the event kernel's stable counting sort)
+        succ_ptr, succ, n_preds = kernel().successors(src.astype(_I32, copy=False), dst.astype(_I32, copy=False), T)
         flow_class, class_ptr, class_links = route_classes(kind, route_ptr, route_links, bw.size)
         self._final = FinalGraph(kind, dur, res, nb, lat, route_ptr, route_links, succ_ptr, succ, n_preds,
                                  bw, self.n_resources, flow_class, class_ptr, class_links)

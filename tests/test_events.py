@@ -647,3 +647,20 @@ def test_add_made_is_add_tasks_add_deps_and_late_deps():
                                 route_len=np.ones(1, np.int64), route_links=np.zeros(0, np.int32),
                                 src=np.zeros(0, np.int32), dst=np.zeros(0, np.int32),
                                 late=(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+
+
+def test_successors_are_a_stable_sort_by_source():
+    """The event kernel's successors (TaskGraph.finalize's CSR) lists each task's successors
+    in the order its dependencies were given, as a stable argsort by source does, and counts
+    each task's predecessors as a bincount does; a dependency outside the tasks is refused."""
+    rng = np.random.default_rng(5)
+    k = ev.kernel()
+    for T, D in ((1, 0), (7, 30), (1000, 20000)):
+        src, dst = rng.integers(0, T, D).astype(np.int32), rng.integers(0, T, D).astype(np.int32)
+        ptr, succ, npred = k.successors(src, dst, T)
+        order = np.argsort(src, kind="stable")
+        assert succ.tolist() == dst[order].tolist()
+        assert ptr.tolist() == [0] + np.cumsum(np.bincount(src, minlength=T)).tolist()
+        assert npred.tolist() == np.bincount(dst, minlength=T).tolist()
+    with pytest.raises(ValueError, match=r"dependency 1 \(3 -> 0\) is outside 0..2"):
+        k.successors(np.array([0, 3], np.int32), np.array([1, 0], np.int32), 3)
