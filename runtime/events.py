@@ -390,7 +390,7 @@ class TaskGraph:
         route_len = np.asarray(route_len, np.int64).reshape(-1)
         route_links = np.asarray(route_links, _I32).reshape(-1)
         if route_len.size != n or int(route_len.sum()) != route_links.size:
-            raise ValueError("add_tasks: route_len must have one entry per task and sum to len(route_links)")
+            raise ValueError("add_tasks: route_len must sum to len(route_links), with one entry per task")
         self._flush()
         self._chunks.append((kind, _column(duration, _F64, n), _column(resource, _I32, n), _column(nbytes, _F64, n),
                              _column(latency, _F64, n), route_len, route_links))
@@ -400,26 +400,11 @@ class TaskGraph:
         return first
 
     def add_made(self, kind, duration, resource, nbytes, latency, route_len, route_links, src, dst, late) -> int:
-        """add_tasks(kind, ..., route_links), add_deps(src, dst) and add_deps_late(*late) at
-        once, for arrays an event kernel wrote (of the columns' dtypes; checked for that and
-        for their sizes, converted only if not). Returns the first task's id."""
-        n = int(np.shape(kind)[0])
-        cols = [_column(kind, np.int8, n), _column(duration, _F64, n), _column(resource, _I32, n),
-                _column(nbytes, _F64, n), _column(latency, _F64, n), _column(route_len, np.int64, n)]
-        route_links = np.asarray(route_links, _I32).reshape(-1)
-        if int(cols[5].sum()) != route_links.size:
-            raise ValueError("add_made: route_len must sum to len(route_links)")
-        self._flush()
-        self._chunks.append((*cols, route_links))
-        first = self._n
-        self._n += n
-        s, d = _pair(src, dst, _I32, _I32)
-        self._dep_chunks.append((s, d))
-        if self._dep_src:
-            self._late.append((np.array(self._dep_src, _I32), np.array(self._dep_dst, _I32)))
-            self._dep_src, self._dep_dst = [], []
-        self._late.append(_pair(late[0], late[1], _I32, _I32))
-        self._final = None
+        """add_tasks(kind, ..., route_links), add_deps(src, dst) and add_deps_late(*late): the
+        tasks and dependencies an event kernel wrote, in one call. Returns the first task's id."""
+        first = self.add_tasks(kind, duration, resource, nbytes, latency, route_len, route_links)
+        self.add_deps(src, dst)
+        self.add_deps_late(*late)
         return first
 
     def add_deps_late(self, before, after) -> None:
@@ -428,8 +413,8 @@ class TaskGraph:
         if self._dep_src:
             self._late.append((np.array(self._dep_src, _I32), np.array(self._dep_dst, _I32)))
             self._dep_src, self._dep_dst = [], []
-        s, d = np.broadcast_arrays(np.asarray(before, _I32), np.asarray(after, _I32))
-        self._late.append((s.reshape(-1).copy(), d.reshape(-1).copy()))
+        s, d = _pair(before, after, _I32, _I32)
+        self._late.append((s.copy(), d.copy()))
         self._final = None
 
 
