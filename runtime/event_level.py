@@ -481,7 +481,7 @@ class _Wafer:
         names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc}, {k % nc}) south")
         names.add_range(ns, lambda k, nc=nc: f"fabric ({k // nc + 1}, {k % nc}) north")
 
-    @property
+    @functools.cached_property
     def cls(self) -> np.ndarray:
         """Row -> the index of the made row standing for it (-1: none), when only bands' top
         rows are made."""
@@ -1474,7 +1474,7 @@ class _Builder:
         m = self.plan.micro_batches
         chip = self.m.chip
         chips = max(1, self.mp.pp)
-        owner, want_a, work, entry, chip_of, vi, _, vr, _, heads, fv, gof = self.spatial_visits(chips)
+        _, want_a, work, entry, chip_of, vi, _, vr, _, heads, fv, gof = self.spatial_visits(chips)
         want, work, entry = want_a.tolist(), work.tolist(), entry.tolist()
 
         memo = {} if memo is None else memo
@@ -1487,14 +1487,14 @@ class _Builder:
         def place(s, rank):
             """The rank-th layout at block size s: ((regions, 4) array of (y, x, h, w), wrapped)."""
             nr = -(-chip.rows // s)
-            rect_a, wrapped = np.zeros((len(want), 4), np.int64), False
+            rect_a, wrapped = np.zeros((len(want), 4), np.int64) if chips > 1 else None, False
             for c in range(chips):
-                ids = np.flatnonzero(chip_of == c).tolist() if chips > 1 else list(range(len(want)))
+                ids = np.flatnonzero(chip_of == c).tolist() if chips > 1 else None
                 if ("ranked", s, c) not in memo:  # every rank's, worked out once
+                    figures = (want, work, entry) if ids is None else ([x[r] for r in ids] for x in (want, work, entry))
                     memo["ranked", s, c] = layouts(
-                        nr, -(-chip.cols // s), s, *(([x[r] for r in ids] for x in (want, work, entry)) if chips > 1
-                                                     else (want, work, entry)),
-                        m, -(-self.mp.region_rows // s), self.mp.placement == "serpentine",
+                        nr, -(-chip.cols // s), s, *figures, m, -(-self.mp.region_rows // s),
+                        self.mp.placement == "serpentine",
                         chip.noc.latency_s * s if self.mp.placement != "adjacent" else None, ev.kernel())
                 ranked, wr = memo["ranked", s, c]
                 if rank >= len(ranked):
